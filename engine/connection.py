@@ -1,0 +1,81 @@
+"""A connection: one connector spec bound to the user's settings and secret references."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.http.errors import FatalError
+from engine.http.redact import REDACTOR
+
+
+class SecretSource(Mapping[str, str]):
+    """Resolves secret references lazily: ``env:NAME`` or ``store:NAME`` (the encrypted credential store)."""
+
+    def __init__(self, connection: str, refs: Mapping[str, str], store: Any) -> None:
+        self._connection = connection
+        self._refs = dict(refs)
+        self._store = store
+
+    def __getitem__(self, name: str) -> str:
+        ref = self._refs.get(name)
+        if ref is None:
+            raise KeyError(name)
+        scheme, _, target = ref.partition(":")
+        value: str | None
+        if scheme == "env":
+            value = os.environ.get(target)
+            where = f"environment variable {target}"
+        elif scheme == "store":
+            value = self._store.get(target) if self._store is not None else None
+            where = f"credential store entry {target!r}"
+        else:
+            raise FatalError(f"connection {self._connection}: secret {name!r} must be env:NAME or store:NAME")
+        if value is None or value == "":
+            raise FatalError(f"connection {self._connection}: secret {name!r}: {where} is not set")
+        REDACTOR.add(value)
+        return value
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._refs)
+
+    def __len__(self) -> int:
+        return len(self._refs)
+
+
+@dataclass
+class Connection:
+    """Everything needed to call one system for one user."""
+
+    name: str
+    connector: Mapping[str, Any]
+    settings: dict[str, Any] = field(default_factory=dict)
+    secret_refs: dict[str, str] = field(default_factory=dict)
+    auth_name: str | None = None
+
+    @classmethod
+    def from_workspace(cls, name: str, entry: Mapping[str, Any], connector: Mapping[str, Any]) -> Connection:
+        declared = (connector.get("connection") or {}).get("settings") or {}
+        settings = {key: spec.get("default") for key, spec in declared.items() if isinstance(spec, dict)}
+        settings.update(entry.get("settings") or {})
+        return cls(name, connector, settings, dict(entry.get("secrets") or {}), entry.get("auth"))
+
+    @property
+    def auth_spec(self) -> tuple[str, Mapping[str, Any]]:
+        methods: Mapping[str, Any] = self.connector["auth"]
+        chosen = self.auth_name or next(iter(methods))
+        if chosen not in methods:
+            raise FatalError(f"connection {self.name}: auth {chosen!r} is not one of {sorted(methods)}")
+        return chosen, methods[chosen]
+
+    def context(self, store: Any) -> dict[str, Any]:
+        """The names connector templates see: ``connection`` (settings) and ``secrets``."""
+        return {"connection": dict(self.settings), "secrets": SecretSource(self.name, self.secret_refs, store)}

@@ -1,0 +1,234 @@
+"""Auth strategies: API key, OAuth2 (refresh-token, client-credentials, password) and session login."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import httpx
+import jmespath
+
+from engine.http.errors import FatalError, ReauthorizeError, TransientError
+from engine.http.redact import REDACTOR
+from engine.http.rules import parse_body
+from engine.transform.expressions import TemplateTree, compile_template
+
+
+class Vault(Protocol):
+    """Where rotated refresh tokens and cached access tokens are kept (encrypted)."""
+
+    def get(self, name: str) -> str | None: ...
+
+    def put(self, name: str, value: str) -> None: ...
+
+
+class Auth(Protocol):
+    """Applies credentials to requests and renews them when told."""
+
+    base_url: str | None
+
+    async def apply(self, http: httpx.AsyncClient, headers: dict[str, str], params: dict[str, Any]) -> None: ...
+
+    def invalidate(self) -> None: ...
+
+
+class ApiKeyAuth:
+    """A static key in a header or a query parameter."""
+
+    base_url: str | None = None
+
+    def __init__(self, spec: Mapping[str, Any], context: Mapping[str, Any]) -> None:
+        self.header = spec.get("header")
+        self.query = spec.get("query")
+        self.value = str(compile_template(spec["value"]).evaluate(context))
+        if not self.value:
+            raise FatalError("the API key is empty")
+        REDACTOR.add(self.value)
+
+    async def apply(self, http: httpx.AsyncClient, headers: dict[str, str], params: dict[str, Any]) -> None:
+        if self.header:
+            headers[self.header] = self.value
+        else:
+            params[str(self.query)] = self.value
+
+    def invalidate(self) -> None:
+        """A static key cannot be renewed; the next 401 is fatal."""
+
+
+class _TokenAuth:
+    """Shared token lifecycle: cache, expiry with a safety margin, one refresh at a time."""
+
+    def __init__(self, name: str, vault: Vault, refresh_ahead: float) -> None:
+        self.name = name
+        self.vault = vault
+        self.refresh_ahead = refresh_ahead
+        self.token: str | None = None
+        self.expires_at = 0.0
+        self.base_url: str | None = None
+        self._lock = asyncio.Lock()
+        self._load_cached()
+
+    def _cache_key(self) -> str:
+        return f"{self.name}.access_token"
+
+    def _load_cached(self) -> None:
+        cached = self.vault.get(self._cache_key())
+        if cached:
+            data = json.loads(cached)
+            self.token, self.expires_at, self.base_url = data["token"], data["expires_at"], data.get("base_url")
+            REDACTOR.add(self.token)
+
+    def _remember(self, token: str, expires_in: float | None) -> None:
+        REDACTOR.add(token)
+        self.token = token
+        self.expires_at = time.time() + (float(expires_in) if expires_in else 3600.0)
+        self.vault.put(self._cache_key(), json.dumps(
+            {"token": token, "expires_at": self.expires_at, "base_url": self.base_url}))
+
+    def _fresh(self) -> bool:
+        return self.token is not None and time.time() < self.expires_at - self.refresh_ahead
+
+    def invalidate(self) -> None:
+        self.token = None
+        self.expires_at = 0.0
+
+    async def ensure(self, http: httpx.AsyncClient) -> str:
+        if self._fresh():
+            assert self.token is not None
+            return self.token
+        async with self._lock:
+            if not self._fresh():
+                await self._obtain(http)
+        assert self.token is not None
+        return self.token
+
+    async def _obtain(self, http: httpx.AsyncClient) -> None:
+        raise NotImplementedError
+
+
+def _token_error(name: str, response: httpx.Response, body: Any) -> Exception:
+    if response.status_code >= 500 or response.status_code == 429:
+        return TransientError(f"{name}: token endpoint answered {response.status_code}")
+    detail = body.get("error") if isinstance(body, dict) else None
+    text = REDACTOR(json.dumps(body) if isinstance(body, (dict, list)) else str(body))[:300]
+    if detail in {"invalid_grant", "invalid_client", "unauthorized_client"}:
+        return ReauthorizeError(f"connection {name}: the authorisation was refused ({detail}); "
+                                f"re-authorise this connection. Token endpoint said: {text}")
+    return FatalError(f"connection {name}: token request failed with HTTP {response.status_code}: {text}")
+
+
+class OAuth2Auth(_TokenAuth):
+    """OAuth 2.0 token grants with proactive renewal and stored rotation of refresh tokens."""
+
+    def __init__(self, name: str, spec: Mapping[str, Any], context: Mapping[str, Any], vault: Vault) -> None:
+        super().__init__(name, vault, float(spec.get("refresh_ahead", 60)))
+        self.spec = spec
+        self.grant: str = spec["grant"]
+        self.token_url = str(compile_template(spec["token_url"]).evaluate(context))
+        values = TemplateTree({k: spec[k] for k in ("client_id", "client_secret", "username", "password",
+                                                    "refresh_token", "scope") if k in spec}).render(context)
+        self.values: dict[str, Any] = {k: v for k, v in values.items() if v not in (None, "")}
+        self.extra = TemplateTree(spec.get("extra") or {}).render(context)
+
+    def _refresh_key(self) -> str:
+        return f"{self.name}.refresh_token"
+
+    def _current_refresh_token(self) -> str | None:
+        return self.vault.get(self._refresh_key()) or self.values.get("refresh_token")
+
+    def _form(self, grant: str) -> dict[str, Any]:
+        form: dict[str, Any] = {"grant_type": grant, **self.extra}
+        if grant == "refresh_token":
+            form["refresh_token"] = self._current_refresh_token()
+        elif grant == "password":
+            form["username"] = self.values.get("username")
+            form["password"] = self.values.get("password")
+        if self.values.get("scope"):
+            form["scope"] = self.values["scope"]
+        if self.spec.get("client_auth", "basic") == "body":
+            form["client_id"] = self.values.get("client_id")
+            if self.values.get("client_secret"):
+                form["client_secret"] = self.values["client_secret"]
+        return {k: v for k, v in form.items() if v is not None}
+
+    async def _post(self, http: httpx.AsyncClient, grant: str) -> tuple[httpx.Response, Any]:
+        auth = None
+        if self.spec.get("client_auth", "basic") == "basic":
+            auth = httpx.BasicAuth(str(self.values.get("client_id", "")), str(self.values.get("client_secret", "")))
+        try:
+            response = await http.post(self.token_url, data=self._form(grant), auth=auth)
+        except httpx.TransportError as exc:
+            raise TransientError(f"{self.name}: token endpoint unreachable: {type(exc).__name__}") from exc
+        return response, parse_body(response)
+
+    async def _obtain(self, http: httpx.AsyncClient) -> None:
+        grant = self.grant
+        if grant == "password" and self._current_refresh_token():
+            response, body = await self._post(http, "refresh_token")
+            if response.status_code != 200:  # the refresh token expired: log in again
+                response, body = await self._post(http, "password")
+        else:
+            if grant == "refresh_token" and not self._current_refresh_token():
+                raise ReauthorizeError(f"connection {self.name}: no refresh token; authorise this connection")
+            response, body = await self._post(http, grant)
+        if response.status_code != 200 or not isinstance(body, dict) or "access_token" not in body:
+            raise _token_error(self.name, response, body)
+        rotated = body.get("refresh_token")
+        if rotated and rotated != self._current_refresh_token():
+            REDACTOR.add(rotated)
+            self.vault.put(self._refresh_key(), rotated)  # stored before the new access token is used
+        if self.spec.get("base_url_from") and body.get(self.spec["base_url_from"]):
+            self.base_url = str(body[self.spec["base_url_from"]]).rstrip("/")
+        self._remember(str(body["access_token"]), body.get("expires_in"))
+
+    async def apply(self, http: httpx.AsyncClient, headers: dict[str, str], params: dict[str, Any]) -> None:
+        headers["Authorization"] = f"Bearer {await self.ensure(http)}"
+
+
+class SessionAuth(_TokenAuth):
+    """A login call that returns a session token (JWT or opaque), sent in templated headers."""
+
+    def __init__(self, name: str, spec: Mapping[str, Any], context: Mapping[str, Any], vault: Vault) -> None:
+        super().__init__(name, vault, float(spec.get("refresh_ahead", 60)))
+        login = spec["login"]
+        self.method = login.get("method", "POST")
+        self.url = str(compile_template(login["url"]).evaluate(context))
+        self.params = TemplateTree(login.get("params") or {}).render(context)
+        self.form = TemplateTree(login["form"]).render(context) if "form" in login else None
+        self.json = TemplateTree(login["json"]).render(context) if "json" in login else None
+        self.token_path = jmespath.compile(spec.get("token", "token"))
+        self.expiry_path = jmespath.compile(spec["expires_in"]) if spec.get("expires_in") else None
+        self.ttl = spec.get("ttl")
+        self.header = TemplateTree(spec.get("header") or {"Authorization": "Bearer {{ token }}"})
+
+    async def _obtain(self, http: httpx.AsyncClient) -> None:
+        try:
+            response = await http.request(self.method, self.url, params=self.params, data=self.form,
+                                          json=self.json)
+        except httpx.TransportError as exc:
+            raise TransientError(f"{self.name}: login endpoint unreachable: {type(exc).__name__}") from exc
+        body = parse_body(response)
+        token = self.token_path.search(body) if isinstance(body, dict) else None
+        if response.status_code >= 300 or not token:
+            raise _token_error(self.name, response, body)
+        expires = self.expiry_path.search(body) if self.expiry_path is not None else self.ttl
+        self._remember(str(token), expires)
+
+    async def apply(self, http: httpx.AsyncClient, headers: dict[str, str], params: dict[str, Any]) -> None:
+        token = await self.ensure(http)
+        headers.update({k: str(v) for k, v in self.header.render({"token": token}).items()})
+
+
+def build_auth(name: str, spec: Mapping[str, Any], context: Mapping[str, Any], vault: Vault) -> Auth:
+    """The auth strategy a connector's auth method describes."""
+    kind = spec["type"]
+    if kind == "api_key":
+        return ApiKeyAuth(spec, context)
+    if kind == "oauth2":
+        return OAuth2Auth(name, spec, context, vault)
+    if kind == "session":
+        return SessionAuth(name, spec, context, vault)
+    raise FatalError(f"unknown auth type {kind!r}")

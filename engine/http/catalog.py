@@ -1,0 +1,57 @@
+"""Field catalogs: custom fields keyed by opaque ids in the API, named by their labels in mappings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jmespath
+
+from engine.http.errors import FatalError
+
+
+class FieldCatalog:
+    """Translates a record's custom-field object between opaque keys (wire) and labels (mappings)."""
+
+    def __init__(self, object_name: str, label_to_key: Mapping[str, str], where: str) -> None:
+        self.object = object_name
+        self.label_to_key = dict(label_to_key)
+        self.key_to_label = {key: label for label, key in label_to_key.items()}
+        self.where = where
+
+    @classmethod
+    async def load(cls, client: Any, entity: str, spec: Mapping[str, Any]) -> FieldCatalog:
+        """Read every field definition (all pages) from the catalog endpoint."""
+        catalog = spec["catalog"]
+        records_path = jmespath.compile(catalog.get("records", "data"))
+        paginator = client.paginator(catalog.get("paginator"))
+        params: dict[str, Any] | None = {**(catalog.get("params") or {}), **paginator.first()}
+        label_to_key: dict[str, str] = {}
+        while params is not None:
+            reply = await client.request("GET", catalog["path"], params=params)
+            rows = records_path.search(reply.body) or []
+            for row in rows:
+                label_to_key.setdefault(str(row[catalog.get("label", "name")]), str(row[catalog.get("key", "key")]))
+            params = paginator.next(params, reply.body, rows)
+        return cls(spec["object"], label_to_key, f"{client.connection.name}.{entity}")
+
+    def to_labels(self, record: dict[str, Any]) -> dict[str, Any]:
+        values = record.get(self.object)
+        if isinstance(values, dict):
+            record[self.object] = {self.key_to_label.get(k, k): v for k, v in values.items()}
+        return record
+
+    def to_keys(self, payload: dict[str, Any]) -> dict[str, Any]:
+        values = payload.get(self.object)
+        if not isinstance(values, dict):
+            return payload
+        translated: dict[str, Any] = {}
+        for name, value in values.items():
+            if name in self.label_to_key:
+                translated[self.label_to_key[name]] = value
+            elif name in self.key_to_label:
+                translated[name] = value
+            else:
+                known = ", ".join(sorted(self.label_to_key)) or "none"
+                raise FatalError(f"{self.where}: no custom field labelled {name!r} (known: {known})")
+        return {**payload, self.object: translated}

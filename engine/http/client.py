@@ -1,0 +1,220 @@
+"""The connector client: one connection's base URL, auth, response rules, retries, quotas and call counts."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
+
+from engine.connection import Connection
+from engine.http.auth import Auth, Vault, build_auth
+from engine.http.errors import (
+    FatalError,
+    NeedsReauth,
+    RateLimited,
+    RecordError,
+    TransientError,
+)
+from engine.http.paginators import Paginator, build_paginator
+from engine.http.quotas import Quota
+from engine.http.redact import REDACTOR
+from engine.http.rules import (
+    FATAL,
+    OK,
+    RATE_LIMITED,
+    REAUTH,
+    RECORD_ERROR,
+    RETRY,
+    ResponseRules,
+    parse_body,
+)
+from engine.transform.expressions import TemplateTree, compile_template
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
+
+
+class UncertainWrite(TransientError):
+    """A non-idempotent write may or may not have happened (timeout, dropped connection, 5xx)."""
+
+
+@dataclass
+class CallStats:
+    """Calls made through one client, split the way run summaries report them."""
+
+    reads: int = 0
+    writes: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    waited_seconds: float = 0.0
+    by_status: dict[int, int] = field(default_factory=dict)
+
+    def snapshot(self) -> tuple[int, int]:
+        return self.reads, self.writes
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: Any
+    headers: Mapping[str, str]
+
+
+@dataclass
+class ClientOptions:
+    max_retries: int = 5
+    max_rate_limited: int = 50
+    max_wait: float = 900.0
+    backoff_base: float = 0.5
+    backoff_cap: float = 30.0
+    timeout: float = 60.0
+
+
+def _join(base: str, path: str) -> httpx.URL:
+    """The URL for ``path`` under ``base``; a path that would leave the base is refused."""
+    base_url = httpx.URL(base.rstrip("/") + "/")
+    url = httpx.URL(path) if path.startswith(("http://", "https://")) else base_url.join(path.lstrip("/"))
+    if (url.scheme, url.host, url.port) != (base_url.scheme, base_url.host, base_url.port) or not \
+            url.path.startswith(base_url.path) or "/../" in f"{url.path}/":
+        raise FatalError(f"request path {path!r} leaves the connection's base URL {base}")
+    return url
+
+
+class ConnectorClient:
+    """Makes calls for one connection, applying its connector's rules."""
+
+    def __init__(self, connection: Connection, vault: Vault, *, transport: httpx.AsyncBaseTransport | None = None,
+                 options: ClientOptions | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        spec = connection.connector
+        self.connection = connection
+        self.context = connection.context(vault)
+        self.options = options or ClientOptions()
+        self._configured_base = str(compile_template(spec["base_url"]).evaluate(self.context)).rstrip("/")
+        self.headers = {k: str(v) for k, v in TemplateTree(spec.get("headers") or {}).render(self.context).items()}
+        auth_name, auth_spec = connection.auth_spec
+        self.auth: Auth = build_auth(connection.name, auth_spec, self.context, vault)
+        self.rules = ResponseRules(spec.get("responses") or [])
+        self._paginator_specs: Mapping[str, Any] = spec.get("paginators") or {}
+        self.quotas = {name: Quota(q) for name, q in (spec.get("quotas") or {}).items()}
+        self.default_quota = Quota({"concurrency": 8})
+        self.stats = CallStats()
+        self.http = httpx.AsyncClient(transport=transport, timeout=self.options.timeout)
+        self._sleep = sleep
+
+    @property
+    def base_url(self) -> str:
+        """The configured base URL, with scheme and host replaced by the token's when the auth says so."""
+        override = self.auth.base_url
+        if not override:
+            return self._configured_base
+        configured = httpx.URL(self._configured_base)
+        chosen = httpx.URL(override)
+        return str(configured.copy_with(scheme=chosen.scheme, host=chosen.host, port=chosen.port)).rstrip("/")
+
+    def paginator(self, name: str | None) -> Paginator:
+        if name is None:
+            return build_paginator(None)
+        if name not in self._paginator_specs:
+            raise FatalError(f"connector {self.connection.connector['connector']}: no paginator {name!r}")
+        return build_paginator(self._paginator_specs[name])
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+                      json: Any = None, quota: str | None = None, idempotent: bool | None = None) -> Reply:
+        """One logical call: retried on transient failures, re-authenticated once on a reauth signal."""
+        method = method.upper()
+        safe = method in SAFE_METHODS if idempotent is None else idempotent
+        pool = self.quotas.get(quota, self.default_quota) if quota else self.default_quota
+        retrying = AsyncRetrying(retry=retry_if_exception_type(TransientError), stop=self._stop,
+                                 wait=self._wait, sleep=self._pause, reraise=True)
+        async for attempt in retrying:
+            with attempt:
+                try:
+                    return await self._once(method, path, params, json, pool, safe)
+                except NeedsReauth:
+                    self.auth.invalidate()
+                    try:
+                        return await self._once(method, path, params, json, pool, safe)
+                    except NeedsReauth as again:
+                        raise FatalError(f"connection {self.connection.name}: credentials refused after "
+                                         f"renewal ({method} {path})") from again
+        raise AssertionError("unreachable")
+
+    def _stop(self, state: RetryCallState) -> bool:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, UncertainWrite):
+            return True
+        if isinstance(error, RateLimited):
+            return state.attempt_number > self.options.max_rate_limited
+        return state.attempt_number > self.options.max_retries
+
+    def _wait(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, TransientError) and error.wait is not None:
+            if error.wait > self.options.max_wait:
+                raise FatalError(f"connection {self.connection.name}: the API asks to wait {error.wait:.0f} s, "
+                                 f"more than the allowed {self.options.max_wait:.0f} s (quota exhausted?)")
+            return error.wait + random.uniform(0.0, 0.1)
+        backoff = min(self.options.backoff_cap, self.options.backoff_base * 2 ** (state.attempt_number - 1))
+        return random.uniform(backoff / 2, backoff)
+
+    async def _pause(self, seconds: float) -> None:
+        self.stats.retries += 1
+        self.stats.waited_seconds += seconds
+        await self._sleep(seconds)
+
+    async def _once(self, method: str, path: str, params: Mapping[str, Any] | None, json: Any, pool: Quota,
+                    safe: bool) -> Reply:
+        url = _join(self.base_url, path)
+        headers = dict(self.headers)
+        query: dict[str, Any] = {k: v for k, v in (params or {}).items() if v is not None}
+        await self.auth.apply(self.http, headers, query)
+        async with pool:
+            if method == "GET":
+                self.stats.reads += 1
+            else:
+                self.stats.writes += 1
+            try:
+                response = await self.http.request(method, url, params=query, json=json, headers=headers)
+            except httpx.ConnectError as exc:  # nothing was sent: always safe to retry
+                raise TransientError(f"{method} {url.path}: cannot connect ({type(exc).__name__})") from exc
+            except httpx.TransportError as exc:
+                message = f"{method} {url.path}: {type(exc).__name__}"
+                raise (TransientError(message) if safe else UncertainWrite(message)) from exc
+            pool.observe(response)
+        self.stats.by_status[response.status_code] = self.stats.by_status.get(response.status_code, 0) + 1
+        body = parse_body(response)
+        decision = self.rules.classify(response, body)
+        if decision.action == OK:
+            return Reply(response.status_code, body, response.headers)
+        detail = REDACTOR(decision.message or _describe(body))[:500]
+        where = f"{method} {url.path} -> HTTP {response.status_code}"
+        if decision.action == RETRY:
+            if not safe:
+                raise UncertainWrite(f"{where}: {detail}", decision.wait)
+            raise TransientError(f"{where}: {detail}", decision.wait)
+        if decision.action == RATE_LIMITED:
+            self.stats.rate_limited += 1
+            raise RateLimited(f"{where}: rate limited", decision.wait)
+        if decision.action == REAUTH:
+            raise NeedsReauth(where)
+        if decision.action == RECORD_ERROR:
+            raise RecordError(f"{where}: {detail}", response.status_code, body)
+        if decision.action == FATAL:
+            raise FatalError(f"{where}: {detail}")
+        raise FatalError(f"{where}: unknown action {decision.action!r}")
+
+
+def _describe(body: Any) -> str:
+    if isinstance(body, dict):
+        for key in ("error", "message", "error_description"):
+            if body.get(key):
+                return str(body[key])
+    return str(body)[:300]

@@ -1,0 +1,326 @@
+"""Writing an entity: write strategies, single and batch calls, per-item results, safe retries of creates."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jmespath
+
+from engine.http.catalog import FieldCatalog
+from engine.http.client import ConnectorClient, UncertainWrite
+from engine.http.errors import FatalError, RecordError
+from engine.transform.expressions import TemplateTree, compile_template
+
+CREATE = "create"
+UPDATE = "update"
+
+
+@dataclass
+class PushItem:
+    """One changed record on its way to the target."""
+
+    source_key: str
+    payload: dict[str, Any]
+    match_value: Any = None
+    target_id: str | None = None
+    existing: dict[str, Any] | None = None
+    attempts: int = 1
+
+
+@dataclass
+class PushResult:
+    item: PushItem
+    action: str
+    target_id: str | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def get_path(record: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = record
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(part)
+    return node
+
+
+@dataclass
+class _Op:
+    """A compiled write operation."""
+
+    method: str
+    path: Any
+    params: TemplateTree
+    body: TemplateTree | None
+    id_path: Any
+    quota: str | None
+    batch_size: int
+    batch_body: TemplateTree | None
+    atomic: bool
+    results: Mapping[str, Any]
+    merge: TemplateTree | None
+    fetch_existing: bool
+    idempotent: bool | None
+    compiled_results: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def compile(cls, spec: Mapping[str, Any]) -> _Op:
+        batch = spec.get("batch") or {}
+        results = spec.get("results") or {}
+        op = cls(
+            method=spec.get("method", "POST").upper(), path=compile_template(spec["path"]),
+            params=TemplateTree(spec.get("params") or {}),
+            body=TemplateTree(spec["body"]) if "body" in spec else None,
+            id_path=jmespath.compile(spec["id"]) if spec.get("id") else None, quota=spec.get("quota"),
+            batch_size=int(batch.get("size", 1)), batch_body=TemplateTree(batch["body"]) if batch else None,
+            atomic=bool(batch.get("atomic", False)), results=results,
+            merge=TemplateTree(spec["merge"]) if spec.get("merge") else None,
+            fetch_existing=bool(spec.get("fetch_existing", False)), idempotent=spec.get("idempotent"))
+        for name in ("items", "id", "errors", "error_index"):
+            if results.get(name):
+                op.compiled_results[name] = jmespath.compile(results[name])
+        if results.get("error_message"):
+            op.compiled_results["error_message"] = compile_template(results["error_message"])
+        return op
+
+
+class EntityWriter:
+    """Pushes changed records to one entity with the entity's write strategy."""
+
+    def __init__(self, client: ConnectorClient, entity: str, spec: Mapping[str, Any], *,
+                 match_field: str | None, catalog: FieldCatalog | None = None, concurrency: int = 4) -> None:
+        write = spec.get("write")
+        if not write:
+            raise FatalError(f"{client.connection.name}.{entity} cannot be written (no write operation)")
+        self.client = client
+        self.entity = entity
+        self.spec = spec
+        self.strategy: str = write.get("strategy", "search_then_write")
+        self.match_field = match_field
+        self.catalog = catalog
+        self.create = _Op.compile(write["create"]) if write.get("create") else None
+        self.update = _Op.compile(write["update"]) if write.get("update") else None
+        self.search = write.get("search")
+        if self.search:
+            self._search_path = compile_template(self.search["path"])
+            self._search_params = TemplateTree(self.search.get("params") or {})
+            self._search_records = jmespath.compile(self.search.get("records", "data"))
+        get = spec.get("get")
+        self._get = (compile_template(get["path"]), TemplateTree(get.get("params") or {}),
+                     jmespath.compile(get.get("record", "data"))) if get else None
+        self.key_field: str = spec.get("key", "id")
+        self._slots = asyncio.Semaphore(concurrency)
+
+    # ---- resolution: which records exist in the target -------------------------------------------------------
+
+    async def find(self, item: PushItem) -> list[dict[str, Any]]:
+        """Target records whose match field equals this item's match value."""
+        if not self.search or item.match_value in (None, ""):
+            return []
+        context = {**self.client.context, "match": {"field": self.match_field, "value": item.match_value}}
+        try:
+            reply = await self.client.request(
+                "GET", str(self._search_path.evaluate(context)), params=self._search_params.render(context),
+                quota=self.search.get("quota"))
+        except RecordError as exc:
+            if exc.status in set(self.search.get("not_found") or []):
+                return []
+            raise
+        hits = self._search_records.search(reply.body)
+        if isinstance(hits, dict):
+            hits = [hits]
+        return [h for h in (hits or []) if isinstance(h, dict)]
+
+    async def fetch(self, target_id: str) -> dict[str, Any] | None:
+        if self._get is None:
+            raise FatalError(f"{self.entity}: fetch_existing needs a get operation")
+        path, params, record = self._get
+        context = {**self.client.context, "id": target_id}
+        try:
+            reply = await self.client.request("GET", str(path.evaluate(context)), params=params.render(context))
+        except RecordError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        found = record.search(reply.body)
+        return found if isinstance(found, dict) else None
+
+    async def _resolve(self, item: PushItem) -> PushResult | None:
+        """Decide create or update for an item the id map does not know. None = decided (item mutated)."""
+        async with self._slots:
+            hits = await self.find(item)
+        if len(hits) > 1:
+            ids = ", ".join(str(h.get(self.key_field)) for h in hits[:5])
+            return PushResult(item, UPDATE, error=f"{len(hits)} target records match {self.match_field}="
+                                                  f"{item.match_value!r} (ids {ids}); resolve the duplicate")
+        if hits:
+            item.target_id = str(hits[0][self.key_field])
+            item.existing = hits[0]
+        return None
+
+    # ---- push ------------------------------------------------------------------------------------------------
+
+    async def push(self, items: list[PushItem]) -> list[PushResult]:
+        """Write every item; each gets exactly one result (ok with a target id, or an error)."""
+        results: list[PushResult] = []
+        if self.strategy == "search_then_write":
+            unresolved = [item for item in items if item.target_id is None]
+            decided = await asyncio.gather(*(self._guard(self._resolve(i), i, CREATE) for i in unresolved))
+            results.extend(r for r in decided if r is not None)
+            failed = {id(r.item) for r in results}
+            items = [i for i in items if id(i) not in failed]
+        creates = [i for i in items if i.target_id is None]
+        updates = [i for i in items if i.target_id is not None]
+        if self.strategy == "update_only":
+            results.extend(PushResult(i, UPDATE, error="no target record to update") for i in creates)
+            creates = []
+        if self.strategy in {"upsert", "create_only"}:
+            creates, updates = creates + updates, []
+        if creates:
+            results.extend(await self._write(CREATE, creates))
+        if updates:
+            results.extend(await self._write(UPDATE, updates))
+        return results
+
+    async def _guard(self, coro: Any, item: PushItem, action: str) -> PushResult | None:
+        try:
+            result: PushResult | None = await coro
+            return result
+        except RecordError as exc:
+            return PushResult(item, action, error=str(exc))
+
+    async def _write(self, action: str, items: list[PushItem]) -> list[PushResult]:
+        op = self.create if action == CREATE else self.update
+        if op is None:
+            return [PushResult(i, action, error=f"{self.entity} has no {action} operation") for i in items]
+        if op.fetch_existing:
+            await asyncio.gather(*(self._load_existing(i) for i in items if i.existing is None))
+            gone = [i for i in items if i.existing is None]
+            items = [i for i in items if i.existing is not None]
+            if gone:  # the target record vanished: forget it and go the create path
+                for item in gone:
+                    item.target_id = None
+                recreated = await self.push(gone)
+                return recreated + await self._write(action, items)
+        if op.batch_body is not None:
+            chunks = [items[i:i + op.batch_size] for i in range(0, len(items), op.batch_size)]
+            nested = await asyncio.gather(*(self._batch(action, op, chunk) for chunk in chunks))
+            return [result for chunk in nested for result in chunk]
+        return list(await asyncio.gather(*(self._single(action, op, item) for item in items)))
+
+    async def _load_existing(self, item: PushItem) -> None:
+        async with self._slots:
+            item.existing = await self.fetch(str(item.target_id))
+
+    def _context(self, item: PushItem) -> dict[str, Any]:
+        return {**self.client.context, "record": self._wire(item), "target_id": item.target_id,
+                "existing": item.existing or {}, "match": {"field": self.match_field, "value": item.match_value}}
+
+    def _wire(self, item: PushItem) -> dict[str, Any]:
+        return self.catalog.to_keys(item.payload) if self.catalog is not None else item.payload
+
+    def _record_body(self, op: _Op, item: PushItem) -> dict[str, Any]:
+        context = self._context(item)
+        body = op.body.render(context) if op.body is not None else dict(context["record"])
+        if op.merge is not None:
+            body.update(op.merge.render(context))
+        return body
+
+    async def _single(self, action: str, op: _Op, item: PushItem) -> PushResult:
+        for _ in range(3):
+            context = self._context(item)
+            try:
+                async with self._slots:
+                    reply = await self.client.request(
+                        op.method, str(op.path.evaluate(context)), params=op.params.render(context),
+                        json=self._record_body(op, item), quota=op.quota, idempotent=op.idempotent)
+            except UncertainWrite:
+                if action != CREATE:
+                    continue
+                item.attempts += 1
+                hits = await self.find(item)  # did the create land after all?
+                if hits:
+                    return PushResult(item, action, target_id=str(hits[0][self.key_field]))
+                continue
+            except RecordError as exc:
+                if action == UPDATE and exc.status == 404 and self.strategy == "search_then_write":
+                    item.target_id, item.existing = None, None  # deleted in the target: find or create again
+                    return (await self.push([item]))[0]
+                return PushResult(item, action, error=str(exc))
+            new_id = op.id_path.search(reply.body) if op.id_path is not None else None
+            target = str(new_id) if new_id is not None else item.target_id
+            if target is None:
+                return PushResult(item, action, error=f"the {action} response carries no id at "
+                                                      f"{self.spec['write'][action].get('id')!r}")
+            return PushResult(item, action, target_id=target)
+        return PushResult(item, action, error=f"{action} failed: outcome unknown after 3 attempts")
+
+    async def _batch(self, action: str, op: _Op, items: list[PushItem]) -> list[PushResult]:
+        assert op.batch_body is not None
+        bodies = [self._record_body(op, item) for item in items]
+        context = {**self.client.context, "records": bodies}
+        try:
+            async with self._slots:
+                reply = await self.client.request(
+                    op.method, str(op.path.evaluate(context)), params=op.params.render(context),
+                    json=op.batch_body.render(context), quota=op.quota, idempotent=op.idempotent)
+        except UncertainWrite:
+            if len(items) == 1 and items[0].attempts >= 3:
+                return [PushResult(items[0], action, error=f"{action} failed: outcome unknown after 3 attempts")]
+            for item in items:  # re-resolve: records that landed are updates now
+                item.attempts += 1
+                item.target_id, item.existing = None, None
+            return await self.push(items)
+        except RecordError as exc:
+            errors = self._item_errors(op, exc.body)
+            if errors:
+                failed = [PushResult(items[i], action, error=f"{exc}: {msg}") for i, msg in errors.items()]
+                rest = [item for i, item in enumerate(items) if i not in errors]
+                if op.atomic and rest:
+                    return failed + await self._batch(action, op, rest)
+                return failed + [PushResult(i, action, error=f"batch rejected: {exc}") for i in rest]
+            if len(items) > 1:  # rejected as a whole without naming culprits: split and retry
+                middle = len(items) // 2
+                return await self._batch(action, op, items[:middle]) + await self._batch(action, op, items[middle:])
+            return [PushResult(items[0], action, error=str(exc))]
+        return self._batch_results(action, op, items, reply.body)
+
+    def _item_errors(self, op: _Op, body: Any) -> dict[int, str]:
+        path = op.compiled_results.get("errors")
+        if path is None or not isinstance(body, (dict, list)):
+            return {}
+        index_path = op.compiled_results.get("error_index")
+        message = op.compiled_results.get("error_message")
+        found: dict[int, str] = {}
+        for error in path.search(body) or []:
+            index = index_path.search(error) if index_path is not None else None
+            if isinstance(index, int):
+                text = str(message.evaluate({"error": error})) if message is not None else str(error)
+                found[index] = found[index] + "; " + text if index in found else text
+        return found
+
+    def _batch_results(self, action: str, op: _Op, items: list[PushItem], body: Any) -> list[PushResult]:
+        errors = self._item_errors(op, body)
+        saved = op.compiled_results["items"].search(body) if "items" in op.compiled_results else None
+        id_path = op.compiled_results.get("id")
+        results = []
+        for index, item in enumerate(items):
+            if index in errors:
+                results.append(PushResult(item, action, error=errors[index]))
+                continue
+            target = item.target_id
+            if isinstance(saved, list) and index < len(saved) and id_path is not None:
+                found = id_path.search(saved[index])
+                target = str(found) if found is not None else target
+            if target is None:
+                results.append(PushResult(item, action, error="the batch response carries no id for this item"))
+            else:
+                results.append(PushResult(item, action, target_id=target))
+        return results

@@ -1,0 +1,33 @@
+"""State: DuckDB-backed repositories, one per concept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.store.audit import Audit, AuditRow
+from engine.store.credentials import Credentials, CredentialError, load_or_create_key
+from engine.store.database import Database
+from engine.store.idmap import IdMapEntry, IdMaps
+from engine.store.pending import DEFERRED, FAILED, Pending, PendingRecord
+from engine.store.runs import Runs
+from engine.store.watermarks import Watermarks
+
+
+class State:
+    """All repositories over one database."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.db = Database(path)
+        self.id_maps = IdMaps(self.db)
+        self.watermarks = Watermarks(self.db)
+        self.pending = Pending(self.db)
+        self.audit = Audit(self.db)
+        self.runs = Runs(self.db)
+        self.credentials = Credentials(self.db, load_or_create_key(str(path)))
+
+    def close(self) -> None:
+        self.db.close()
+
+
+__all__ = ["DEFERRED", "FAILED", "Audit", "AuditRow", "CredentialError", "Credentials", "Database", "IdMapEntry",
+           "IdMaps", "Pending", "PendingRecord", "Runs", "State", "Watermarks"]

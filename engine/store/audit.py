@@ -1,0 +1,52 @@
+"""The audit trail: one row per record per run, queryable with SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from engine.store.database import Database
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    run_id: str
+    flow: str
+    source_key: str
+    target_id: str | None
+    action: str  # create | update | skip | defer | park | filter
+    outcome: str  # ok | unchanged | deferred | failed | filtered | planned
+    attempts: int = 1
+    error: str | None = None
+    payload_hash: str | None = None
+
+
+class Audit:
+    """Repository for audit rows."""
+
+    COLUMNS = ("run_id", "flow", "source_key", "target_id", "action", "outcome", "attempts", "error",
+               "payload_hash")
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add(self, rows: Iterable[AuditRow]) -> None:
+        batch = [(r.run_id, r.flow, r.source_key, r.target_id, r.action, r.outcome, r.attempts, r.error,
+                  r.payload_hash) for r in rows]
+        self.db.executemany(
+            f"INSERT INTO audit ({', '.join(self.COLUMNS)}) VALUES ({', '.join('?' * len(self.COLUMNS))})", batch)
+
+    def query(self, *, run_id: str | None = None, flow: str | None = None, source_key: str | None = None,
+              outcome: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        sql = f"SELECT {', '.join(self.COLUMNS)}, logged_at FROM audit WHERE true"
+        params: list[Any] = []
+        for column, value in (("run_id", run_id), ("flow", flow), ("source_key", source_key),
+                              ("outcome", outcome)):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                params.append(value)
+        sql += " ORDER BY logged_at DESC, source_key LIMIT ?"
+        params.append(limit)
+        names = (*self.COLUMNS, "logged_at")
+        return [dict(zip(names, row, strict=True)) for row in self.db.fetchall(sql, params)]

@@ -1,0 +1,64 @@
+"""Encrypted credential store: secrets at rest are Fernet ciphertext, never clear text."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from engine.store.database import Database
+
+KEY_ENV = "ML_CONNECTOR_KEY"
+
+
+class CredentialError(Exception):
+    """A credential cannot be read (missing, or encrypted with another key)."""
+
+
+def load_or_create_key(state_path: str) -> bytes:
+    """The encryption key: from ``ML_CONNECTOR_KEY``, else a 0600 key file beside the state database."""
+    from_env = os.environ.get(KEY_ENV)
+    if from_env:
+        return from_env.encode()
+    if state_path == ":memory:":
+        return Fernet.generate_key()
+    key_file = Path(state_path).with_suffix(".key")
+    if key_file.exists():
+        return key_file.read_bytes().strip()
+    key = Fernet.generate_key()
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key)
+    return key
+
+
+class Credentials:
+    """Repository for named secrets, encrypted with the workspace key."""
+
+    def __init__(self, db: Database, key: bytes) -> None:
+        self.db = db
+        self._fernet = Fernet(key)
+
+    def put(self, name: str, value: str) -> None:
+        """Store a secret atomically (one upsert statement)."""
+        token = self._fernet.encrypt(value.encode()).decode()
+        self.db.execute(
+            "INSERT INTO credentials (name, ciphertext, updated_at) VALUES (?, ?, now()) "
+            "ON CONFLICT (name) DO UPDATE SET ciphertext = excluded.ciphertext, updated_at = now()", [name, token])
+
+    def get(self, name: str) -> str | None:
+        row = self.db.fetchone("SELECT ciphertext FROM credentials WHERE name = ?", [name])
+        if row is None:
+            return None
+        try:
+            return self._fernet.decrypt(row[0].encode()).decode()
+        except InvalidToken as exc:
+            raise CredentialError(f"credential {name!r} cannot be decrypted with this workspace key") from exc
+
+    def delete(self, name: str) -> None:
+        self.db.execute("DELETE FROM credentials WHERE name = ?", [name])
+
+    def names(self) -> list[str]:
+        return [row[0] for row in self.db.fetchall("SELECT name FROM credentials ORDER BY name")]

@@ -1,0 +1,96 @@
+"""The state database: one DuckDB file, versioned migrations, the only place that speaks SQL."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+MIGRATIONS: list[str] = [
+    # 1: the first schema
+    """
+    CREATE TABLE runs (
+        run_id VARCHAR PRIMARY KEY, started_at TIMESTAMP NOT NULL, finished_at TIMESTAMP,
+        status VARCHAR NOT NULL, mode VARCHAR NOT NULL, summary JSON);
+    CREATE TABLE flow_runs (
+        run_id VARCHAR NOT NULL, flow VARCHAR NOT NULL, started_at TIMESTAMP NOT NULL,
+        finished_at TIMESTAMP, status VARCHAR NOT NULL, summary JSON, PRIMARY KEY (run_id, flow));
+    CREATE TABLE audit (
+        run_id VARCHAR NOT NULL, flow VARCHAR NOT NULL, source_key VARCHAR NOT NULL, target_id VARCHAR,
+        action VARCHAR NOT NULL, outcome VARCHAR NOT NULL, attempts INTEGER NOT NULL DEFAULT 1,
+        error VARCHAR, payload_hash VARCHAR, logged_at TIMESTAMP NOT NULL DEFAULT now());
+    CREATE TABLE id_map (
+        flow VARCHAR NOT NULL, source_key VARCHAR NOT NULL, target_id VARCHAR NOT NULL,
+        payload_hash VARCHAR, updated_at TIMESTAMP NOT NULL DEFAULT now(), PRIMARY KEY (flow, source_key));
+    CREATE INDEX id_map_by_target ON id_map (flow, target_id);
+    CREATE TABLE watermarks (
+        flow VARCHAR PRIMARY KEY, value VARCHAR NOT NULL, updated_at TIMESTAMP NOT NULL DEFAULT now());
+    CREATE TABLE pending (
+        flow VARCHAR NOT NULL, source_key VARCHAR NOT NULL, status VARCHAR NOT NULL,
+        source_record JSON NOT NULL, reason VARCHAR, attempts INTEGER NOT NULL DEFAULT 1,
+        first_run VARCHAR, last_run VARCHAR, updated_at TIMESTAMP NOT NULL DEFAULT now(),
+        PRIMARY KEY (flow, source_key));
+    CREATE TABLE credentials (
+        name VARCHAR PRIMARY KEY, ciphertext VARCHAR NOT NULL, updated_at TIMESTAMP NOT NULL DEFAULT now());
+    """,
+]
+
+
+class Database:
+    """A DuckDB connection with migrations applied; thread-safe through one lock."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._conn = duckdb.connect(self.path)
+        self._conn.execute("SET TimeZone = 'UTC'")
+        self._lock = threading.RLock()
+        self._migrate()
+
+    def _migrate(self) -> None:
+        self._conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = self._conn.execute("SELECT max(version) FROM schema_version").fetchone()
+        current = (row[0] if row else None) or 0
+        for version, sql in enumerate(MIGRATIONS, start=1):
+            if version <= current:
+                continue
+            with self.transaction():
+                self._conn.execute(sql)
+                self._conn.execute("INSERT INTO schema_version VALUES (?)", [version])
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._lock:
+            self._conn.execute("BEGIN TRANSACTION")
+            try:
+                yield
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> duckdb.DuckDBPyConnection:
+        with self._lock:
+            return self._conn.execute(sql, params or [])
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            with self._lock:
+                self._conn.executemany(sql, rows)
+
+    def fetchall(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._conn.execute(sql, params or []).fetchall()
+
+    def fetchone(self, sql: str, params: Sequence[Any] | None = None) -> tuple[Any, ...] | None:
+        with self._lock:
+            return self._conn.execute(sql, params or []).fetchone()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

@@ -1,0 +1,55 @@
+"""Id maps: which target record each source record became, and the hash of what was last pushed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from engine.store.database import Database
+
+
+@dataclass(frozen=True)
+class IdMapEntry:
+    target_id: str
+    payload_hash: str | None
+
+
+class IdMaps:
+    """Repository for ``id_map`` rows (flow, source_key) -> (target_id, payload_hash)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def get_many(self, flow: str, source_keys: Iterable[str]) -> dict[str, IdMapEntry]:
+        keys = list(dict.fromkeys(source_keys))
+        if not keys:
+            return {}
+        rows = self.db.fetchall(
+            "SELECT source_key, target_id, payload_hash FROM id_map WHERE flow = ? AND source_key IN "
+            "(SELECT unnest(?::VARCHAR[]))", [flow, keys])
+        return {key: IdMapEntry(target, digest) for key, target, digest in rows}
+
+    def target_of(self, flow: str, source_key: str) -> str | None:
+        row = self.db.fetchone("SELECT target_id FROM id_map WHERE flow = ? AND source_key = ?",
+                               [flow, source_key])
+        return row[0] if row else None
+
+    def source_of(self, flow: str, target_id: str) -> str | None:
+        row = self.db.fetchone("SELECT source_key FROM id_map WHERE flow = ? AND target_id = ? LIMIT 1",
+                               [flow, target_id])
+        return row[0] if row else None
+
+    def save(self, flow: str, rows: Iterable[tuple[str, str, str | None]]) -> None:
+        """Upsert (source_key, target_id, payload_hash) rows after the target confirmed the writes."""
+        batch = [(flow, key, target, digest) for key, target, digest in rows]
+        self.db.executemany(
+            "INSERT INTO id_map (flow, source_key, target_id, payload_hash, updated_at) "
+            "VALUES (?, ?, ?, ?, now()) ON CONFLICT (flow, source_key) DO UPDATE SET "
+            "target_id = excluded.target_id, payload_hash = excluded.payload_hash, updated_at = now()", batch)
+
+    def forget(self, flow: str, source_key: str) -> None:
+        self.db.execute("DELETE FROM id_map WHERE flow = ? AND source_key = ?", [flow, source_key])
+
+    def count(self, flow: str) -> int:
+        row = self.db.fetchone("SELECT count(*) FROM id_map WHERE flow = ?", [flow])
+        return int(row[0]) if row else 0

@@ -1,0 +1,54 @@
+"""Runs and flow runs: what ran when, with what summary (also drives per-flow schedules)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from engine.store.database import Database
+
+
+class Runs:
+    """Repository for ``runs`` and ``flow_runs``."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def start(self, run_id: str, mode: str) -> None:
+        self.db.execute("INSERT INTO runs (run_id, started_at, status, mode) VALUES (?, now(), 'running', ?)",
+                        [run_id, mode])
+
+    def finish(self, run_id: str, status: str, summary: dict[str, Any]) -> None:
+        self.db.execute("UPDATE runs SET finished_at = now(), status = ?, summary = ? WHERE run_id = ?",
+                        [status, json.dumps(summary, default=str), run_id])
+
+    def start_flow(self, run_id: str, flow: str) -> None:
+        self.db.execute("INSERT INTO flow_runs (run_id, flow, started_at, status) VALUES (?, ?, now(), 'running')",
+                        [run_id, flow])
+
+    def finish_flow(self, run_id: str, flow: str, status: str, summary: dict[str, Any]) -> None:
+        self.db.execute("UPDATE flow_runs SET finished_at = now(), status = ?, summary = ? "
+                        "WHERE run_id = ? AND flow = ?", [status, json.dumps(summary, default=str), run_id, flow])
+
+    def last_finished(self, flow: str) -> datetime | None:
+        row = self.db.fetchone("SELECT max(f.finished_at) FROM flow_runs f JOIN runs r USING (run_id) "
+                               "WHERE f.flow = ? AND f.finished_at IS NOT NULL AND r.mode = 'run'", [flow])
+        return row[0] if row else None
+
+    def recent(self, limit: int = 10) -> list[dict[str, Any]]:
+        rows = self.db.fetchall("SELECT run_id, started_at, finished_at, status, mode, summary FROM runs "
+                                "ORDER BY started_at DESC LIMIT ?", [limit])
+        names = ("run_id", "started_at", "finished_at", "status", "mode", "summary")
+        out = []
+        for row in rows:
+            item = dict(zip(names, row, strict=True))
+            item["summary"] = json.loads(item["summary"]) if item["summary"] else None
+            out.append(item)
+        return out
+
+    def flow_status(self) -> list[dict[str, Any]]:
+        rows = self.db.fetchall(
+            "SELECT flow, max(started_at), max(finished_at), arg_max(status, started_at) FROM flow_runs "
+            "GROUP BY flow ORDER BY flow")
+        return [{"flow": f, "last_started": s, "last_finished": e, "last_status": st} for f, s, e, st in rows]

@@ -1,0 +1,236 @@
+"""One flow run: pull -> map -> diff -> push -> record, page by page."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from engine.http.catalog import FieldCatalog
+from engine.http.client import ConnectorClient
+from engine.http.errors import ConnectorError, RecordError
+from engine.http.reader import EntityReader, later
+from engine.http.redact import REDACTOR
+from engine.http.writer import CREATE, EntityWriter, PushItem, PushResult, get_path
+from engine.store import DEFERRED, FAILED, AuditRow, State
+from engine.sync.lookups import IdMapLookups
+from engine.transform.mapping import CompiledMapping, Deferred, MappingError, content_hash
+
+
+@dataclass
+class FlowSummary:
+    """What one flow did in one run; the numbers ``run --json`` reports."""
+
+    flow: str
+    status: str = "ok"
+    read: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deferred: int = 0
+    failed: int = 0
+    filtered: int = 0
+    api_reads: int = 0
+    api_writes: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    retried_pending: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["api_calls"] = {"reads": data.pop("api_reads"), "writes": data.pop("api_writes")}
+        return data
+
+
+@dataclass
+class _Mapped:
+    key: str
+    unit: dict[str, Any]
+    payload: dict[str, Any]
+    digest: str
+
+
+@dataclass
+class FlowContext:
+    """What a flow run needs from its surroundings."""
+
+    run_id: str
+    state: State
+    source: ConnectorClient
+    target: ConnectorClient
+    source_entity: Mapping[str, Any]
+    target_entity: Mapping[str, Any]
+    mapping: CompiledMapping
+    known_flows: set[str]
+    source_catalog: FieldCatalog | None = None
+    target_catalog: FieldCatalog | None = None
+    dry_run: bool = False
+    audit_unchanged: bool = True
+    catalog_cache: dict[tuple[str, str], FieldCatalog] = field(default_factory=dict)
+
+
+def _unit_key_fallback(unit: Mapping[str, Any]) -> str:
+    text = json.dumps(unit, sort_keys=True, default=str)
+    return "unkeyed:" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class FlowRun:
+    """Runs one mapping spec once."""
+
+    def __init__(self, spec: Mapping[str, Any], ctx: FlowContext) -> None:
+        self.spec = spec
+        self.ctx = ctx
+        self.name: str = spec["flow"]
+        self.summary = FlowSummary(self.name)
+        self.match_field: str | None = (spec.get("match") or {}).get("target")
+        self.lookups = IdMapLookups(ctx.state.id_maps, ctx.known_flows)
+
+    async def execute(self) -> FlowSummary:
+        started = time.monotonic()
+        clients = list({id(c): c for c in (self.ctx.source, self.ctx.target)}.values())
+        before = [c.stats.snapshot() for c in clients]
+        try:
+            await self._execute()
+        except ConnectorError as exc:
+            self.summary.status = "failed"
+            self.summary.error = REDACTOR(str(exc))
+        finally:
+            self._count_calls(clients, before, started)
+        return self.summary
+
+    async def replay(self, units: list[dict[str, Any]]) -> FlowSummary:
+        """Process only the given (parked) records: no pull, the watermark stays where it is."""
+        started = time.monotonic()
+        clients = list({id(c): c for c in (self.ctx.source, self.ctx.target)}.values())
+        before = [c.stats.snapshot() for c in clients]
+        try:
+            self.summary.retried_pending = len(units)
+            await self._process(units)
+        except ConnectorError as exc:
+            self.summary.status = "failed"
+            self.summary.error = REDACTOR(str(exc))
+        finally:
+            self._count_calls(clients, before, started)
+        return self.summary
+
+    def _count_calls(self, clients: list[ConnectorClient], before: list[tuple[int, int]], started: float) -> None:
+        for client, (reads, writes) in zip(clients, before, strict=True):
+            self.summary.api_reads += client.stats.reads - reads
+            self.summary.api_writes += client.stats.writes - writes
+        self.summary.seconds = round(time.monotonic() - started, 3)
+
+    async def _execute(self) -> None:
+        state = self.ctx.state
+        pending = state.pending.list(flow=self.name)
+        if pending:
+            self.summary.retried_pending = len(pending)
+            await self._process([p.record for p in pending])
+        source_from = self.spec["from"]
+        reader = EntityReader(self.ctx.source, source_from["entity"], self.ctx.source_entity,
+                              self.ctx.source_catalog)
+        since = state.watermarks.get(self.name)
+        newest = since
+        watermark_field = reader.watermark_field if reader.incremental else None
+        async for page in reader.pages(since=since, params=source_from.get("params"),
+                                       expand=source_from.get("expand")):
+            if watermark_field:
+                for record in page:
+                    value = record.get(watermark_field)
+                    if isinstance(value, str) and value:
+                        newest = later(newest, value)
+            units = [unit for record in page for unit in self.ctx.mapping.explode(record)]
+            self.summary.read += len(units)
+            await self._process(units)
+        if newest and newest != since and not self.ctx.dry_run:
+            state.watermarks.set(self.name, newest)  # advanced last: everything before it is synced or parked
+
+    async def _process(self, units: list[dict[str, Any]]) -> None:
+        mapped: dict[str, _Mapped] = {}
+        deferred: list[tuple[str, dict[str, Any], str]] = []
+        failed: list[tuple[str, dict[str, Any], str]] = []
+        filtered: list[str] = []
+        for unit in units:
+            try:
+                key = self.ctx.mapping.source_key(unit)
+            except MappingError as exc:
+                failed.append((_unit_key_fallback(unit), unit, str(exc)))
+                continue
+            try:
+                result = self.ctx.mapping.map(unit, self.lookups.lookup, self.lookups.lookup_source)
+            except Deferred as exc:
+                deferred.append((key, unit, str(exc)))
+                continue
+            except MappingError as exc:
+                failed.append((key, unit, str(exc)))
+                continue
+            if result.payload is None:
+                filtered.append(key)
+                continue
+            mapped[key] = _Mapped(key, unit, result.payload, content_hash(result.payload))
+        self.summary.filtered += len(filtered)
+        self.summary.deferred += len(deferred)
+        entries = self.ctx.state.id_maps.get_many(self.name, mapped)
+        changed = [m for m in mapped.values() if m.key not in entries or entries[m.key].payload_hash != m.digest]
+        unchanged = [m for m in mapped.values() if m.key in entries and entries[m.key].payload_hash == m.digest]
+        self.summary.unchanged += len(unchanged)
+        if self.ctx.dry_run:
+            for item in changed:
+                if item.key in entries:
+                    self.summary.updated += 1
+                else:
+                    self.summary.created += 1
+            self.summary.failed += len(failed)
+            return
+        results = await self._push(changed, entries) if changed else []
+        self._record(results, {m.key: m for m in changed}, unchanged, deferred, failed, filtered, entries)
+
+    async def _push(self, changed: list[_Mapped], entries: Mapping[str, Any]) -> list[PushResult]:
+        writer = EntityWriter(self.ctx.target, self.spec["to"]["entity"], self.ctx.target_entity,
+                              match_field=self.match_field, catalog=self.ctx.target_catalog)
+        items = [PushItem(m.key, m.payload,
+                          match_value=get_path(m.payload, self.match_field) if self.match_field else None,
+                          target_id=entries[m.key].target_id if m.key in entries else None)
+                 for m in changed]
+        try:
+            return await writer.push(items)
+        except RecordError as exc:  # a failure outside any single item: park them all
+            return [PushResult(item, CREATE, error=str(exc)) for item in items]
+
+    def _record(self, results: list[PushResult], by_key: Mapping[str, _Mapped], unchanged: list[_Mapped],
+                deferred: list[tuple[str, dict[str, Any], str]], failed: list[tuple[str, dict[str, Any], str]],
+                filtered: list[str], entries: Mapping[str, Any]) -> None:
+        state, run_id, flow = self.ctx.state, self.ctx.run_id, self.name
+        failures = [(r.item.source_key, by_key[r.item.source_key].unit, REDACTOR(str(r.error)))
+                    for r in results if not r.ok] + [(k, u, REDACTOR(e)) for k, u, e in failed]
+        attempts = state.pending.attempts(flow, [k for k, _, _ in failures + deferred])
+        rows: list[AuditRow] = []
+        saved = []
+        for r in results:
+            if r.ok:
+                digest = by_key[r.item.source_key].digest
+                saved.append((r.item.source_key, str(r.target_id), digest))
+                rows.append(AuditRow(run_id, flow, r.item.source_key, r.target_id, r.action, "ok",
+                                     attempts.get(r.item.source_key, 0) + r.item.attempts, None, digest))
+                if r.action == CREATE:
+                    self.summary.created += 1
+                else:
+                    self.summary.updated += 1
+        for key, _unit, error in failures:
+            target = entries[key].target_id if key in entries else None
+            rows.append(AuditRow(run_id, flow, key, target, "park", "failed", attempts.get(key, 0) + 1, error))
+        for key, _unit, reason in deferred:
+            rows.append(AuditRow(run_id, flow, key, None, "defer", "deferred", attempts.get(key, 0) + 1, reason))
+        if self.ctx.audit_unchanged:
+            rows.extend(AuditRow(run_id, flow, m.key, entries[m.key].target_id, "skip", "unchanged", 1, None,
+                                 m.digest) for m in unchanged)
+        rows.extend(AuditRow(run_id, flow, key, None, "filter", "filtered") for key in filtered)
+        self.summary.failed += len(failures)
+        with state.db.transaction():
+            state.id_maps.save(flow, saved)  # hashes move only after the target confirmed the write
+            state.pending.clear(flow, [k for k, _, _ in saved] + [m.key for m in unchanged] + filtered)
+            state.pending.park(flow, run_id, [(k, FAILED, u, e) for k, u, e in failures]
+                               + [(k, DEFERRED, u, r) for k, u, r in deferred])
+            state.audit.add(rows)

@@ -1,0 +1,155 @@
+"""A run: the flows of the loaded integrations, in dependency order, against live connections."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from engine.connection import Connection
+from engine.http.catalog import FieldCatalog
+from engine.http.client import ClientOptions, ConnectorClient
+from engine.http.errors import ConnectorError, FatalError
+from engine.http.redact import REDACTOR
+from engine.spec import Project
+from engine.store import State
+from engine.sync.flow import FlowContext, FlowRun, FlowSummary
+from engine.sync.schedule import is_due
+from engine.transform.mapping import CompiledMapping
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    mode: str
+    flows: list[FlowSummary] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        if any(f.status != "ok" for f in self.flows):
+            return "failed"
+        return "partial" if self.failed_records else "ok"
+
+    @property
+    def failed_records(self) -> int:
+        return sum(f.failed for f in self.flows)
+
+    def as_dict(self) -> dict[str, Any]:
+        totals = {name: sum(getattr(f, name) for f in self.flows)
+                  for name in ("read", "created", "updated", "unchanged", "deferred", "failed", "filtered")}
+        totals["api_calls"] = {"reads": sum(f.api_reads for f in self.flows),
+                               "writes": sum(f.api_writes for f in self.flows)}
+        return {"run_id": self.run_id, "mode": self.mode, "status": self.status, "totals": totals,
+                "flows": [f.as_dict() for f in self.flows]}
+
+
+class Runner:
+    """Owns the clients of one run and runs flows through them."""
+
+    def __init__(self, project: Project, state: State, *, transport: httpx.AsyncBaseTransport | None = None,
+                 client_options: ClientOptions | None = None, audit_unchanged: bool = True) -> None:
+        self.project = project
+        self.state = state
+        self.transport = transport
+        self.client_options = client_options
+        self.audit_unchanged = audit_unchanged
+        self._clients: dict[str, ConnectorClient] = {}
+        self._catalogs: dict[tuple[str, str], FieldCatalog | None] = {}
+        self._mappings: dict[str, CompiledMapping] = {}
+
+    # ---- connections ---------------------------------------------------------------------------------------
+
+    def connection(self, name: str) -> Connection:
+        workspace = self.project.workspace
+        entries: Mapping[str, Any] = (workspace.data.get("connections") or {}) if workspace else {}
+        if name not in entries:
+            raise FatalError(f"the workspace has no connection named {name!r}")
+        entry = entries[name]
+        return Connection.from_workspace(name, entry, self.project.connectors[entry["connector"]].data)
+
+    def client(self, name: str) -> ConnectorClient:
+        if name not in self._clients:
+            self._clients[name] = ConnectorClient(self.connection(name), self.state.credentials,
+                                                  transport=self.transport, options=self.client_options)
+        return self._clients[name]
+
+    async def catalog(self, connection: str, entity: str, spec: Mapping[str, Any]) -> FieldCatalog | None:
+        key = (connection, entity)
+        if key not in self._catalogs:
+            custom = spec.get("custom_fields")
+            self._catalogs[key] = await FieldCatalog.load(self.client(connection), entity, custom) if custom else None
+        return self._catalogs[key]
+
+    def entity(self, connection: str, entity: str) -> Mapping[str, Any]:
+        connector = self.connection(connection).connector
+        entities: Mapping[str, Any] = connector.get("entities") or {}
+        if entity not in entities:
+            raise FatalError(f"connector {connector['connector']} has no entity {entity!r}")
+        return entities[entity]
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+
+    # ---- flows ---------------------------------------------------------------------------------------------
+
+    def select(self, flows: list[str] | None = None, *, due: bool = False,
+               now: datetime | None = None) -> list[str]:
+        """Flow names to run, in dependency order; with ``due``, only those whose schedule has come round."""
+        unknown = sorted(set(flows or []) - set(self.project.flows))
+        if unknown:
+            raise FatalError(f"unknown flow(s): {', '.join(unknown)}")
+        order = self.project.flow_order(flows)
+        if due:
+            moment = (now or datetime.now(UTC)).replace(tzinfo=None)
+            order = [f for f in order if is_due(self.project.flows[f].data.get("schedule"),
+                                                 self.state.runs.last_finished(f), moment)]
+        return order
+
+    async def _context(self, run_id: str, spec: Mapping[str, Any], dry_run: bool) -> FlowContext:
+        source, target = spec["from"], spec["to"]
+        source_entity = self.entity(source["connection"], source["entity"])
+        target_entity = self.entity(target["connection"], target["entity"])
+        name = spec["flow"]
+        if name not in self._mappings:
+            self._mappings[name] = CompiledMapping(spec)
+        return FlowContext(
+            run_id=run_id, state=self.state, source=self.client(source["connection"]),
+            target=self.client(target["connection"]), source_entity=source_entity, target_entity=target_entity,
+            mapping=self._mappings[name], known_flows=set(self.project.flows),
+            source_catalog=await self.catalog(source["connection"], source["entity"], source_entity),
+            target_catalog=None if dry_run else await self.catalog(target["connection"], target["entity"],
+                                                                   target_entity),
+            dry_run=dry_run, audit_unchanged=self.audit_unchanged)
+
+    async def run(self, flows: list[str] | None = None, *, dry_run: bool = False, due: bool = False,
+                  replay: Mapping[str, list[dict[str, Any]]] | None = None) -> RunSummary:
+        """Run the selected flows once (``replay``: only the given pending records of each flow)."""
+        mode = "plan" if dry_run else ("replay" if replay is not None else "run")
+        names = list(replay) if replay is not None else self.select(flows, due=due)
+        summary = RunSummary(datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8], mode)
+        if not dry_run:
+            self.state.runs.start(summary.run_id, mode)
+        try:
+            for name in self.project.flow_order(names) if names else []:
+                if not dry_run:
+                    self.state.runs.start_flow(summary.run_id, name)
+                try:
+                    context = await self._context(summary.run_id, self.project.flows[name].data, dry_run)
+                    flow = FlowRun(self.project.flows[name].data, context)
+                    result = await (flow.replay(replay[name]) if replay is not None else flow.execute())
+                except ConnectorError as exc:
+                    result = FlowSummary(name, status="failed", error=REDACTOR(str(exc)))
+                summary.flows.append(result)
+                if not dry_run:
+                    self.state.runs.finish_flow(summary.run_id, name, result.status, result.as_dict())
+        finally:
+            if not dry_run:
+                self.state.runs.finish(summary.run_id, summary.status, summary.as_dict())
+            await self.aclose()
+        return summary

@@ -1,0 +1,138 @@
+"""Expressions compiled once per spec: JMESPath queries and sandboxed Jinja templates.
+
+A string containing ``{{`` or ``{%`` is a Jinja template; a template that is exactly one ``{{ … }}`` yields the
+native value. Any other string is JMESPath (in mappings) or a literal (in connector templates).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import jmespath
+from jinja2 import StrictUndefined, Undefined
+from jinja2.sandbox import SandboxedEnvironment
+
+_SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
+
+
+def _coalesce(*values: Any) -> Any:
+    """The first value that is neither None nor undefined nor an empty string."""
+    for value in values:
+        if value is not None and not isinstance(value, Undefined) and value != "":
+            return value
+    return None
+
+
+def _sha256(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _make_environment(strict: bool) -> SandboxedEnvironment:
+    env = SandboxedEnvironment(undefined=StrictUndefined if strict else Undefined, autoescape=False)
+    env.globals.update(coalesce=_coalesce)
+    env.filters.update(sha256=_sha256, tojson_compact=lambda v: json.dumps(v, separators=(",", ":")))
+    return env
+
+
+ENV = _make_environment(strict=False)
+
+
+def is_template(text: str) -> bool:
+    """True when a string is a Jinja template rather than a JMESPath expression or literal."""
+    return "{{" in text or "{%" in text
+
+
+class Expression(Protocol):
+    """A compiled expression: evaluate it against a context mapping."""
+
+    source: str
+
+    def evaluate(self, context: Mapping[str, Any]) -> Any: ...
+
+
+class Constant:
+    """A literal value (numbers, booleans, null, or strings in literal positions)."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+        self.source = repr(value)
+
+    def evaluate(self, context: Mapping[str, Any]) -> Any:
+        return self.value
+
+
+class JMESPathExpression:
+    """A JMESPath query over the context."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._compiled = jmespath.compile(source)
+
+    def evaluate(self, context: Mapping[str, Any]) -> Any:
+        return self._compiled.search(context)
+
+
+class JinjaExpression:
+    """A sandboxed Jinja template; a single ``{{ expr }}`` returns the expression's native value."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        single = _SINGLE_EXPRESSION.match(source)
+        if single and "{{" not in single.group("expr") and "}}" not in single.group("expr"):
+            self._native = ENV.compile_expression(single.group("expr").strip(), undefined_to_none=True)
+            self._template = None
+        else:
+            self._native = None
+            self._template = ENV.from_string(source)
+
+    def evaluate(self, context: Mapping[str, Any]) -> Any:
+        if self._native is not None:
+            value = self._native(**context)
+            return None if isinstance(value, Undefined) else value
+        assert self._template is not None
+        return self._template.render(**context)
+
+
+def compile_expression(value: Any) -> Expression:
+    """Compile a mapping value: Jinja if templated, JMESPath if another string, else a constant."""
+    if isinstance(value, str):
+        return JinjaExpression(value) if is_template(value) else JMESPathExpression(value)
+    return Constant(value)
+
+
+def compile_template(value: Any) -> Expression:
+    """Compile a connector value: Jinja if templated, else a literal."""
+    if isinstance(value, str) and is_template(value):
+        return JinjaExpression(value)
+    return Constant(value)
+
+
+class TemplateTree:
+    """A nested structure (dicts, lists, scalars) whose strings are templates, compiled once."""
+
+    def __init__(self, value: Any) -> None:
+        self._tree = self._compile(value)
+
+    @classmethod
+    def _compile(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: cls._compile(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [cls._compile(v) for v in value]
+        return compile_template(value)
+
+    def render(self, context: Mapping[str, Any]) -> Any:
+        return self._render(self._tree, context)
+
+    @classmethod
+    def _render(cls, node: Any, context: Mapping[str, Any]) -> Any:
+        if isinstance(node, dict):
+            return {k: cls._render(v, context) for k, v in node.items()}
+        if isinstance(node, list):
+            return [cls._render(v, context) for v in node]
+        return node.evaluate(context)

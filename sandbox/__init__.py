@@ -1,0 +1,1 @@
+"""Local simulators of the vendor APIs, for tests, the demo and benchmarks."""

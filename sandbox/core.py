@@ -1,0 +1,215 @@
+"""Shared machinery of every sandbox: request log, fault injection, admin API, app assembly.
+
+A sandbox is a Starlette app made of vendor routes plus the admin routes below (under ``/_admin``).
+The admin API is for tests and the demo only; it is never counted in the request log.
+
+Admin API (JSON):
+  GET    /_admin/requests            -> {"total": n, "reads": n, "writes": n, "counts": {"GET /path": n}, "log": [...]}
+  POST   /_admin/requests/reset      -> clears the log
+  POST   /_admin/faults              -> body {"method": "POST"|null, "path": "/prefix"|null, "status": 500,
+                                        "body": {...}|null, "headers": {...}, "delay": 0.0, "times": 1,
+                                        "drop": false}; the next ``times`` matching requests get the fault
+  DELETE /_admin/faults              -> clears faults
+  GET    /_admin/config              -> the sandbox's tunable settings
+  PATCH  /_admin/config              -> merge settings (budgets, lag, ...)
+  plus whatever ``admin_routes`` the concrete sandbox adds (mutate a record, dump a collection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_NUMERIC_SEGMENT = re.compile(r"/\d+(?=/|$)")
+
+
+@dataclass
+class LoggedRequest:
+    method: str
+    path: str
+    query: str
+    status: int
+    at: float
+
+
+@dataclass
+class Fault:
+    method: str | None = None
+    path: str | None = None
+    status: int = 500
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    times: int = 1
+    drop: bool = False
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.method and self.method.upper() != method:
+            return False
+        return not self.path or path.startswith(self.path)
+
+
+class RequestLog:
+    """Every vendor request the sandbox answered, in order (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._entries: list[LoggedRequest] = []
+        self._lock = threading.Lock()
+
+    def add(self, entry: LoggedRequest) -> None:
+        with self._lock:
+            self._entries.append(entry)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def entries(self) -> list[LoggedRequest]:
+        with self._lock:
+            return list(self._entries)
+
+    def summary(self, include_log: bool = False) -> dict[str, Any]:
+        entries = self.entries()
+        counts = Counter(f"{e.method} {_NUMERIC_SEGMENT.sub('/{id}', e.path)}" for e in entries)
+        writes = sum(1 for e in entries if e.method in WRITE_METHODS)
+        out: dict[str, Any] = {
+            "total": len(entries),
+            "writes": writes,
+            "reads": len(entries) - writes,
+            "counts": dict(sorted(counts.items())),
+            "statuses": dict(Counter(str(e.status) for e in entries)),
+        }
+        if include_log:
+            out["log"] = [e.__dict__ for e in entries]
+        return out
+
+
+class FaultBook:
+    """Faults queued by tests; each fires for its next ``times`` matching requests."""
+
+    def __init__(self) -> None:
+        self._faults: list[Fault] = []
+        self._lock = threading.Lock()
+
+    def add(self, fault: Fault) -> None:
+        with self._lock:
+            self._faults.append(fault)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def take(self, method: str, path: str) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.matches(method, path):
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+
+class _Observed:
+    """ASGI middleware: applies queued faults and logs every non-admin request."""
+
+    def __init__(self, app: ASGIApp, log: RequestLog, faults: FaultBook) -> None:
+        self.app = app
+        self.log = log
+        self.faults = faults
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/_admin"):
+            await self.app(scope, receive, send)
+            return
+        method, path = scope["method"], scope["path"]
+        query = scope.get("query_string", b"").decode()
+        status_box = [0]
+
+        async def send_logged(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status_box[0] = message["status"]
+            await send(message)
+
+        fault = self.faults.take(method, path)
+        try:
+            if fault is not None:
+                if fault.delay:
+                    await asyncio.sleep(fault.delay)
+                if fault.drop:
+                    raise ConnectionResetError("sandbox fault: connection dropped")
+                if fault.status:
+                    body = fault.body if fault.body is not None else {"error": "injected fault"}
+                    response = JSONResponse(body, status_code=fault.status, headers=fault.headers)
+                    await response(scope, receive, send_logged)
+                    return
+            await self.app(scope, receive, send_logged)
+        finally:
+            self.log.add(LoggedRequest(method, path, query, status_box[0], time.time()))
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class Sandbox:
+    """A vendor simulator: its routes, its tunable config, and the shared observation tools."""
+
+    def __init__(self, name: str, routes: list[BaseRoute], config: dict[str, Any],
+                 admin_routes: list[BaseRoute] | None = None) -> None:
+        self.name = name
+        self.config = config
+        self.log = RequestLog()
+        self.faults = FaultBook()
+        admin = [
+            Route("/_admin/requests", self._requests, methods=["GET"]),
+            Route("/_admin/requests/reset", self._reset, methods=["POST"]),
+            Route("/_admin/faults", self._add_fault, methods=["POST"]),
+            Route("/_admin/faults", self._clear_faults, methods=["DELETE"]),
+            Route("/_admin/config", self._get_config, methods=["GET"]),
+            Route("/_admin/config", self._patch_config, methods=["PATCH"]),
+        ]
+        self._starlette = Starlette(routes=admin + list(admin_routes or []) + routes)
+        self.app: ASGIApp = _Observed(self._starlette, self.log, self.faults)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+    async def _requests(self, request: Request) -> Response:
+        include = request.query_params.get("log") in {"1", "true"}
+        return JSONResponse(self.log.summary(include_log=include))
+
+    async def _reset(self, request: Request) -> Response:
+        self.log.reset()
+        return JSONResponse({"ok": True})
+
+    async def _add_fault(self, request: Request) -> Response:
+        data = await request.json()
+        self.faults.add(Fault(**data))
+        return JSONResponse({"ok": True})
+
+    async def _clear_faults(self, request: Request) -> Response:
+        self.faults.clear()
+        return JSONResponse({"ok": True})
+
+    async def _get_config(self, request: Request) -> Response:
+        return JSONResponse(self.config)
+
+    async def _patch_config(self, request: Request) -> Response:
+        patch = await request.json()
+        unknown = sorted(set(patch) - set(self.config))
+        if unknown:
+            return JSONResponse({"error": f"unknown config keys: {unknown}"}, status_code=400)
+        self.config.update(patch)
+        return JSONResponse(self.config)

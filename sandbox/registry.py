@@ -1,0 +1,26 @@
+"""The sandboxes by name, with their default ports."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from sandbox.core import Sandbox
+
+SANDBOXES: dict[str, tuple[str, str, int]] = {
+    "qad": ("sandbox.qad", "create_qad_sandbox", 8701),
+    "pipedrive": ("sandbox.pipedrive", "create_pipedrive_sandbox", 8702),
+}
+
+
+def create_sandbox(name: str, **options: Any) -> Sandbox:
+    """A fresh sandbox of the named system."""
+    if name not in SANDBOXES:
+        raise KeyError(f"no sandbox named {name!r}; known: {', '.join(sorted(SANDBOXES))}")
+    module, factory, _port = SANDBOXES[name]
+    sandbox: Sandbox = getattr(importlib.import_module(module), factory)(**options)
+    return sandbox
+
+
+def default_port(name: str) -> int:
+    return SANDBOXES[name][2]

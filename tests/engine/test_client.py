@@ -1,0 +1,158 @@
+"""The connector client against a scripted API: rules, retries, rate limits, auth renewal, paging, paths."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+
+from engine.connection import Connection
+from engine.http.client import ClientOptions, ConnectorClient
+from engine.http.errors import FatalError, RecordError, ReauthorizeError
+from engine.http.reader import EntityReader
+from engine.store import State
+from tests.engine.fakeapi import FakeAPI
+
+BASE = "http://api.test"
+
+
+def make_client(api: FakeAPI, spec: dict[str, Any], secrets: dict[str, str] | None = None,
+                state: State | None = None, waits: list[float] | None = None) -> ConnectorClient:
+    connector = {"connector": "fake", "base_url": BASE + "/v2", **spec}
+    connection = Connection("fake", connector, {}, secrets or {}, None)
+    recorded = waits if waits is not None else []
+
+    async def sleep(seconds: float) -> None:
+        recorded.append(seconds)
+
+    return ConnectorClient(connection, (state or State(":memory:")).credentials,
+                           transport=httpx.ASGITransport(app=api.app),
+                           options=ClientOptions(max_retries=3), sleep=sleep)
+
+
+API_KEY = {"auth": {"key": {"type": "api_key", "header": "x-key", "value": "{{ secrets.key }}"}}}
+
+
+@pytest.fixture(autouse=True)
+def key_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_KEY", "k-123456")
+    monkeypatch.setenv("FAKE_CLIENT_SECRET", "s-123456")
+    monkeypatch.setenv("FAKE_REFRESH", "r-000001")
+
+
+def test_rate_limit_waits_for_the_header_then_succeeds() -> None:
+    api = FakeAPI().on("GET", "/v2/things", 429, {"error": "slow down"}, {"x-reset": "3"}) \
+                   .on("GET", "/v2/things", 429, {"error": "slow down"}, {"x-reset": "2"}) \
+                   .on("GET", "/v2/things", 200, {"data": [1]})
+    waits: list[float] = []
+    spec = {**API_KEY, "responses": [{"when": {"status": 429}, "do": "rate_limited",
+                                      "wait": {"header": "x-reset", "unit": "seconds"}}]}
+    client = make_client(api, spec, {"key": "env:FAKE_KEY"}, waits=waits)
+    reply = asyncio.run(client.request("GET", "/things"))
+    assert reply.body == {"data": [1]}
+    assert [round(w) for w in waits] == [3, 2]
+    assert client.stats.rate_limited == 2 and client.stats.reads == 3
+    assert api.calls()[0]["headers"]["x-key"] == "k-123456"
+
+
+def test_error_inside_a_200_body_is_a_record_error_with_message() -> None:
+    api = FakeAPI().on("POST", "/v2/things", 200, {"success": False, "errors": [{"message": "bad code"}]})
+    spec = {**API_KEY, "responses": [{"when": {"status": 200, "body": "success == `false`"}, "do": "record_error",
+                                      "message": "{{ body.errors[0].message }}"}]}
+    client = make_client(api, spec, {"key": "env:FAKE_KEY"})
+    with pytest.raises(RecordError, match="bad code"):
+        asyncio.run(client.request("POST", "/things", json={}))
+
+
+def test_server_errors_are_retried_then_give_up() -> None:
+    api = FakeAPI().on("GET", "/v2/flaky", 503, {"error": "busy"}).on("GET", "/v2/flaky", 200, {"ok": 1})
+    client = make_client(api, API_KEY, {"key": "env:FAKE_KEY"})
+    assert asyncio.run(client.request("GET", "/flaky")).body == {"ok": 1}
+    api2 = FakeAPI().on("GET", "/v2/down", 503, {"error": "busy"})
+    client2 = make_client(api2, API_KEY, {"key": "env:FAKE_KEY"})
+    with pytest.raises(Exception, match="503"):
+        asyncio.run(client2.request("GET", "/down"))
+    assert len(api2.calls()) == 4  # first try + 3 retries
+
+
+def test_a_path_cannot_leave_the_base_url() -> None:
+    client = make_client(FakeAPI(), API_KEY, {"key": "env:FAKE_KEY"})
+    for path in ("http://evil.test/v2/x", "/../admin", BASE + "/other"):
+        with pytest.raises(FatalError, match="leaves the connection's base URL"):
+            asyncio.run(client.request("GET", path))
+
+
+OAUTH = {"auth": {"oauth": {"type": "oauth2", "grant": "refresh_token", "token_url": BASE + "/oauth/token",
+                            "client_auth": "basic", "client_id": "app", "client_secret": "{{ secrets.secret }}",
+                            "refresh_token": "{{ secrets.refresh }}", "base_url_from": "api_domain"}}}
+OAUTH_SECRETS = {"secret": "env:FAKE_CLIENT_SECRET", "refresh": "env:FAKE_REFRESH"}
+
+
+def test_oauth_refreshes_on_401_and_stores_the_rotated_refresh_token() -> None:
+    api = FakeAPI()
+    api.on("POST", "/oauth/token", 200, {"access_token": "a-1", "expires_in": 3600, "refresh_token": "r-000002",
+                                         "api_domain": BASE})
+    api.on("POST", "/oauth/token", 200, {"access_token": "a-2", "expires_in": 3600, "refresh_token": "r-000003",
+                                         "api_domain": BASE})
+    api.on("GET", "/v2/me", 401, {"error": "expired"}).on("GET", "/v2/me", 200, {"id": 1})
+    state = State(":memory:")
+    client = make_client(api, OAUTH, OAUTH_SECRETS, state=state)
+    assert asyncio.run(client.request("GET", "/me")).body == {"id": 1}
+    tokens = api.calls("POST", "/oauth/token")
+    assert len(tokens) == 2
+    assert "refresh_token=r-000001" in tokens[0]["body"] and "refresh_token=r-000002" in tokens[1]["body"]
+    assert tokens[0]["headers"]["authorization"].startswith("Basic ")
+    assert state.credentials.get("fake.refresh_token") == "r-000003"
+    assert api.calls("GET", "/v2/me")[-1]["headers"]["authorization"] == "Bearer a-2"
+    raw = state.db.fetchall("SELECT ciphertext FROM credentials")
+    assert raw and all("r-00000" not in row[0] and "a-2" not in row[0] for row in raw)
+
+
+def test_invalid_grant_asks_for_reauthorisation_without_leaking_the_token() -> None:
+    api = FakeAPI().on("POST", "/oauth/token", 400, {"error": "invalid_grant", "message": "bad r-000001"})
+    client = make_client(api, OAUTH, OAUTH_SECRETS)
+    with pytest.raises(ReauthorizeError, match="re-authorise") as caught:
+        asyncio.run(client.request("GET", "/me"))
+    assert "r-000001" not in str(caught.value)
+
+
+def test_session_login_token_used_in_header() -> None:
+    api = FakeAPI().on("POST", "/login", 200, {"session": {"jwt": "jwt-abcdef"}, "ttl": 600}) \
+                   .on("GET", "/v2/x", 200, {"ok": True})
+    spec = {"auth": {"s": {"type": "session", "login": {"url": BASE + "/login", "json": {"u": "me"}},
+                           "token": "session.jwt", "expires_in": "ttl",
+                           "header": {"Authorization": "JWT {{ token }}"}}}}
+    client = make_client(api, spec)
+    asyncio.run(client.request("GET", "/x"))
+    asyncio.run(client.request("GET", "/x"))
+    assert len(api.calls("POST", "/login")) == 1
+    assert api.calls("GET", "/v2/x")[0]["headers"]["authorization"] == "JWT jwt-abcdef"
+
+
+def test_reader_follows_cursor_and_expands_children_in_batches() -> None:
+    api = FakeAPI()
+    api.on("GET", "/v2/deals", 200, {"data": [{"id": 1}, {"id": 2}], "next": "c2"})
+    api.on("GET", "/v2/deals", 200, {"data": [{"id": 3}], "next": None})
+    api.on("GET", "/v2/lines", 200, {"data": [{"deal": 1, "n": "a"}, {"deal": 2, "n": "b"}, {"deal": 1, "n": "c"}]})
+    api.on("GET", "/v2/lines", 200, {"data": [{"deal": 3, "n": "d"}]})
+    spec = {**API_KEY, "paginators": {"c": {"type": "cursor", "param": "cursor", "next": "next",
+                                            "limit": {"param": "limit", "max": 500}}}}
+    client = make_client(api, spec, {"key": "env:FAKE_KEY"})
+    entity = {"key": "id", "read": {"path": "/deals", "records": "data", "paginator": "c",
+                                    "incremental": {"param": "since", "field": "t", "format": "%Y-%m-%dT%H:%M:%SZ"}},
+              "expand": {"lines": {"path": "/lines", "params": {"ids": "{{ keys | join(',') }}"}, "batch": 100,
+                                   "records": "data", "parent_key": "deal"}}}
+    reader = EntityReader(client, "deal", entity)
+
+    async def collect() -> list[list[dict[str, Any]]]:
+        return [page async for page in reader.pages(since="2026-01-02T03:04:05.678Z", expand=["lines"])]
+
+    pages = asyncio.run(collect())
+    assert [[r["id"] for r in p] for p in pages] == [[1, 2], [3]]
+    assert [line["n"] for line in pages[0][0]["lines"]] == ["a", "c"]
+    deal_calls = api.calls("GET", "/v2/deals")
+    assert deal_calls[0]["params"] == {"since": "2026-01-02T03:04:05Z", "limit": "500"}
+    assert deal_calls[1]["params"]["cursor"] == "c2"
+    assert [c["params"]["ids"] for c in api.calls("GET", "/v2/lines")] == ["1,2", "3"]
