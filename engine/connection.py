@@ -38,7 +38,7 @@ class SecretSource(Mapping[str, str]):
         REDACTOR.add(value)
         return value
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> Any:
         try:
             return self[name]
         except KeyError:

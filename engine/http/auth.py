@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from collections.abc import Mapping
@@ -155,11 +156,12 @@ class OAuth2Auth(_TokenAuth):
         return {k: v for k, v in form.items() if v is not None}
 
     async def _post(self, http: httpx.AsyncClient, grant: str) -> tuple[httpx.Response, Any]:
-        auth = None
+        headers = {}
         if self.spec.get("client_auth", "basic") == "basic":
-            auth = httpx.BasicAuth(str(self.values.get("client_id", "")), str(self.values.get("client_secret", "")))
+            pair = f"{self.values.get('client_id', '')}:{self.values.get('client_secret', '')}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
         try:
-            response = await http.post(self.token_url, data=self._form(grant), auth=auth)
+            response = await http.post(self.token_url, data=self._form(grant), headers=headers)
         except httpx.TransportError as exc:
             raise TransientError(f"{self.name}: token endpoint unreachable: {type(exc).__name__}") from exc
         return response, parse_body(response)

@@ -10,6 +10,25 @@ import jmespath
 from engine.http.errors import FatalError
 
 
+class LazyCatalog:
+    """A catalog read on first use only, so a run with nothing to translate costs no call."""
+
+    def __init__(self, client: Any, entity: str, spec: Mapping[str, Any] | None) -> None:
+        self.client = client
+        self.entity = entity
+        self.spec = spec
+        self._catalog: FieldCatalog | None = None
+
+    @property
+    def declared(self) -> bool:
+        return self.spec is not None
+
+    async def get(self) -> FieldCatalog | None:
+        if self.spec is not None and self._catalog is None:
+            self._catalog = await FieldCatalog.load(self.client, self.entity, self.spec)
+        return self._catalog
+
+
 class FieldCatalog:
     """Translates a record's custom-field object between opaque keys (wire) and labels (mappings)."""
 

@@ -101,7 +101,7 @@ class ConnectorClient:
         self.rules = ResponseRules(spec.get("responses") or [])
         self._paginator_specs: Mapping[str, Any] = spec.get("paginators") or {}
         self.quotas = {name: Quota(q) for name, q in (spec.get("quotas") or {}).items()}
-        self.default_quota = Quota({"concurrency": 8})
+        self.default_quota = self.quotas.get("default") or Quota({"concurrency": 8})
         self.stats = CallStats()
         self.http = httpx.AsyncClient(transport=transport, timeout=self.options.timeout)
         self._sleep = sleep

@@ -9,7 +9,7 @@ from typing import Any
 
 import jmespath
 
-from engine.http.catalog import FieldCatalog
+from engine.http.catalog import LazyCatalog
 from engine.http.client import ConnectorClient
 from engine.http.errors import FatalError
 from engine.transform.expressions import TemplateTree, compile_template
@@ -42,7 +42,7 @@ class EntityReader:
     """Reads one entity of one connection."""
 
     def __init__(self, client: ConnectorClient, entity: str, spec: Mapping[str, Any],
-                 catalog: FieldCatalog | None = None) -> None:
+                 catalog: LazyCatalog | None = None) -> None:
         if "read" not in spec:
             raise FatalError(f"{client.connection.name}.{entity} cannot be read (no read operation)")
         self.client = client
@@ -71,8 +71,9 @@ class EntityReader:
         while page_params is not None:
             reply = await self.client.request("GET", path, params=page_params)
             records = [r for r in (self.records_path.search(reply.body) or []) if isinstance(r, dict)]
-            if self.catalog is not None:
-                records = [self.catalog.to_labels(r) for r in records]
+            catalog = await self.catalog.get() if self.catalog is not None and records else None
+            if catalog is not None:
+                records = [catalog.to_labels(r) for r in records]
             for name in expand or []:
                 await self._expand(records, name)
             yield records

@@ -117,11 +117,29 @@ class EntityWriter:
                      jmespath.compile(get.get("record", "data"))) if get else None
         self.key_field: str = spec.get("key", "id")
         self._slots = asyncio.Semaphore(concurrency)
+        prefetch = write.get("prefetch")
+        self.prefetch_min: int | None = int(prefetch.get("min", 25)) if prefetch is not None else None
+        self.index: dict[str, list[dict[str, Any]]] | None = None
+
+    def use_index(self, records: list[dict[str, Any]]) -> None:
+        """Match against these target records (the whole entity, read once) instead of searching."""
+        index: dict[str, list[dict[str, Any]]] = {}
+        for record in records:
+            value = get_path(record, self.match_field) if self.match_field else None
+            if value not in (None, ""):
+                index.setdefault(str(value), []).append(record)
+        self.index = index
+
+    def _remember(self, item: PushItem, target_id: str) -> None:
+        if self.index is not None and item.match_value not in (None, ""):
+            self.index[str(item.match_value)] = [{**item.payload, self.key_field: target_id}]
 
     # ---- resolution: which records exist in the target -------------------------------------------------------
 
     async def find(self, item: PushItem) -> list[dict[str, Any]]:
         """Target records whose match field equals this item's match value."""
+        if self.index is not None:
+            return list(self.index.get(str(item.match_value), []))
         if not self.search or item.match_value in (None, ""):
             return []
         context = {**self.client.context, "match": {"field": self.match_field, "value": item.match_value}}
@@ -259,6 +277,7 @@ class EntityWriter:
             if target is None:
                 return PushResult(item, action, error=f"the {action} response carries no id at "
                                                       f"{self.spec['write'][action].get('id')!r}")
+            self._remember(item, target)
             return PushResult(item, action, target_id=target)
         return PushResult(item, action, error=f"{action} failed: outcome unknown after 3 attempts")
 
@@ -322,5 +341,6 @@ class EntityWriter:
             if target is None:
                 results.append(PushResult(item, action, error="the batch response carries no id for this item"))
             else:
+                self._remember(item, target)
                 results.append(PushResult(item, action, target_id=target))
         return results

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.store.audit import Audit, AuditRow
-from engine.store.credentials import Credentials, CredentialError, load_or_create_key
+from engine.store.credentials import CredentialError, Credentials, load_or_create_key
 from engine.store.database import Database
 from engine.store.idmap import IdMapEntry, IdMaps
 from engine.store.pending import DEFERRED, FAILED, Pending, PendingRecord

@@ -6,10 +6,10 @@ import hashlib
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from engine.http.catalog import FieldCatalog
+from engine.http.catalog import FieldCatalog, LazyCatalog
 from engine.http.client import ConnectorClient
 from engine.http.errors import ConnectorError, RecordError
 from engine.http.reader import EntityReader, later
@@ -65,11 +65,10 @@ class FlowContext:
     target_entity: Mapping[str, Any]
     mapping: CompiledMapping
     known_flows: set[str]
-    source_catalog: FieldCatalog | None = None
-    target_catalog: FieldCatalog | None = None
+    source_catalog: LazyCatalog | None = None
+    target_catalog: LazyCatalog | None = None
     dry_run: bool = False
     audit_unchanged: bool = True
-    catalog_cache: dict[tuple[str, str], FieldCatalog] = field(default_factory=dict)
 
 
 def _unit_key_fallback(unit: Mapping[str, Any]) -> str:
@@ -87,6 +86,7 @@ class FlowRun:
         self.summary = FlowSummary(self.name)
         self.match_field: str | None = (spec.get("match") or {}).get("target")
         self.lookups = IdMapLookups(ctx.state.id_maps, ctx.known_flows)
+        self._entity_writer: EntityWriter | None = None
 
     async def execute(self) -> FlowSummary:
         started = time.monotonic()
@@ -187,9 +187,29 @@ class FlowRun:
         results = await self._push(changed, entries) if changed else []
         self._record(results, {m.key: m for m in changed}, unchanged, deferred, failed, filtered, entries)
 
+    async def _writer(self) -> EntityWriter:
+        if self._entity_writer is None:
+            catalog: FieldCatalog | None = None
+            if self.ctx.target_catalog is not None:
+                catalog = await self.ctx.target_catalog.get()
+            self._entity_writer = EntityWriter(self.ctx.target, self.spec["to"]["entity"], self.ctx.target_entity,
+                                               match_field=self.match_field, catalog=catalog)
+        return self._entity_writer
+
+    async def _prefetch(self, writer: EntityWriter, unresolved: int) -> None:
+        """Read the whole target entity once when that is cheaper than one search per record."""
+        if writer.index is not None or writer.prefetch_min is None or unresolved < writer.prefetch_min:
+            return
+        reader = EntityReader(self.ctx.target, self.spec["to"]["entity"], self.ctx.target_entity,
+                              self.ctx.target_catalog)
+        records: list[dict[str, Any]] = []
+        async for page in reader.pages():
+            records.extend(page)
+        writer.use_index(records)
+
     async def _push(self, changed: list[_Mapped], entries: Mapping[str, Any]) -> list[PushResult]:
-        writer = EntityWriter(self.ctx.target, self.spec["to"]["entity"], self.ctx.target_entity,
-                              match_field=self.match_field, catalog=self.ctx.target_catalog)
+        writer = await self._writer()
+        await self._prefetch(writer, sum(1 for m in changed if m.key not in entries))
         items = [PushItem(m.key, m.payload,
                           match_value=get_path(m.payload, self.match_field) if self.match_field else None,
                           target_id=entries[m.key].target_id if m.key in entries else None)

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from engine.connection import Connection
-from engine.http.catalog import FieldCatalog
+from engine.http.catalog import LazyCatalog
 from engine.http.client import ClientOptions, ConnectorClient
 from engine.http.errors import ConnectorError, FatalError
 from engine.http.redact import REDACTOR
@@ -58,7 +58,7 @@ class Runner:
         self.client_options = client_options
         self.audit_unchanged = audit_unchanged
         self._clients: dict[str, ConnectorClient] = {}
-        self._catalogs: dict[tuple[str, str], FieldCatalog | None] = {}
+        self._catalogs: dict[tuple[str, str], LazyCatalog] = {}
         self._mappings: dict[str, CompiledMapping] = {}
 
     # ---- connections ---------------------------------------------------------------------------------------
@@ -77,11 +77,11 @@ class Runner:
                                                   transport=self.transport, options=self.client_options)
         return self._clients[name]
 
-    async def catalog(self, connection: str, entity: str, spec: Mapping[str, Any]) -> FieldCatalog | None:
+    def catalog(self, connection: str, entity: str, spec: Mapping[str, Any]) -> LazyCatalog:
+        """The entity's custom-field catalog, shared by the flows of this run and read on first use."""
         key = (connection, entity)
         if key not in self._catalogs:
-            custom = spec.get("custom_fields")
-            self._catalogs[key] = await FieldCatalog.load(self.client(connection), entity, custom) if custom else None
+            self._catalogs[key] = LazyCatalog(self.client(connection), entity, spec.get("custom_fields"))
         return self._catalogs[key]
 
     def entity(self, connection: str, entity: str) -> Mapping[str, Any]:
@@ -122,9 +122,8 @@ class Runner:
             run_id=run_id, state=self.state, source=self.client(source["connection"]),
             target=self.client(target["connection"]), source_entity=source_entity, target_entity=target_entity,
             mapping=self._mappings[name], known_flows=set(self.project.flows),
-            source_catalog=await self.catalog(source["connection"], source["entity"], source_entity),
-            target_catalog=None if dry_run else await self.catalog(target["connection"], target["entity"],
-                                                                   target_entity),
+            source_catalog=self.catalog(source["connection"], source["entity"], source_entity),
+            target_catalog=self.catalog(target["connection"], target["entity"], target_entity),
             dry_run=dry_run, audit_unchanged=self.audit_unchanged)
 
     async def run(self, flows: list[str] | None = None, *, dry_run: bool = False, due: bool = False,

@@ -83,11 +83,11 @@ class JinjaExpression:
     def __init__(self, source: str) -> None:
         self.source = source
         single = _SINGLE_EXPRESSION.match(source)
+        self._native: Any = None
+        self._template: Any = None
         if single and "{{" not in single.group("expr") and "}}" not in single.group("expr"):
             self._native = ENV.compile_expression(single.group("expr").strip(), undefined_to_none=True)
-            self._template = None
         else:
-            self._native = None
             self._template = ENV.from_string(source)
 
     def evaluate(self, context: Mapping[str, Any]) -> Any:

@@ -10,7 +10,7 @@ import pytest
 
 from engine.connection import Connection
 from engine.http.client import ClientOptions, ConnectorClient
-from engine.http.errors import FatalError, RecordError, ReauthorizeError
+from engine.http.errors import FatalError, ReauthorizeError, RecordError
 from engine.http.reader import EntityReader
 from engine.store import State
 from tests.engine.fakeapi import FakeAPI

@@ -1,0 +1,37 @@
+"""Human-readable tables for run summaries, plans, status and audit rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A plain fixed-width table."""
+    text_rows = [[("" if cell is None else str(cell)) for cell in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in text_rows]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in text_rows]
+    return "\n".join(lines)
+
+
+def run_table(summary: dict[str, Any], plan: bool = False) -> str:
+    """One line per flow with what happened (or, for a plan, what would happen)."""
+    verbs = ("create", "update") if plan else ("created", "updated")
+    headers = ["flow", "status", "read", *verbs, "unchanged", "deferred", "failed", "filtered"]
+    if not plan:
+        headers += ["api reads", "api writes", "seconds"]
+    rows = []
+    for flow in summary["flows"]:
+        row = [flow["flow"], flow["status"], flow["read"], flow["created"], flow["updated"], flow["unchanged"],
+               flow["deferred"], flow["failed"], flow["filtered"]]
+        if not plan:
+            row += [flow["api_calls"]["reads"], flow["api_calls"]["writes"], flow["seconds"]]
+        rows.append(row)
+    out = [table(headers, rows)]
+    errors = [f"  {f['flow']}: {f['error']}" for f in summary["flows"] if f.get("error")]
+    if errors:
+        out.append("errors:\n" + "\n".join(errors))
+    out.append(f"run {summary['run_id']}: {summary['status']}")
+    return "\n".join(out)

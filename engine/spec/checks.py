@@ -1,0 +1,98 @@
+"""Semantic checks run after schema validation: expressions, cross-file references, cycles, secrets.
+
+Every check reads the data defensively: a file that failed its schema is still checked as far as its shape
+allows, so one run reports as much as possible. Flow checks live in `flow_checks`, workspace checks in
+`workspace_checks`; this module runs them all and checks connectors and integrations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from engine.spec.checkutil import annotation, as_dict, get_path, problem, unknown
+from engine.spec.expressions import connector_jmespaths, is_template, jinja_error, jmespath_error, strings
+from engine.spec.flow_checks import check_cycles, check_flow, schedule_seconds
+from engine.spec.model import Project, Spec
+from engine.spec.problems import JsonPath, SpecProblem
+from engine.spec.workspace_checks import check_workspace
+
+__all__ = [
+    "check_connector",
+    "check_cycles",
+    "check_flow",
+    "check_integration",
+    "check_workspace",
+    "run_checks",
+    "schedule_seconds",
+]
+
+
+def run_checks(project: Project) -> list[SpecProblem]:
+    """All semantic checks over a loaded project."""
+    problems: list[SpecProblem] = []
+    for connector in project.connectors.values():
+        problems += check_connector(connector)
+    for integration in project.integrations.values():
+        problems += check_integration(project, integration)
+    for flow in project.flows.values():
+        problems += check_flow(project, flow)
+    problems += check_cycles(project)
+    if project.workspace is not None:
+        problems += check_workspace(project, project.workspace)
+    return problems
+
+
+def check_connector(spec: Spec) -> list[SpecProblem]:
+    """Expressions compile; paginator and quota names exist."""
+    data = spec.data
+    problems = []
+    selectors = dict(connector_jmespaths(data))
+    for path, expression in selectors.items():
+        error = jmespath_error(expression)
+        if error:
+            problems.append(problem(spec, path, error))
+    skip = frozenset({*selectors, ("title",), ("description",), ("connection",), ("connector",)})
+    for path, text in strings(data, (), skip):
+        error = jinja_error(text) if is_template(text) and not annotation(path) else None
+        if error:
+            problems.append(problem(spec, path, error))
+    for path, name in _connector_refs(data, "paginator"):
+        if name not in as_dict(data.get("paginators")):
+            problems.append(problem(spec, path, unknown("paginator", name, data.get("paginators"))))
+    for path, name in _connector_refs(data, "quota"):
+        if name not in as_dict(data.get("quotas")):
+            problems.append(problem(spec, path, unknown("quota", name, data.get("quotas"))))
+    return problems
+
+
+def _connector_refs(data: dict[str, Any], kind: str) -> Iterator[tuple[JsonPath, str]]:
+    """(path, name) of every paginator or quota reference in a connector."""
+    for entity_name, entity in as_dict(data.get("entities")).items():
+        base: JsonPath = ("entities", entity_name)
+        entity = as_dict(entity)
+        if kind == "paginator":
+            candidates = [(*base, "read"), (*base, "custom_fields", "catalog")]
+            candidates += [(*base, "expand", name) for name in as_dict(entity.get("expand"))]
+        else:
+            candidates = [(*base, "write", op) for op in ("search", "create", "update")]
+        for path in candidates:
+            value = as_dict(get_path(data, path)).get(kind)
+            if isinstance(value, str):
+                yield (*path, kind), value
+
+
+def check_integration(project: Project, spec: Spec) -> list[SpecProblem]:
+    """Each connection role names a loaded connector."""
+    problems = []
+    for role, connection in as_dict(spec.data.get("connections")).items():
+        connector = as_dict(connection).get("connector")
+        if isinstance(connector, str) and connector not in project.connectors:
+            problems.append(
+                problem(
+                    spec,
+                    ("connections", role, "connector"),
+                    unknown("connector", connector, project.connectors),
+                )
+            )
+    return problems

@@ -1,0 +1,33 @@
+"""An opened workspace: the user's file, the specs it brings in, and its state database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.spec import Project, load_workspace
+from engine.store import State
+
+DEFAULT_STATE = "state/ml-connector.duckdb"
+
+
+@dataclass
+class Workspace:
+    path: Path
+    project: Project
+
+    @classmethod
+    def open(cls, path: str | Path) -> Workspace:
+        """Load and validate the workspace and every spec it names (raises SpecError)."""
+        resolved = Path(path).resolve()
+        return cls(resolved, load_workspace(resolved))
+
+    @property
+    def state_path(self) -> Path:
+        assert self.project.workspace is not None
+        configured = self.project.workspace.data.get("state") or DEFAULT_STATE
+        candidate = Path(configured)
+        return candidate if candidate.is_absolute() else self.path.parent / candidate
+
+    def state(self) -> State:
+        return State(self.state_path)
