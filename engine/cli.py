@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
-from engine.spec import SpecProblem, load_specs
+from engine.http.errors import ConnectorError
+from engine.report import run_table, table
+from engine.spec import SpecError, SpecProblem, load_specs
+from engine.sync.runner import Runner, RunSummary
+from engine.sync.schedule import parse_schedule
+from engine.transform.examples import run_examples
+from engine.workspace import Workspace
 
 DEFAULT_SPEC_PATHS = ("connectors", "mappings")
 
@@ -53,6 +66,217 @@ def display_path(file: str) -> str:
 
 def _plural(count: int, word: str) -> str:
     return word if count == 1 else word + "s"
+
+
+# ---- workspace commands ----------------------------------------------------------------------------------------
+
+workspace_option = click.option(
+    "-w", "--workspace", "workspace_path", type=click.Path(path_type=Path, dir_okay=False),
+    default=lambda: os.environ.get("ML_CONNECTOR_WORKSPACE", "workspace.yaml"), show_default="workspace.yaml",
+    help="The workspace file (connections, state, integrations). Env: ML_CONNECTOR_WORKSPACE.")
+
+
+def open_workspace(path: Path) -> Workspace:
+    """Open and validate a workspace, or exit with every problem as file:line: field: message."""
+    if not path.exists():
+        raise click.ClickException(f"no workspace file at {path} (see README: Workspace)")
+    try:
+        return Workspace.open(path)
+    except SpecError as exc:
+        for problem in exc.problems:
+            click.echo(format_problem(problem), err=True)
+        raise SystemExit(2) from exc
+
+
+def _run(workspace: Workspace, action: Callable[[Runner], Any]) -> Any:
+    state = workspace.state()
+    try:
+        return asyncio.run(action(Runner(workspace.project, state)))
+    except ConnectorError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        state.close()
+
+
+def _report(summary: RunSummary, as_json: bool, plan: bool = False) -> None:
+    data = summary.as_dict()
+    click.echo(json.dumps(data, indent=2, default=str) if as_json else run_table(data, plan=plan))
+    if summary.status != "ok":
+        raise SystemExit(1)
+
+
+@main.command()
+@workspace_option
+@click.option("--flow", "flows", multiple=True, help="Only these flows (repeatable); default: all.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def plan(workspace_path: Path, flows: tuple[str, ...], as_json: bool) -> None:
+    """Dry run: per flow, how many records would be created, updated, left unchanged or deferred. No writes."""
+    workspace = open_workspace(workspace_path)
+    summary = _run(workspace, lambda runner: runner.run(list(flows) or None, dry_run=True))
+    _report(summary, as_json, plan=True)
+
+
+@main.command()
+@workspace_option
+@click.option("--flow", "flows", multiple=True, help="Only these flows (repeatable); default: all.")
+@click.option("--due", is_flag=True, help="Only flows whose schedule has come round.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
+def run(workspace_path: Path, flows: tuple[str, ...], due: bool, as_json: bool) -> None:
+    """Run flows once: pull, map, diff, push, record. Exit code 1 when any record or flow failed."""
+    workspace = open_workspace(workspace_path)
+    summary = _run(workspace, lambda runner: runner.run(list(flows) or None, due=due))
+    _report(summary, as_json)
+
+
+@main.command()
+@workspace_option
+@click.option("--interval", default=30.0, show_default=True, help="Seconds between schedule checks.")
+@click.option("--once", is_flag=True, help="Check the schedules once and exit (for cron).")
+def serve(workspace_path: Path, interval: float, once: bool) -> None:
+    """Run each flow on its own schedule (`schedule: every 15m`) until interrupted."""
+    workspace = open_workspace(workspace_path)
+    while True:
+        summary = _run(workspace, lambda runner: runner.run(due=True))
+        if summary.flows:
+            click.echo(run_table(summary.as_dict()))
+        if once:
+            return
+        time.sleep(interval)
+
+
+@main.command()
+@workspace_option
+@click.option("--json", "as_json", is_flag=True)
+def status(workspace_path: Path, as_json: bool) -> None:
+    """Per flow: last run, watermark, records mapped, records pending (deferred / failed), next due."""
+    workspace = open_workspace(workspace_path)
+    state = workspace.state()
+    try:
+        last = {row["flow"]: row for row in state.runs.flow_status()}
+        pending = state.pending.counts()
+        now = datetime.now(UTC).replace(tzinfo=None)
+        rows = []
+        for name in workspace.project.flow_order():
+            schedule = workspace.project.flows[name].data.get("schedule")
+            finished = last.get(name, {}).get("last_finished")
+            next_due = (finished + parse_schedule(schedule)) if schedule and finished else (now if schedule else None)
+            rows.append({"flow": name, "schedule": schedule, "last_status": last.get(name, {}).get("last_status"),
+                         "last_finished": finished, "next_due": next_due,
+                         "watermark": state.watermarks.get(name), "mapped": state.id_maps.count(name),
+                         "deferred": pending.get((name, "deferred"), 0), "failed": pending.get((name, "failed"), 0)})
+        if as_json:
+            click.echo(json.dumps({"flows": rows, "runs": state.runs.recent(5)}, indent=2, default=str))
+            return
+        click.echo(table(list(rows[0]) if rows else ["flow"], [list(r.values()) for r in rows]))
+        recent = state.runs.recent(5)
+        if recent:
+            click.echo("\nrecent runs:")
+            columns = ["run_id", "mode", "status", "started_at", "finished_at"]
+            click.echo(table(columns, [[r[c] for c in columns] for r in recent]))
+    finally:
+        state.close()
+
+
+@main.command()
+@workspace_option
+@click.option("--flow")
+@click.option("--run", "run_id")
+@click.option("--key", "source_key", help="A source record key.")
+@click.option("--outcome", type=click.Choice(["ok", "unchanged", "deferred", "failed", "filtered"]))
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def audit(workspace_path: Path, flow: str | None, run_id: str | None, source_key: str | None,
+          outcome: str | None, limit: int, as_json: bool) -> None:
+    """Recent audit rows (one per record per run), newest first, filterable."""
+    workspace = open_workspace(workspace_path)
+    state = workspace.state()
+    try:
+        rows = state.audit.query(run_id=run_id, flow=flow, source_key=source_key, outcome=outcome, limit=limit)
+    finally:
+        state.close()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    columns = ["logged_at", "run_id", "flow", "source_key", "target_id", "action", "outcome", "attempts", "error"]
+    click.echo(table(columns, [[row[c] for c in columns] for row in rows]))
+
+
+@main.command()
+@workspace_option
+@click.option("--flow")
+@click.option("--run", "run_id", help="Records parked by this run.")
+@click.option("--error", "error_like", help="Records whose error contains this text.")
+@click.option("--key", "keys", multiple=True, help="Source keys (repeatable).")
+@click.option("--json", "as_json", is_flag=True)
+def replay(workspace_path: Path, flow: str | None, run_id: str | None, error_like: str | None,
+           keys: tuple[str, ...], as_json: bool) -> None:
+    """Send parked (failed or deferred) records again now, selected by flow, run, error text or key."""
+    workspace = open_workspace(workspace_path)
+    state = workspace.state()
+    try:
+        selected = state.pending.list(flow=flow, run_id=run_id, reason_like=error_like, keys=list(keys) or None)
+    finally:
+        state.close()
+    if not selected:
+        click.echo("nothing to replay")
+        return
+    by_flow: dict[str, list[dict[str, Any]]] = {}
+    for record in selected:
+        by_flow.setdefault(record.flow, []).append(record.record)
+    summary = _run(workspace, lambda runner: runner.run(replay=by_flow))
+    _report(summary, as_json)
+
+
+@main.command("test")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+def test_examples(paths: tuple[str, ...]) -> None:
+    """Run the `examples` of every mapping spec (default: ./mappings)."""
+    targets = list(paths) or [Path("mappings")]
+    project, problems = load_specs([*targets, Path("connectors")] if Path("connectors").exists() else targets)
+    failures = 0
+    count = 0
+    for _name, spec in sorted(project.flows.items()):
+        for result in run_examples(spec.data):
+            count += 1
+            if not result.ok:
+                failures += 1
+                line = spec.line_of(("examples", result.index))
+                click.echo(f"{display_path(str(spec.path))}:{line}: examples[{result.index}]: {result.message}")
+    click.echo(f"{count} {_plural(count, 'example')}, {failures} {_plural(failures, 'failure')}")
+    if failures:
+        raise SystemExit(1)
+
+
+# ---- sandboxes and demo ------------------------------------------------------------------------------------------
+
+@main.group()
+def sandbox() -> None:
+    """Local simulators of the connected systems."""
+
+
+@sandbox.command("up")
+@click.option("--only", "names", multiple=True, help="Only these sandboxes (repeatable).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--write-workspace", type=click.Path(path_type=Path, file_okay=False),
+              help="Also write workspace.yaml for these sandboxes into this directory.")
+@click.option("--customers", default=300, show_default=True, help="Customers seeded in the ERP sandbox.")
+@click.option("--items", default=200, show_default=True, help="Items seeded in the ERP sandbox.")
+def sandbox_up(names: tuple[str, ...], host: str, write_workspace: Path | None, customers: int, items: int) -> None:
+    """Serve the sandboxes over HTTP, print their URLs, and serve until interrupted."""
+    from sandbox.up import serve_sandboxes
+
+    serve_sandboxes(list(names) or None, host=host, workspace_dir=write_workspace,
+                    sizes={"customers": customers, "items": items}, echo=click.echo)
+
+
+@main.command()
+@click.option("--dir", "directory", type=click.Path(path_type=Path, file_okay=False), default=Path("demo-workspace"),
+              show_default=True, help="Where the demo writes its workspace and state.")
+def demo(directory: Path) -> None:
+    """Start the sandboxes, run the shipped integration end to end, and show what happened."""
+    from sandbox.demo import run_demo
+
+    sys.exit(run_demo(directory, echo=click.echo))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,42 @@
+"""`ml-connector sandbox up`: serve sandboxes on their default ports until interrupted."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sandbox.registry import SANDBOXES, create_sandbox, default_port
+from sandbox.serve import SandboxServer
+from sandbox.workspace import SANDBOX_ENV, write_workspace
+
+SIZE_OPTIONS = {"qad": ("customers", "items")}
+
+
+def serve_sandboxes(names: list[str] | None, *, host: str = "127.0.0.1", workspace_dir: Path | None = None,
+                    sizes: dict[str, int] | None = None, echo: Callable[[str], Any] = print) -> None:
+    """Start the named sandboxes (default: all), print where they are, block until SIGINT/SIGTERM."""
+    server = SandboxServer(host=host)
+    urls: dict[str, str] = {}
+    try:
+        for name in names or list(SANDBOXES):
+            options = {key: value for key, value in (sizes or {}).items() if key in SIZE_OPTIONS.get(name, ())}
+            served = server.start(name, create_sandbox(name, **options), default_port(name))
+            urls[name] = served.url
+            echo(f"{name:10} {served.url}   (admin: {served.url}/_admin/requests)")
+        if workspace_dir is not None:
+            path = write_workspace(workspace_dir, urls)
+            echo(f"workspace  {path}")
+            echo("export the sandbox credentials before running the engine:")
+            for key, value in SANDBOX_ENV.items():
+                echo(f"  export {key}='{value}'")
+        echo("serving; press Ctrl-C to stop")
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+    finally:
+        server.stop()
