@@ -229,10 +229,12 @@ def replay(workspace_path: Path, flow: str | None, run_id: str | None, error_lik
 
 @main.command("test")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-def test_examples(paths: tuple[str, ...]) -> None:
+def test_examples(paths: tuple[Path, ...]) -> None:
     """Run the `examples` of every mapping spec (default: ./mappings)."""
     targets = list(paths) or [Path("mappings")]
-    project, problems = load_specs([*targets, Path("connectors")] if Path("connectors").exists() else targets)
+    if Path("connectors").exists():
+        targets.append(Path("connectors"))
+    project, _problems = load_specs(targets)
     failures = 0
     count = 0
     for _name, spec in sorted(project.flows.items()):

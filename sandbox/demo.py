@@ -11,7 +11,8 @@ from typing import Any
 from engine.report import run_table
 from engine.sync.runner import Runner, RunSummary
 from engine.workspace import Workspace
-from sandbox.registry import create_sandbox
+from sandbox.pipedrive import create_pipedrive_sandbox
+from sandbox.qad import create_qad_sandbox
 from sandbox.serve import SandboxServer
 from sandbox.workspace import apply_env, write_workspace
 
@@ -41,8 +42,8 @@ def run_demo(directory: Path, echo: Echo = print) -> int:
         shutil.rmtree(directory / "state")
     server = SandboxServer()
     try:
-        erp = create_sandbox("qad", customers=300, items=200)
-        crm = create_sandbox("pipedrive")
+        erp = create_qad_sandbox(customers=300, items=200)
+        crm = create_pipedrive_sandbox()
         crm.config.update(burst_limit=100)  # a Premium plan: 100 requests per 2 s window
         urls = {"qad": server.start("qad", erp).url, "pipedrive": server.start("pipedrive", crm).url}
         echo(f"sandboxes: QAD at {urls['qad']}, Pipedrive at {urls['pipedrive']}")
