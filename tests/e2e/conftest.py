@@ -1,0 +1,65 @@
+"""Sandboxes served over real HTTP, a workspace pointing at them, and a way to run the CLI as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandbox.pipedrive import PipedriveSandbox, create_pipedrive_sandbox
+from sandbox.qad import QadSandbox, create_qad_sandbox
+from sandbox.serve import SandboxServer
+from sandbox.workspace import SANDBOX_ENV, write_workspace
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Env:
+    qad: QadSandbox
+    crm: PipedriveSandbox
+    workspace: Path
+    urls: dict[str, str]
+
+    def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """Run `ml-connector <args> -w <workspace>` in a child process."""
+        return subprocess.run([sys.executable, "-m", "engine.cli", *args, "-w", str(self.workspace)],
+                              capture_output=True, text=True, timeout=timeout, cwd=REPO,
+                              env={**os.environ, **SANDBOX_ENV})
+
+    def run_json(self, *args: str) -> tuple[int, dict[str, Any]]:
+        result = self.cli("run", "--json", *args)
+        try:
+            return result.returncode, json.loads(result.stdout)
+        except json.JSONDecodeError as exc:
+            raise AssertionError(f"run printed no JSON:\n{result.stdout}\n{result.stderr}") from exc
+
+    def crm_writes(self) -> dict[str, int]:
+        summary = self.crm.log.summary()
+        return {k: v for k, v in summary["counts"].items() if not k.startswith("GET ")}
+
+
+def flows(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {f["flow"]: f for f in summary["flows"]}
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
+    for key, value in SANDBOX_ENV.items():
+        monkeypatch.setenv(key, value)
+    server = SandboxServer()
+    qad = create_qad_sandbox(customers=40, items=30)
+    crm = create_pipedrive_sandbox()
+    crm.config.update(burst_limit=100)
+    try:
+        urls = {"qad": server.start("qad", qad).url, "pipedrive": server.start("pipedrive", crm).url}
+        yield Env(qad, crm, write_workspace(tmp_path, urls), urls)
+    finally:
+        server.stop()

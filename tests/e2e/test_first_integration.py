@@ -1,0 +1,116 @@
+"""Issue 2 acceptance, against sandboxes running over HTTP, through the CLI as a user runs it."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+from sandbox.workspace import SANDBOX_ENV
+from tests.e2e.conftest import REPO, Env, flows
+
+
+def expected_counts(env: Env) -> dict[str, int]:
+    customers = [c for c in env.qad.store.all("customerV2s") if c["isActive"]]
+    return {
+        "items_to_products": sum(1 for i in env.qad.store.all("items") if i["itemStatus"] == "ACTIVE"),
+        "customers_to_organizations": len(customers),
+        "contacts_to_persons": sum(1 for c in customers for p in c["contacts"] if p["isKeyContact"]),
+    }
+
+
+def assert_no_duplicates(env: Env) -> None:
+    for entity, label in (("organizations", "ERP Customer Id"), ("products", "ERP Item Code"),
+                          ("persons", "ERP Contact Id")):
+        key = env.crm.store.field_key(entity, label)
+        values = Counter(r["custom_fields"].get(key) for r in env.crm.store.all(entity) if not r.get("is_deleted"))
+        duplicates = {v: n for v, n in values.items() if n > 1}
+        assert duplicates == {}, f"duplicate {entity}: {duplicates}"
+
+
+def test_first_run_creates_everything_second_run_writes_nothing_then_exactly_three_updates(env: Env) -> None:
+    expected = expected_counts(env)
+    code, first = env.run_json()
+    assert code == 0, first
+    by_flow = flows(first)
+    for flow, count in expected.items():
+        assert by_flow[flow]["created"] == count and by_flow[flow]["failed"] == 0, by_flow[flow]
+    assert len(env.crm.store.all("products")) == expected["items_to_products"]
+    assert len(env.crm.store.all("organizations")) == expected["customers_to_organizations"]
+    persons = env.crm.store.all("persons")
+    orgs_by_code = {o["custom_fields"][env.crm.store.field_key("organizations", "ERP Customer Id")]: o["id"]
+                    for o in env.crm.store.all("organizations")}
+    contact_key = env.crm.store.field_key("persons", "ERP Contact Id")
+    owner = {p["contactId"]: c["customerCode"] for c in env.qad.store.all("customerV2s") for p in c["contacts"]}
+    assert all(p["org_id"] == orgs_by_code[owner[p["custom_fields"][contact_key]]] for p in persons)
+    assert_no_duplicates(env)
+
+    env.crm.log.reset()
+    code, second = env.run_json()
+    assert code == 0
+    assert all(f["created"] == 0 and f["updated"] == 0 and f["api_calls"]["writes"] == 0 for f in second["flows"])
+    assert env.crm_writes() == {}  # the sandbox agrees: not one write call
+
+    changed = [i for i in env.qad.store.all("items") if i["itemStatus"] == "ACTIVE"][:3]
+    for item in changed:
+        env.qad.store.patch("items", item["itemCode"], {"listPrice": round(item["listPrice"] + 2.25, 2)})
+    env.crm.log.reset()
+    code, third = env.run_json()
+    assert code == 0
+    assert flows(third)["items_to_products"]["updated"] == 3
+    assert sum(f["created"] + f["updated"] for f in third["flows"]) == 3
+    assert env.crm_writes() == {"PATCH /api/v2/products/{id}": 3}
+    code_key = {p["code"]: p for p in env.crm.store.all("products")}
+    for item in changed:
+        assert code_key[item["itemCode"]]["prices"][0]["price"] == round(item["listPrice"] + 2.25, 2)
+
+
+def test_plan_counts_without_writing(env: Env) -> None:
+    result = env.cli("plan", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert env.crm_writes() == {}
+    assert env.crm.store.all("organizations") == []
+
+
+def test_sigkill_mid_run_then_rerun_leaves_no_duplicates(env: Env) -> None:
+    env.crm.faults.add(__import__("sandbox.core", fromlist=["Fault"]).Fault(
+        method="POST", path="/api/v2/", status=0, delay=0.05, times=10_000))
+    process = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "-w", str(env.workspace)], cwd=REPO,
+                               env={**__import__("os").environ, **SANDBOX_ENV},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while len(env.crm.store.all("organizations")) < 10 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    assert 10 <= len(env.crm.store.all("organizations")) < expected_counts(env)["customers_to_organizations"]
+
+    env.crm.faults.clear()
+    code, summary = env.run_json()
+    assert code == 0, summary
+    expected = expected_counts(env)
+    assert len(env.crm.store.all("products")) == expected["items_to_products"]
+    assert len(env.crm.store.all("organizations")) == expected["customers_to_organizations"]
+    assert len(env.crm.store.all("persons")) == expected["contacts_to_persons"]
+    assert_no_duplicates(env)
+    code, again = env.run_json()
+    assert code == 0 and all(f["api_calls"]["writes"] == 0 for f in again["flows"])
+
+
+def test_a_rejected_record_is_parked_exit_code_is_1_and_the_next_run_sends_it(env: Env) -> None:
+    from sandbox.core import Fault
+
+    env.crm.faults.add(Fault(method="POST", path="/api/v2/products", status=400, times=1,
+                             body={"success": False, "error": "Validation failed: name", "code":
+                                   "ERR_SCHEMA_VALIDATION_FAILED"}))
+    code, first = env.run_json("--flow", "items_to_products")
+    assert code == 1
+    assert flows(first)["items_to_products"]["failed"] == 1
+    audit = env.cli("audit", "--outcome", "failed", "--json")
+    assert "Validation failed: name" in audit.stdout
+    code, second = env.run_json("--flow", "items_to_products")
+    assert code == 0
+    assert flows(second)["items_to_products"]["created"] == 1
+    assert len(env.crm.store.all("products")) == expected_counts(env)["items_to_products"]
