@@ -67,6 +67,7 @@ class RateLimiter:
         self.day = int(time.time() // 86_400)
         self.limited: dict[str, int] = {}
         self.blocked_until: dict[str, float] = {}
+        self.rejections = {"burst": 0, "daily": 0}
 
     def cost(self, op: str) -> int:
         """Token cost of an operation (config ``token_costs`` overrides the sheet's values)."""
@@ -82,6 +83,7 @@ class RateLimiter:
                 "windows": {k: len(v) for k, v in self.windows.items()},
                 "limited": dict(self.limited),
                 "blocked_until": dict(self.blocked_until),
+                "rejections": dict(self.rejections),
             }
 
     def check(self, principal: str, oauth: bool, search: bool, op: str) -> Decision:
@@ -96,11 +98,13 @@ class RateLimiter:
             shown_limit, shown = buckets[-1]
             for limit, window in buckets:
                 if limit is not None and len(window) >= limit:
+                    self.rejections["burst"] += 1
                     return self._reject(principal, now, limit, window, self._window_end(window, now))
             budget = self.config.get("daily_budget")
             if budget is not None and self.used + cost > budget:
                 if self.reset_at is None:
                     self.reset_at = now + self._daily_period(now)
+                self.rejections["daily"] += 1
                 return self._reject(principal, now, shown_limit, shown, None)
             for _, window in buckets:
                 window.append(now)

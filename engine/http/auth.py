@@ -68,6 +68,7 @@ class _TokenAuth:
         self.refresh_ahead = refresh_ahead
         self.token: str | None = None
         self.expires_at = 0.0
+        self.lifetime = 3600.0
         self.base_url: str | None = None
         self._lock = asyncio.Lock()
         self._load_cached()
@@ -80,17 +81,21 @@ class _TokenAuth:
         if cached:
             data = json.loads(cached)
             self.token, self.expires_at, self.base_url = data["token"], data["expires_at"], data.get("base_url")
+            self.lifetime = float(data.get("lifetime", self.lifetime))
             REDACTOR.add(self.token)
 
     def _remember(self, token: str, expires_in: float | None) -> None:
         REDACTOR.add(token)
         self.token = token
-        self.expires_at = time.time() + (float(expires_in) if expires_in else 3600.0)
+        self.lifetime = float(expires_in) if expires_in else 3600.0
+        self.expires_at = time.time() + self.lifetime
         self.vault.put(self._cache_key(), json.dumps(
-            {"token": token, "expires_at": self.expires_at, "base_url": self.base_url}))
+            {"token": token, "expires_at": self.expires_at, "lifetime": self.lifetime, "base_url": self.base_url}))
 
     def _fresh(self) -> bool:
-        return self.token is not None and time.time() < self.expires_at - self.refresh_ahead
+        """Valid for a while yet: renewal starts ``refresh_ahead`` early, but never before half the lifetime."""
+        margin = min(self.refresh_ahead, self.lifetime / 2)
+        return self.token is not None and time.time() < self.expires_at - margin
 
     def invalidate(self) -> None:
         self.token = None

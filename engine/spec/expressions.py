@@ -90,7 +90,7 @@ def lookup_calls(template: str) -> list[tuple[str, str]]:
 
 def mapping_expressions(data: dict[str, Any]) -> Iterator[tuple[JsonPath, str]]:
     """Every expression string of a mapping: filter, key, let, from.each and fields (with child lists)."""
-    for name in ("filter", "key"):
+    for name in ("filter", "key", "target_id"):
         if isinstance(data.get(name), str):
             yield (name,), data[name]
     source = data.get("from")

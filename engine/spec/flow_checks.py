@@ -181,7 +181,7 @@ def _target_problems(spec: Spec, connector: Spec, name: str, entity: dict[str, A
         ]
     strategy = write.get("strategy")
     match = spec.data.get("match")
-    if strategy in MATCHED_STRATEGIES and match is None:
+    if strategy in MATCHED_STRATEGIES and match is None and "target_id" not in spec.data:
         return [
             problem(
                 spec,

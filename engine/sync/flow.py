@@ -51,6 +51,7 @@ class _Mapped:
     unit: dict[str, Any]
     payload: dict[str, Any]
     digest: str
+    target_id: str | None = None
 
 
 @dataclass
@@ -169,7 +170,7 @@ class FlowRun:
             if result.payload is None:
                 filtered.append(key)
                 continue
-            mapped[key] = _Mapped(key, unit, result.payload, content_hash(result.payload))
+            mapped[key] = _Mapped(key, unit, result.payload, content_hash(result.payload), result.target_id)
         self.summary.filtered += len(filtered)
         self.summary.deferred += len(deferred)
         entries = self.ctx.state.id_maps.get_many(self.name, mapped)
@@ -209,10 +210,10 @@ class FlowRun:
 
     async def _push(self, changed: list[_Mapped], entries: Mapping[str, Any]) -> list[PushResult]:
         writer = await self._writer()
-        await self._prefetch(writer, sum(1 for m in changed if m.key not in entries))
+        await self._prefetch(writer, sum(1 for m in changed if m.key not in entries and not m.target_id))
         items = [PushItem(m.key, m.payload,
                           match_value=get_path(m.payload, self.match_field) if self.match_field else None,
-                          target_id=entries[m.key].target_id if m.key in entries else None)
+                          target_id=m.target_id or (entries[m.key].target_id if m.key in entries else None))
                  for m in changed]
         try:
             return await writer.push(items)

@@ -26,6 +26,7 @@ Lookup = Callable[[str, Any], Any]
 class MapResult:
     key: str
     payload: dict[str, Any] | None  # None: filtered out
+    target_id: str | None = None  # given by the mapping's `target_id`, else the id map decides
 
 
 @dataclass
@@ -69,6 +70,7 @@ class CompiledMapping:
         self.each = compile_expression(spec["from"]["each"]) if spec["from"].get("each") else None
         self.lets = [(name, compile_expression(expr)) for name, expr in (spec.get("let") or {}).items()]
         self.fields = _compile_fields(spec.get("fields") or {})
+        self.target_id = compile_expression(spec["target_id"]) if spec.get("target_id") else None
 
     def explode(self, record: dict[str, Any]) -> list[dict[str, Any]]:
         """The records this flow maps from one source record (children with ``_parent`` when ``each`` is set)."""
@@ -91,7 +93,13 @@ class CompiledMapping:
             context[name] = self._evaluate(expr, context, name)
         if self.filter is not None and not self._evaluate(self.filter, context, "filter"):
             return MapResult(key, None)
-        return MapResult(key, self._map_fields(self.fields, context))
+        target_id = None
+        if self.target_id is not None:
+            found = self._evaluate(self.target_id, context, "target_id")
+            if found in (None, ""):
+                raise Deferred(f"target_id expression {self.target_id.source!r} gave no value")
+            target_id = str(found)
+        return MapResult(key, self._map_fields(self.fields, context), target_id)
 
     def _map_fields(self, fields: list[tuple[tuple[str, ...], Any]], context: dict[str, Any]) -> dict[str, Any]:
         payload: dict[str, Any] = {}

@@ -52,7 +52,7 @@ def test_unknown_top_level_key_but_x_annotations_allowed(specs: SpecCopy, cli: C
     result = cli("validate")
     assert problems_of(result) == [
         f"{ITEMS}:8: owner: unknown key 'owner' (allowed: flow, title, description, "
-        "from, to, depends_on, schedule, filter, key, match, let, fields, on_delete, "
+        "from, to, depends_on, schedule, filter, key, match, target_id, let, fields, on_delete, "
         "examples)"
     ]
 

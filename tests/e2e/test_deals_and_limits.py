@@ -1,0 +1,129 @@
+"""Issue 3 acceptance: won deals into QAD sales orders, deferral, OAuth2 with rotation, 429 budgets."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from sandbox.workspace import write_workspace
+from tests.e2e.conftest import Env, flows
+from tests.e2e.test_first_integration import assert_no_duplicates, expected_counts
+
+
+def synced(env: Env) -> None:
+    code, summary = env.run_json()
+    assert code == 0, summary
+
+
+def won_deal(env: Env, products: list[dict[str, Any]], status: str = "won") -> dict[str, Any]:
+    org = env.crm.store.all("organizations")[0]
+    deal = env.crm.store.insert("deals", {"title": f"Deal for {org['name']}", "org_id": org["id"], "status": status,
+                                          "currency": "USD", "value": 0})
+    total = 0.0
+    for quantity, product in enumerate(products, start=2):
+        price = float(product["prices"][0]["price"]) if product.get("prices") else 10.0
+        env.crm.store.add_deal_product(deal["id"], product["id"], price, quantity)
+        total += price * quantity
+    return env.crm.store.patch("deals", deal["id"], {"value": round(total, 2)})
+
+
+def order_for(env: Env, deal_id: int) -> dict[str, Any] | None:
+    return next((o for o in env.qad.store.all("salesOrders")
+                 if o.get("externalReference") == f"pipedrive-deal-{deal_id}"), None)
+
+
+def test_won_deal_with_three_lines_becomes_one_order_with_three_lines(env: Env) -> None:
+    synced(env)
+    products = env.crm.store.all("products")[:3]
+    deal = won_deal(env, products)
+    open_deal = won_deal(env, products[:1], status="open")
+    lost_deal = won_deal(env, products[:2], status="lost")
+    code, summary = env.run_json()
+    assert code == 0, summary
+    assert flows(summary)["won_deals_to_sales_orders"]["created"] == 1
+    order = order_for(env, deal["id"])
+    assert order is not None
+    org_code_key = env.crm.store.field_key("organizations", "ERP Customer Id")
+    org = env.crm.store.get("organizations", deal["org_id"])
+    assert order["customerCode"] == org["custom_fields"][org_code_key]
+    assert order["currencyCode"] == "USD" and order["totalAmount"] == deal["value"]
+    assert [line["itemCode"] for line in order["lines"]] == [p["code"] for p in products]
+    assert [line["quantityOrdered"] for line in order["lines"]] == [2, 3, 4]
+    assert order_for(env, open_deal["id"]) is None and order_for(env, lost_deal["id"]) is None
+    assert len(env.qad.store.all("salesOrders")) == 1
+    # the order number goes back onto the deal: identifiers aligned both ways
+    order_key = env.crm.store.field_key("deals", "ERP Order Number")
+    assert env.crm.store.get("deals", deal["id"])["custom_fields"][order_key] == order["salesOrderNumber"]
+
+    env.crm.log.reset()
+    env.qad.log.reset()
+    code, again = env.run_json()
+    assert code == 0
+    assert all(f["api_calls"]["writes"] == 0 for f in again["flows"]), again
+    assert env.crm_writes() == {}
+    assert env.qad.log.summary()["writes"] == 0  # the cached access token is reused: not even a token grant
+
+
+def test_deal_with_a_product_unknown_to_the_id_map_waits_for_the_product_flow(env: Env) -> None:
+    synced(env)
+    item = dict(env.qad.store.all("items")[0])
+    item.update(itemCode="99-0001", description="Late catalog item", itemStatus="ACTIVE")
+    for key in ("uri", "lastModifiedDate", "concurrencyHash"):
+        item.pop(key, None)
+    env.qad.store.insert("items", item)
+    # a sales rep created the product by hand before the item flow ran
+    manual = env.crm.store.insert("products", {"name": "Late catalog item", "code": "99-0001",
+                                               "prices": [{"currency": "USD", "price": 12.5}]})
+    known = env.crm.store.all("products")[0]
+    deal = won_deal(env, [known, manual])
+
+    code, summary = env.run_json("--flow", "won_deals_to_sales_orders")
+    assert code == 0
+    assert flows(summary)["won_deals_to_sales_orders"]["deferred"] == 1
+    assert order_for(env, deal["id"]) is None
+    status = env.cli("status", "--json")
+    assert '"deferred": 1' in status.stdout
+
+    code, summary = env.run_json()
+    assert code == 0, summary
+    assert flows(summary)["items_to_products"]["updated"] == 1  # matched the hand-made product, no duplicate
+    assert flows(summary)["won_deals_to_sales_orders"]["created"] == 1
+    order = order_for(env, deal["id"])
+    assert order is not None and [ln["itemCode"] for ln in order["lines"]] == [known["code"], "99-0001"]
+    assert Counter(p["code"] for p in env.crm.store.all("products"))["99-0001"] == 1
+
+
+def test_oauth2_tokens_expire_rotate_and_the_rotated_refresh_token_is_kept(env: Env) -> None:
+    env.crm.config.update(access_token_ttl=1.0, rotate_refresh_token=True, burst_limit_oauth=400)
+    env.workspace = write_workspace(env.workspace.parent, env.urls, pipedrive_auth="oauth2")
+    code, summary = env.run_json()
+    assert code == 0, summary
+    grants = env.crm.log.summary()["counts"].get("POST /oauth/token", 0)
+    assert grants >= 2  # the 1-second tokens were renewed during the run
+    assert_no_duplicates(env)
+
+    # the seeded refresh token in the environment is dead now; only the stored rotated one works
+    env.crm.log.reset()
+    env.crm.faults.add(__import__("sandbox.core", fromlist=["Fault"]).Fault(
+        method="GET", path="/api/v2/deals", status=401, times=1,
+        body={"success": False, "error": "unauthorized access", "errorCode": 401}))
+    code, again = env.run_json()
+    assert code == 0, again
+    assert env.crm.log.summary()["counts"].get("POST /oauth/token", 0) >= 1
+
+
+def test_a_small_rate_budget_forces_429s_and_the_run_still_completes(env: Env) -> None:
+    env.crm.config.update(burst_limit=6, burst_window_seconds=0.5, search_burst_limit=3, daily_budget=300,
+                          daily_reset_seconds=1)
+    code, summary = env.run_json()
+    assert code == 0, summary
+    statuses = env.crm.log.summary()["statuses"]
+    assert statuses.get("429", 0) >= 3, statuses
+    assert "403" not in statuses  # never hammered past a 429
+    rejections = env.crm.limits.snapshot()["rejections"]
+    assert rejections["burst"] >= 1 and rejections["daily"] >= 1, rejections  # both budgets ran out at least once
+    expected = expected_counts(env)
+    assert len(env.crm.store.all("products")) == expected["items_to_products"]
+    assert len(env.crm.store.all("organizations")) == expected["customers_to_organizations"]
+    assert len(env.crm.store.all("persons")) == expected["contacts_to_persons"]
+    assert_no_duplicates(env)
