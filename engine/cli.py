@@ -17,6 +17,7 @@ import click
 from engine.http.errors import ConnectorError
 from engine.report import run_table, table
 from engine.spec import SpecError, SpecProblem, load_specs
+from engine.store import State, StateError
 from engine.sync.runner import Runner, RunSummary
 from engine.sync.schedule import parse_schedule
 from engine.transform.examples import run_examples
@@ -88,8 +89,16 @@ def open_workspace(path: Path) -> Workspace:
         raise SystemExit(2) from exc
 
 
+def open_state(workspace: Workspace) -> State:
+    """The workspace's state database, or a clear error (for example when another run holds its lock)."""
+    try:
+        return workspace.state()
+    except StateError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 def _run(workspace: Workspace, action: Callable[[Runner], Any]) -> Any:
-    state = workspace.state()
+    state = open_state(workspace)
     try:
         return asyncio.run(action(Runner(workspace.project, state)))
     except ConnectorError as exc:
@@ -150,7 +159,7 @@ def serve(workspace_path: Path, interval: float, once: bool) -> None:
 def status(workspace_path: Path, as_json: bool) -> None:
     """Per flow: last run, watermark, records mapped, records pending (deferred / failed), next due."""
     workspace = open_workspace(workspace_path)
-    state = workspace.state()
+    state = open_state(workspace)
     try:
         last = {row["flow"]: row for row in state.runs.flow_status()}
         pending = state.pending.counts()
@@ -189,7 +198,7 @@ def audit(workspace_path: Path, flow: str | None, run_id: str | None, source_key
           outcome: str | None, limit: int, as_json: bool) -> None:
     """Recent audit rows (one per record per run), newest first, filterable."""
     workspace = open_workspace(workspace_path)
-    state = workspace.state()
+    state = open_state(workspace)
     try:
         rows = state.audit.query(run_id=run_id, flow=flow, source_key=source_key, outcome=outcome, limit=limit)
     finally:
@@ -212,7 +221,7 @@ def replay(workspace_path: Path, flow: str | None, run_id: str | None, error_lik
            keys: tuple[str, ...], as_json: bool) -> None:
     """Send parked (failed or deferred) records again now, selected by flow, run, error text or key."""
     workspace = open_workspace(workspace_path)
-    state = workspace.state()
+    state = open_state(workspace)
     try:
         selected = state.pending.list(flow=flow, run_id=run_id, reason_like=error_like, keys=list(keys) or None)
     finally:

@@ -52,6 +52,9 @@ class EntityReader:
         self.catalog = catalog
         self.records_path = jmespath.compile(self.read.get("records", "data"))
         self.incremental = self.read.get("incremental")
+        self._path = compile_template(self.read["path"])
+        self._params = TemplateTree(self.read.get("params") or {})
+        self._expansions = {name: _Expansion(spec) for name, spec in (spec.get("expand") or {}).items()}
 
     @property
     def watermark_field(self) -> str | None:
@@ -60,12 +63,12 @@ class EntityReader:
     async def pages(self, *, since: str | None = None, params: Mapping[str, Any] | None = None,
                     expand: list[str] | None = None) -> AsyncIterator[list[dict[str, Any]]]:
         context = self.client.context
-        query = TemplateTree(self.read.get("params") or {}).render(context)
+        query = self._params.render(context)
         query.update(TemplateTree(params or {}).render(context))
         if since and self.incremental:
             query[self.incremental["param"]] = format_watermark(
                 since, self.incremental.get("format", "iso"), float(self.incremental.get("lookback", 0)))
-        path = str(compile_template(self.read["path"]).evaluate(context))
+        path = str(self._path.evaluate(context))
         paginator = self.client.paginator(self.read.get("paginator"))
         page_params: dict[str, Any] | None = {**query, **paginator.first()}
         while page_params is not None:
@@ -80,29 +83,36 @@ class EntityReader:
             page_params = paginator.next(page_params, reply.body, records)
 
     async def _expand(self, records: list[dict[str, Any]], name: str) -> None:
-        expansions = self.spec.get("expand") or {}
-        if name not in expansions:
+        if name not in self._expansions:
             raise FatalError(f"{self.client.connection.name}.{self.entity}: no expansion {name!r}")
-        spec = expansions[name]
+        expansion = self._expansions[name]
         key_field = self.spec.get("key", "id")
         keys = [str(r[key_field]) for r in records if r.get(key_field) is not None]
-        size = int(spec.get("batch", 1))
-        parent_key = spec.get("parent_key")
-        records_path = jmespath.compile(spec.get("records", "data"))
         children: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for start in range(0, len(keys), size):
-            chunk = keys[start:start + size]
+        for start in range(0, len(keys), expansion.batch):
+            chunk = keys[start:start + expansion.batch]
             context = {**self.client.context, "keys": chunk, "id": chunk[0]}
-            path = str(compile_template(spec["path"]).evaluate(context))
-            paginator = self.client.paginator(spec.get("paginator"))
-            params: dict[str, Any] | None = {**TemplateTree(spec.get("params") or {}).render(context),
-                                             **paginator.first()}
+            paginator = self.client.paginator(expansion.paginator)
+            params: dict[str, Any] | None = {**expansion.params.render(context), **paginator.first()}
+            path = str(expansion.path.evaluate(context))
             while params is not None:
                 reply = await self.client.request("GET", path, params=params)
-                rows = [r for r in (records_path.search(reply.body) or []) if isinstance(r, dict)]
+                rows = [r for r in (expansion.records.search(reply.body) or []) if isinstance(r, dict)]
                 for row in rows:
-                    owner = str(row.get(parent_key)) if parent_key else chunk[0]
+                    owner = str(row.get(expansion.parent_key)) if expansion.parent_key else chunk[0]
                     children[owner].append(row)
                 params = paginator.next(params, reply.body, rows)
         for record in records:
             record[name] = children.get(str(record.get(key_field)), [])
+
+
+class _Expansion:
+    """A compiled ``expand`` entry: children fetched for a batch of parent keys."""
+
+    def __init__(self, spec: Mapping[str, Any]) -> None:
+        self.path = compile_template(spec["path"])
+        self.params = TemplateTree(spec.get("params") or {})
+        self.records = jmespath.compile(spec.get("records", "data"))
+        self.batch = int(spec.get("batch", 1))
+        self.parent_key: str | None = spec.get("parent_key")
+        self.paginator: str | None = spec.get("paginator")

@@ -219,7 +219,12 @@ class EntityWriter:
         if op is None:
             return [PushResult(i, action, error=f"{self.entity} has no {action} operation") for i in items]
         if op.fetch_existing:
-            await asyncio.gather(*(self._load_existing(i) for i in items if i.existing is None))
+            loaded = await asyncio.gather(*(self._guard(self._load_existing(i), i, action)
+                                            for i in items if i.existing is None))
+            unreadable = [r for r in loaded if r is not None]
+            if unreadable:
+                failed = {id(r.item) for r in unreadable}
+                return unreadable + await self._write(action, [i for i in items if id(i) not in failed])
             gone = [i for i in items if i.existing is None]
             items = [i for i in items if i.existing is not None]
             if gone:  # the target record vanished: forget it and go the create path
@@ -236,6 +241,7 @@ class EntityWriter:
     async def _load_existing(self, item: PushItem) -> None:
         async with self._slots:
             item.existing = await self.fetch(str(item.target_id))
+        return None
 
     def _context(self, item: PushItem) -> dict[str, Any]:
         return {**self.client.context, "record": self._wire(item), "target_id": item.target_id,

@@ -57,6 +57,9 @@ def check_flow(project: Project, spec: Spec) -> list[SpecProblem]:
     for index, name in enumerate(as_list(data.get("depends_on"))):
         if isinstance(name, str) and name not in project.flows:
             problems.append(problem(spec, ("depends_on", index), unknown("flow", name, project.flows)))
+    if data.get("on_delete") in ("clear", "delete"):
+        problems.append(problem(spec, ("on_delete",), f"'{data['on_delete']}' is not implemented yet; "
+                                                      "this version supports only 'ignore'"))
     problems += _example_problems(project, spec)
     if spec.name in project.flow_integration:
         problems += _connection_problems(project, spec)

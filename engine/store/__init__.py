@@ -6,7 +6,7 @@ from pathlib import Path
 
 from engine.store.audit import Audit, AuditRow
 from engine.store.credentials import CredentialError, Credentials, load_or_create_key
-from engine.store.database import Database
+from engine.store.database import Database, StateError
 from engine.store.idmap import IdMapEntry, IdMaps
 from engine.store.pending import DEFERRED, FAILED, Pending, PendingRecord
 from engine.store.runs import Runs
@@ -30,4 +30,4 @@ class State:
 
 
 __all__ = ["DEFERRED", "FAILED", "Audit", "AuditRow", "CredentialError", "Credentials", "Database", "IdMapEntry",
-           "IdMaps", "Pending", "PendingRecord", "Runs", "State", "Watermarks"]
+           "IdMaps", "Pending", "PendingRecord", "Runs", "State", "StateError", "Watermarks"]

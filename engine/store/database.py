@@ -40,6 +40,10 @@ MIGRATIONS: list[str] = [
 ]
 
 
+class StateError(Exception):
+    """The state database cannot be opened (locked by another process, unreadable, newer schema)."""
+
+
 class Database:
     """A DuckDB connection with migrations applied; thread-safe through one lock."""
 
@@ -47,7 +51,11 @@ class Database:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._conn = duckdb.connect(self.path)
+        try:
+            self._conn = duckdb.connect(self.path)
+        except duckdb.IOException as exc:
+            raise StateError(f"cannot open the state database {self.path}: another ml-connector process may be "
+                             f"using it ({str(exc).splitlines()[0]})") from exc
         self._conn.execute("SET TimeZone = 'UTC'")
         self._lock = threading.RLock()
         self._migrate()
@@ -56,6 +64,9 @@ class Database:
         self._conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         row = self._conn.execute("SELECT max(version) FROM schema_version").fetchone()
         current = (row[0] if row else None) or 0
+        if current > len(MIGRATIONS):
+            raise StateError(f"the state database {self.path} has schema version {current}, newer than this "
+                             f"ml-connector knows ({len(MIGRATIONS)}); upgrade ml-connector")
         for version, sql in enumerate(MIGRATIONS, start=1):
             if version <= current:
                 continue

@@ -156,3 +156,49 @@ def test_reader_follows_cursor_and_expands_children_in_batches() -> None:
     assert deal_calls[0]["params"] == {"since": "2026-01-02T03:04:05Z", "limit": "500"}
     assert deal_calls[1]["params"]["cursor"] == "c2"
     assert [c["params"]["ids"] for c in api.calls("GET", "/v2/lines")] == ["1,2", "3"]
+
+
+def test_wait_given_as_epoch_seconds() -> None:
+    import time
+
+    api = FakeAPI().on("GET", "/v2/t", 429, {}, {"x-reset-at": str(int(time.time()) + 5)}).on("GET", "/v2/t", 200, {})
+    waits: list[float] = []
+    spec = {**API_KEY, "responses": [{"when": {"status": 429}, "do": "rate_limited",
+                                      "wait": {"header": "x-reset-at", "unit": "epoch"}}]}
+    asyncio.run(make_client(api, spec, {"key": "env:FAKE_KEY"}, waits=waits).request("GET", "/t"))
+    assert len(waits) == 1 and 3.5 <= waits[0] <= 5.2
+
+
+def test_rate_limit_sent_as_a_403_body_code_is_recognised() -> None:
+    api = FakeAPI().on("GET", "/v2/q", 403, [{"errorCode": "REQUEST_LIMIT_EXCEEDED"}]).on("GET", "/v2/q", 200, {})
+    waits: list[float] = []
+    spec = {**API_KEY, "responses": [{"when": {"status": 403, "body": "[?errorCode=='REQUEST_LIMIT_EXCEEDED']"},
+                                      "do": "rate_limited", "wait": {"seconds": 7}}]}
+    asyncio.run(make_client(api, spec, {"key": "env:FAKE_KEY"}, waits=waits).request("GET", "/q"))
+    assert [round(w) for w in waits] == [7]
+
+
+def test_client_credentials_token_is_cached_and_renewed_ahead_of_expiry() -> None:
+    api = FakeAPI().on("POST", "/oauth/token", 200, {"access_token": "cc-1", "expires_in": 3600}) \
+                   .on("GET", "/v2/x", 200, {})
+    spec = {"auth": {"cc": {"type": "oauth2", "grant": "client_credentials", "token_url": BASE + "/oauth/token",
+                            "client_auth": "body", "client_id": "app", "client_secret": "{{ secrets.secret }}",
+                            "refresh_ahead": 300}}}
+    state = State(":memory:")
+    client = make_client(api, spec, {"secret": "env:FAKE_CLIENT_SECRET"}, state=state)
+    for _ in range(3):
+        asyncio.run(client.request("GET", "/x"))
+    calls = api.calls("POST", "/oauth/token")
+    assert len(calls) == 1 and "grant_type=client_credentials" in calls[0]["body"]
+    assert "client_secret=s-123456" in calls[0]["body"]
+    client.auth.expires_at = __import__("time").time() + 200  # inside the refresh_ahead window
+    asyncio.run(client.request("GET", "/x"))
+    assert len(api.calls("POST", "/oauth/token")) == 2
+
+
+def test_secrets_echoed_by_an_api_never_reach_error_messages() -> None:
+    api = FakeAPI().on("POST", "/v2/t", 400, {"error": "token k-123456 is not allowed here"})
+    client = make_client(api, API_KEY, {"key": "env:FAKE_KEY"})
+    with pytest.raises(RecordError) as caught:
+        asyncio.run(client.request("POST", "/t", json={}))
+    assert "k-123456" not in str(caught.value) and "***" in str(caught.value)

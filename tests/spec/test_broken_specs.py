@@ -255,3 +255,11 @@ def test_not_a_spec_file_and_missing_path(specs: SpecCopy, cli: Callable[..., Re
     result = cli("validate", "connectors", "mappings", "nowhere")
     assert "not a spec file" in reported(result, "mappings/notes.yaml:1: (root)")
     assert reported(result, "nowhere:1: (root)").endswith("no such file or directory")
+
+
+def test_on_delete_other_than_ignore_is_refused_until_implemented(specs: SpecCopy, cli: Callable[..., Result]) -> None:
+    specs.edit(ITEMS, "on_delete: ignore", "on_delete: delete")
+    result = cli("validate")
+    line = specs.line(ITEMS, "on_delete")
+    message = reported(result, f"{ITEMS}:{line}: on_delete")
+    assert "not implemented yet" in message
