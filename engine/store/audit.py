@@ -28,14 +28,17 @@ class Audit:
     COLUMNS = ("run_id", "flow", "source_key", "target_id", "action", "outcome", "attempts", "error",
                "payload_hash")
 
+    TYPED_COLUMNS = (("run_id", "VARCHAR"), ("flow", "VARCHAR"), ("source_key", "VARCHAR"), ("target_id", "VARCHAR"),
+                     ("action", "VARCHAR"), ("outcome", "VARCHAR"), ("attempts", "INTEGER"), ("error", "VARCHAR"),
+                     ("payload_hash", "VARCHAR"))
+
     def __init__(self, db: Database) -> None:
         self.db = db
 
     def add(self, rows: Iterable[AuditRow]) -> None:
         batch = [(r.run_id, r.flow, r.source_key, r.target_id, r.action, r.outcome, r.attempts, r.error,
                   r.payload_hash) for r in rows]
-        self.db.executemany(
-            f"INSERT INTO audit ({', '.join(self.COLUMNS)}) VALUES ({', '.join('?' * len(self.COLUMNS))})", batch)
+        self.db.insert_rows("audit", self.TYPED_COLUMNS, batch)
 
     def query(self, *, run_id: str | None = None, flow: str | None = None, source_key: str | None = None,
               outcome: str | None = None, limit: int = 50) -> list[dict[str, Any]]:

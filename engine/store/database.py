@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -89,10 +89,24 @@ class Database:
         with self._lock:
             return self._conn.execute(sql, params or [])
 
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        if rows:
-            with self._lock:
-                self._conn.executemany(sql, rows)
+    def insert_rows(self, table: str, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]], *,
+                    computed: Mapping[str, str] | None = None, on_conflict: str = "") -> None:
+        """Insert many rows in one statement, passing one array per column (DuckDB unnests them columnar).
+
+        ``columns`` are (name, SQL type) pairs matching each row; ``computed`` adds columns set by an SQL
+        expression (e.g. ``now()``); ``on_conflict`` is appended as is (e.g. ``ON CONFLICT (k) DO UPDATE …``).
+        """
+        if not rows:
+            return
+        extra = dict(computed or {})
+        names = [name for name, _ in columns] + list(extra)
+        unnested = ", ".join(f"unnest(?::{sql_type}[]) AS {name}" for name, sql_type in columns)
+        selected = ", ".join([name for name, _ in columns] + list(extra.values()))
+        statement = (f"INSERT INTO {table} ({', '.join(names)}) SELECT {selected} FROM (SELECT {unnested}) "
+                     f"{on_conflict}")
+        arrays = [list(column) for column in zip(*rows, strict=True)]
+        with self._lock:
+            self._conn.execute(statement, arrays)
 
     def fetchall(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
         with self._lock:

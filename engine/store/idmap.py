@@ -41,11 +41,13 @@ class IdMaps:
 
     def save(self, flow: str, rows: Iterable[tuple[str, str, str | None]]) -> None:
         """Upsert (source_key, target_id, payload_hash) rows after the target confirmed the writes."""
-        batch = [(flow, key, target, digest) for key, target, digest in rows]
-        self.db.executemany(
-            "INSERT INTO id_map (flow, source_key, target_id, payload_hash, updated_at) "
-            "VALUES (?, ?, ?, ?, now()) ON CONFLICT (flow, source_key) DO UPDATE SET "
-            "target_id = excluded.target_id, payload_hash = excluded.payload_hash, updated_at = now()", batch)
+        latest = {key: (flow, key, target, digest) for key, target, digest in rows}  # one row per key
+        batch = list(latest.values())
+        self.db.insert_rows(
+            "id_map", (("flow", "VARCHAR"), ("source_key", "VARCHAR"), ("target_id", "VARCHAR"),
+                       ("payload_hash", "VARCHAR")), batch, computed={"updated_at": "now()"},
+            on_conflict="ON CONFLICT (flow, source_key) DO UPDATE SET target_id = excluded.target_id, "
+                        "payload_hash = excluded.payload_hash, updated_at = now()")
 
     def forget(self, flow: str, source_key: str) -> None:
         self.db.execute("DELETE FROM id_map WHERE flow = ? AND source_key = ?", [flow, source_key])

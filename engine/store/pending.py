@@ -31,13 +31,16 @@ class Pending:
 
     def park(self, flow: str, run_id: str, rows: Iterable[tuple[str, str, dict[str, Any], str]]) -> None:
         """Store (source_key, status, source_record, reason); a record parked again counts one more attempt."""
-        batch = [(flow, key, status, json.dumps(record, default=str), reason, run_id, run_id)
-                 for key, status, record, reason in rows]
-        self.db.executemany(
-            "INSERT INTO pending (flow, source_key, status, source_record, reason, attempts, first_run, last_run,"
-            " updated_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?, now()) ON CONFLICT (flow, source_key) DO UPDATE SET "
-            "status = excluded.status, source_record = excluded.source_record, reason = excluded.reason, "
-            "attempts = pending.attempts + 1, last_run = excluded.last_run, updated_at = now()", batch)
+        latest = {key: (flow, key, status, json.dumps(record, default=str), reason, run_id, run_id)
+                  for key, status, record, reason in rows}  # one row per key
+        batch = list(latest.values())
+        self.db.insert_rows(
+            "pending", (("flow", "VARCHAR"), ("source_key", "VARCHAR"), ("status", "VARCHAR"),
+                        ("source_record", "JSON"), ("reason", "VARCHAR"), ("first_run", "VARCHAR"),
+                        ("last_run", "VARCHAR")), batch, computed={"attempts": "1", "updated_at": "now()"},
+            on_conflict="ON CONFLICT (flow, source_key) DO UPDATE SET status = excluded.status, "
+                        "source_record = excluded.source_record, reason = excluded.reason, "
+                        "attempts = pending.attempts + 1, last_run = excluded.last_run, updated_at = now()")
 
     def clear(self, flow: str, source_keys: Iterable[str]) -> None:
         keys = list(source_keys)

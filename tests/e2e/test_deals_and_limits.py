@@ -94,7 +94,10 @@ def test_deal_with_a_product_unknown_to_the_id_map_waits_for_the_product_flow(en
 
 
 def test_oauth2_tokens_expire_rotate_and_the_rotated_refresh_token_is_kept(env: Env) -> None:
+    from sandbox.core import Fault
+
     env.crm.config.update(access_token_ttl=1.0, rotate_refresh_token=True, burst_limit_oauth=400)
+    env.crm.faults.add(Fault(method="POST", path="/api/v2/", status=0, delay=0.05, times=10_000))  # a run of seconds
     env.workspace = write_workspace(env.workspace.parent, env.urls, pipedrive_auth="oauth2")
     code, summary = env.run_json()
     assert code == 0, summary
@@ -104,7 +107,8 @@ def test_oauth2_tokens_expire_rotate_and_the_rotated_refresh_token_is_kept(env: 
 
     # the seeded refresh token in the environment is dead now; only the stored rotated one works
     env.crm.log.reset()
-    env.crm.faults.add(__import__("sandbox.core", fromlist=["Fault"]).Fault(
+    env.crm.faults.clear()
+    env.crm.faults.add(Fault(
         method="GET", path="/api/v2/deals", status=401, times=1,
         body={"success": False, "error": "unauthorized access", "errorCode": 401}))
     code, again = env.run_json()
