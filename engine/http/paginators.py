@@ -55,35 +55,32 @@ class CursorPaginator(_Limited):
 class OffsetPaginator(_Limited):
     """A record offset (``param``) advanced by the number of records received."""
 
-    def __init__(self, spec: Mapping[str, Any]) -> None:
-        super().__init__(spec)
-        self.param: str = spec["param"]
-        self.start = int(spec.get("first", 0))
-
-    def first(self) -> dict[str, Any]:
-        return {self.param: self.start, **self._limit_params()}
-
-    def next(self, params: dict[str, Any], body: Any, records: list[Any]) -> dict[str, Any] | None:
-        if not self._more(body, records):
-            return None
-        return {**params, self.param: int(params[self.param]) + len(records)}
-
-
-class PagePaginator(_Limited):
-    """A page number (``param``) starting at ``first``."""
+    default_first = 0
 
     def __init__(self, spec: Mapping[str, Any]) -> None:
         super().__init__(spec)
         self.param: str = spec["param"]
-        self.start = int(spec.get("first", 1))
+        self.start = int(spec.get("first", self.default_first))
 
     def first(self) -> dict[str, Any]:
         return {self.param: self.start, **self._limit_params()}
 
+    def step(self, records: list[Any]) -> int:
+        return len(records)
+
     def next(self, params: dict[str, Any], body: Any, records: list[Any]) -> dict[str, Any] | None:
         if not self._more(body, records):
             return None
-        return {**params, self.param: int(params[self.param]) + 1}
+        return {**params, self.param: int(params[self.param]) + self.step(records)}
+
+
+class PagePaginator(OffsetPaginator):
+    """A page number (``param``) starting at ``first`` (default 1)."""
+
+    default_first = 1
+
+    def step(self, records: list[Any]) -> int:
+        return 1
 
 
 class SinglePage:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -90,38 +90,30 @@ class FlowRun:
         self._entity_writer: EntityWriter | None = None
 
     async def execute(self) -> FlowSummary:
-        started = time.monotonic()
-        clients = list({id(c): c for c in (self.ctx.source, self.ctx.target)}.values())
-        before = [c.stats.snapshot() for c in clients]
-        try:
-            await self._execute()
-        except ConnectorError as exc:
-            self.summary.status = "failed"
-            self.summary.error = REDACTOR(str(exc))
-        finally:
-            self._count_calls(clients, before, started)
-        return self.summary
+        """Pending records first, then everything changed since the watermark."""
+        return await self._measured(self._execute())
 
     async def replay(self, units: list[dict[str, Any]]) -> FlowSummary:
         """Process only the given (parked) records: no pull, the watermark stays where it is."""
+        self.summary.retried_pending = len(units)
+        return await self._measured(self._process(units))
+
+    async def _measured(self, work: Coroutine[Any, Any, None]) -> FlowSummary:
+        """Run the work; a connection-level failure fails the flow; count the API calls and time it took."""
         started = time.monotonic()
         clients = list({id(c): c for c in (self.ctx.source, self.ctx.target)}.values())
         before = [c.stats.snapshot() for c in clients]
         try:
-            self.summary.retried_pending = len(units)
-            await self._process(units)
+            await work
         except ConnectorError as exc:
             self.summary.status = "failed"
             self.summary.error = REDACTOR(str(exc))
         finally:
-            self._count_calls(clients, before, started)
+            for client, (reads, writes) in zip(clients, before, strict=True):
+                self.summary.api_reads += client.stats.reads - reads
+                self.summary.api_writes += client.stats.writes - writes
+            self.summary.seconds = round(time.monotonic() - started, 3)
         return self.summary
-
-    def _count_calls(self, clients: list[ConnectorClient], before: list[tuple[int, int]], started: float) -> None:
-        for client, (reads, writes) in zip(clients, before, strict=True):
-            self.summary.api_reads += client.stats.reads - reads
-            self.summary.api_writes += client.stats.writes - writes
-        self.summary.seconds = round(time.monotonic() - started, 3)
 
     async def _execute(self) -> None:
         state = self.ctx.state
