@@ -12,7 +12,7 @@ import jmespath
 from engine.http.catalog import LazyCatalog
 from engine.http.client import ConnectorClient
 from engine.http.errors import FatalError
-from engine.transform.expressions import TemplateTree, compile_template
+from engine.transform.expressions import TemplateTree, compile_path
 
 
 def parse_timestamp(value: str) -> datetime:
@@ -52,7 +52,7 @@ class EntityReader:
         self.catalog = catalog
         self.records_path = jmespath.compile(self.read.get("records", "data"))
         self.incremental = self.read.get("incremental")
-        self._path = compile_template(self.read["path"])
+        self._path = compile_path(self.read["path"])
         self._params = TemplateTree(self.read.get("params") or {})
         self._expansions = {name: _Expansion(spec) for name, spec in (spec.get("expand") or {}).items()}
 
@@ -110,7 +110,7 @@ class _Expansion:
     """A compiled ``expand`` entry: children fetched for a batch of parent keys."""
 
     def __init__(self, spec: Mapping[str, Any]) -> None:
-        self.path = compile_template(spec["path"])
+        self.path = compile_path(spec["path"])
         self.params = TemplateTree(spec.get("params") or {})
         self.records = jmespath.compile(spec.get("records", "data"))
         self.batch = int(spec.get("batch", 1))

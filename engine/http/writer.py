@@ -12,7 +12,7 @@ import jmespath
 from engine.http.catalog import FieldCatalog
 from engine.http.client import ConnectorClient, UncertainWrite
 from engine.http.errors import FatalError, RecordError
-from engine.transform.expressions import TemplateTree, compile_template
+from engine.transform.expressions import TemplateTree, compile_path, compile_template
 
 CREATE = "create"
 UPDATE = "update"
@@ -75,7 +75,7 @@ class _Op:
         batch = spec.get("batch") or {}
         results = spec.get("results") or {}
         op = cls(
-            method=spec.get("method", "POST").upper(), path=compile_template(spec["path"]),
+            method=spec.get("method", "POST").upper(), path=compile_path(spec["path"]),
             params=TemplateTree(spec.get("params") or {}),
             body=TemplateTree(spec["body"]) if "body" in spec else None,
             id_path=jmespath.compile(spec["id"]) if spec.get("id") else None, quota=spec.get("quota"),
@@ -109,11 +109,11 @@ class EntityWriter:
         self.update = _Op.compile(write["update"]) if write.get("update") else None
         self.search = write.get("search")
         if self.search:
-            self._search_path = compile_template(self.search["path"])
+            self._search_path = compile_path(self.search["path"])
             self._search_params = TemplateTree(self.search.get("params") or {})
             self._search_records = jmespath.compile(self.search.get("records", "data"))
         get = spec.get("get")
-        self._get = (compile_template(get["path"]), TemplateTree(get.get("params") or {}),
+        self._get = (compile_path(get["path"]), TemplateTree(get.get("params") or {}),
                      jmespath.compile(get.get("record", "data"))) if get else None
         self.key_field: str = spec.get("key", "id")
         self._slots = asyncio.Semaphore(concurrency)

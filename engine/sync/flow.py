@@ -20,6 +20,9 @@ from engine.sync.lookups import IdMapLookups
 from engine.transform.mapping import CompiledMapping, Deferred, MappingError, content_hash
 
 
+PENDING_PAGE = 500
+
+
 @dataclass
 class FlowSummary:
     """What one flow did in one run; the numbers ``run --json`` reports."""
@@ -118,9 +121,9 @@ class FlowRun:
     async def _execute(self) -> None:
         state = self.ctx.state
         pending = state.pending.list(flow=self.name)
-        if pending:
-            self.summary.retried_pending = len(pending)
-            await self._process([p.record for p in pending])
+        self.summary.retried_pending = len(pending)
+        for start in range(0, len(pending), PENDING_PAGE):  # retried in pages, like records read from a source
+            await self._process([p.record for p in pending[start:start + PENDING_PAGE]])
         source_from = self.spec["from"]
         reader = EntityReader(self.ctx.source, source_from["entity"], self.ctx.source_entity,
                               self.ctx.source_catalog)

@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Mapping
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import jmespath
 from jinja2 import StrictUndefined, Undefined
@@ -40,6 +41,8 @@ def _make_environment(strict: bool) -> SandboxedEnvironment:
 
 
 ENV = _make_environment(strict=False)
+PATH_ENV = _make_environment(strict=False)
+PATH_ENV.finalize = lambda value: quote(str(value), safe="")  # a value can never add a path segment
 
 
 def is_template(text: str) -> bool:
@@ -110,6 +113,22 @@ def compile_template(value: Any) -> Expression:
     if isinstance(value, str) and is_template(value):
         return JinjaExpression(value)
     return Constant(value)
+
+
+class PathTemplate:
+    """A URL path template: every inserted value is percent-encoded, so data cannot add ``/`` or ``..``."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._template = PATH_ENV.from_string(source)
+
+    def evaluate(self, context: Mapping[str, Any]) -> Any:
+        return self._template.render(**context)
+
+
+def compile_path(source: str) -> Expression:
+    """Compile a request path: a template whose inserted values are encoded, or a literal path."""
+    return PathTemplate(source) if is_template(source) else Constant(source)
 
 
 class TemplateTree:

@@ -85,3 +85,12 @@ def test_mapping_filter_defer_and_errors() -> None:
     broken = CompiledMapping({**SPEC, "fields": {"x": "{{ 1 / zero }}"}})
     with pytest.raises(MappingError, match="field x"):
         broken.map({"code": "C4", "active": True, "zero": 0}, lambda f, k: 1, lambda f, k: 1)
+
+
+def test_values_inserted_into_paths_are_encoded() -> None:
+    from engine.transform.expressions import compile_path
+
+    path = compile_path("/api/orders/{{ id }}")
+    assert path.evaluate({"id": "../customers/C1"}) == "/api/orders/..%2Fcustomers%2FC1"
+    assert path.evaluate({"id": 42}) == "/api/orders/42"
+    assert compile_path("/plain").evaluate({}) == "/plain"
