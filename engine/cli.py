@@ -272,12 +272,14 @@ def sandbox() -> None:
               help="Also write workspace.yaml for these sandboxes into this directory.")
 @click.option("--customers", default=300, show_default=True, help="Customers seeded in the ERP sandbox.")
 @click.option("--items", default=200, show_default=True, help="Items seeded in the ERP sandbox.")
-def sandbox_up(names: tuple[str, ...], host: str, write_workspace: Path | None, customers: int, items: int) -> None:
+@click.option("--random-ports", is_flag=True, help="Let the system pick free ports instead of 8701, 8702, ...")
+def sandbox_up(names: tuple[str, ...], host: str, write_workspace: Path | None, customers: int, items: int,
+               random_ports: bool) -> None:
     """Serve the sandboxes over HTTP, print their URLs, and serve until interrupted."""
     from sandbox.up import serve_sandboxes
 
     serve_sandboxes(list(names) or None, host=host, workspace_dir=write_workspace,
-                    sizes={"customers": customers, "items": items}, echo=click.echo)
+                    sizes={"customers": customers, "items": items}, echo=click.echo, random_ports=random_ports)
 
 
 @main.command()

@@ -17,14 +17,15 @@ SIZE_OPTIONS = {"qad": ("customers", "items")}
 
 
 def serve_sandboxes(names: list[str] | None, *, host: str = "127.0.0.1", workspace_dir: Path | None = None,
-                    sizes: dict[str, int] | None = None, echo: Callable[[str], Any] = print) -> None:
+                    sizes: dict[str, int] | None = None, echo: Callable[[str], Any] = print,
+                    random_ports: bool = False) -> None:
     """Start the named sandboxes (default: all), print where they are, block until SIGINT/SIGTERM."""
     server = SandboxServer(host=host)
     urls: dict[str, str] = {}
     try:
         for name in names or list(SANDBOXES):
             options = {key: value for key, value in (sizes or {}).items() if key in SIZE_OPTIONS.get(name, ())}
-            served = server.start(name, create_sandbox(name, **options), default_port(name))
+            served = server.start(name, create_sandbox(name, **options), 0 if random_ports else default_port(name))
             urls[name] = served.url
             echo(f"{name:10} {served.url}   (admin: {served.url}/_admin/requests)")
         if workspace_dir is not None:
@@ -36,6 +37,7 @@ def serve_sandboxes(names: list[str] | None, *, host: str = "127.0.0.1", workspa
         echo("serving; press Ctrl-C to stop")
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
         with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
     finally:

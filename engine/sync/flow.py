@@ -19,7 +19,6 @@ from engine.store import DEFERRED, FAILED, AuditRow, State
 from engine.sync.lookups import IdMapLookups
 from engine.transform.mapping import CompiledMapping, Deferred, MappingError, content_hash
 
-
 PENDING_PAGE = 500
 
 

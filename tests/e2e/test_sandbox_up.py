@@ -1,0 +1,43 @@
+"""`ml-connector sandbox up` serves every sandbox until interrupted; a separate `run` process syncs against it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from sandbox.workspace import SANDBOX_ENV
+from tests.e2e.conftest import REPO
+
+
+def test_sandbox_up_prints_urls_serves_and_stops_on_interrupt(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "sandbox", "up", "--random-ports", "--customers", "20", "--items", "15",
+         "--write-workspace", str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        lines = []
+        while not lines or "serving" not in lines[-1]:
+            line = process.stdout.readline()
+            assert line, f"sandbox up ended early: {process.stderr.read() if process.stderr else ''}"
+            lines.append(line.strip())
+        urls = {line.split()[0]: line.split()[1] for line in lines if line.split()[0] in {"qad", "pipedrive"}}
+        assert set(urls) == {"qad", "pipedrive"}
+        assert httpx.get(urls["qad"] + "/_admin/requests").json()["total"] == 0
+
+        result = subprocess.run([sys.executable, "-m", "engine.cli", "run", "--json", "-w",
+                                 str(tmp_path / "workspace.yaml")], cwd=REPO, capture_output=True, text=True,
+                                env={**os.environ, **SANDBOX_ENV}, timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        summary = json.loads(result.stdout)
+        assert summary["totals"]["created"] > 0 and summary["totals"]["failed"] == 0
+        log = httpx.get(urls["pipedrive"] + "/_admin/requests").json()
+        assert log["writes"] >= summary["totals"]["created"]
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=15) == 0
