@@ -8,7 +8,9 @@ Admin API (JSON):
   POST   /_admin/requests/reset      -> clears the log
   POST   /_admin/faults              -> body {"method": "POST"|null, "path": "/prefix"|null, "status": 500,
                                         "body": {...}|null, "headers": {...}, "delay": 0.0, "times": 1,
-                                        "drop": false}; the next ``times`` matching requests get the fault
+                                        "drop": false, "after": false}; the next ``times`` matching requests
+                                        get the fault (``after``: processed first, then the answer is lost;
+                                        ``status: 0`` with a delay: slow but otherwise normal)
   DELETE /_admin/faults              -> clears faults
   GET    /_admin/config              -> the sandbox's tunable settings
   PATCH  /_admin/config              -> merge settings (budgets, lag, ...)
@@ -55,6 +57,7 @@ class Fault:
     delay: float = 0.0
     times: int = 1
     drop: bool = False
+    after: bool = False  # the request IS processed, then its response is replaced (lost write outcome)
 
     def matches(self, method: str, path: str) -> bool:
         if self.method and self.method.upper() != method:
@@ -146,6 +149,11 @@ class _Observed:
 
         fault = self.faults.take(method, path)
         try:
+            if fault is not None and fault.after:
+                async def discard(message: Any) -> None:
+                    return None
+
+                await self.app(scope, receive, discard)
             if fault is not None:
                 if fault.delay:
                     await asyncio.sleep(fault.delay)

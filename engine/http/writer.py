@@ -136,9 +136,9 @@ class EntityWriter:
 
     # ---- resolution: which records exist in the target -------------------------------------------------------
 
-    async def find(self, item: PushItem) -> list[dict[str, Any]]:
-        """Target records whose match field equals this item's match value."""
-        if self.index is not None:
+    async def find(self, item: PushItem, fresh: bool = False) -> list[dict[str, Any]]:
+        """Target records whose match field equals this item's match value (``fresh``: ask the API)."""
+        if self.index is not None and not fresh:
             return list(self.index.get(str(item.match_value), []))
         if not self.search or item.match_value in (None, ""):
             return []
@@ -265,12 +265,16 @@ class EntityWriter:
                     reply = await self.client.request(
                         op.method, str(op.path.evaluate(context)), params=op.params.render(context),
                         json=self._record_body(op, item), quota=op.quota, idempotent=op.idempotent)
-            except UncertainWrite:
+            except UncertainWrite as exc:
                 if action != CREATE:
                     continue
                 item.attempts += 1
-                hits = await self.find(item)  # did the create land after all?
+                if not self.search:  # nothing can tell whether it landed: park it, the next run looks again
+                    self.index = None
+                    return PushResult(item, action, error=f"outcome unknown, parked to be checked: {exc}")
+                hits = await self.find(item, fresh=True)  # did the create land after all?
                 if hits:
+                    self._remember(item, str(hits[0][self.key_field]))
                     return PushResult(item, action, target_id=str(hits[0][self.key_field]))
                 continue
             except RecordError as exc:

@@ -114,3 +114,33 @@ def test_a_rejected_record_is_parked_exit_code_is_1_and_the_next_run_sends_it(en
     assert code == 0
     assert flows(second)["items_to_products"]["created"] == 1
     assert len(env.crm.store.all("products")) == expected_counts(env)["items_to_products"]
+
+
+def test_creates_whose_answer_is_lost_are_found_again_not_duplicated(env: Env) -> None:
+    from sandbox.core import Fault
+
+    # the organization IS created, but the client only sees a 502 (or a dropped connection)
+    env.crm.faults.add(Fault(method="POST", path="/api/v2/organizations", status=502, after=True, times=3,
+                             body={"success": False, "error": "Bad gateway"}))
+    env.crm.faults.add(Fault(method="POST", path="/api/v2/products", drop=True, after=True, times=2))
+    code, summary = env.run_json()
+    assert code == 0, summary
+    expected = expected_counts(env)
+    assert len(env.crm.store.all("organizations")) == expected["customers_to_organizations"]
+    assert len(env.crm.store.all("products")) == expected["items_to_products"]
+    assert_no_duplicates(env)
+
+
+def test_replay_sends_parked_records_selected_by_error(env: Env) -> None:
+    from sandbox.core import Fault
+
+    env.crm.faults.add(Fault(method="POST", path="/api/v2/organizations", status=400, times=2,
+                             body={"success": False, "error": "Organization limit reached"}))
+    code, _ = env.run_json("--flow", "customers_to_organizations")
+    assert code == 1
+    result = env.cli("replay", "--error", "limit reached", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    replayed = flows(__import__("json").loads(result.stdout))["customers_to_organizations"]
+    assert replayed["created"] == 2 and replayed["retried_pending"] == 2
+    assert env.cli("replay").stdout.strip() == "nothing to replay"
+    assert len(env.crm.store.all("organizations")) == expected_counts(env)["customers_to_organizations"]
