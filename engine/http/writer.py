@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import jmespath
@@ -12,7 +12,8 @@ import jmespath
 from engine.http.catalog import FieldCatalog
 from engine.http.client import ConnectorClient, UncertainWrite
 from engine.http.errors import FatalError, RecordError
-from engine.transform.expressions import TemplateTree, compile_path, compile_template
+from engine.http.write_ops import WriteOp
+from engine.transform.expressions import TemplateTree, compile_path
 
 CREATE = "create"
 UPDATE = "update"
@@ -51,46 +52,6 @@ def get_path(record: Mapping[str, Any], dotted: str) -> Any:
     return node
 
 
-@dataclass
-class _Op:
-    """A compiled write operation."""
-
-    method: str
-    path: Any
-    params: TemplateTree
-    body: TemplateTree | None
-    id_path: Any
-    quota: str | None
-    batch_size: int
-    batch_body: TemplateTree | None
-    atomic: bool
-    results: Mapping[str, Any]
-    merge: TemplateTree | None
-    fetch_existing: bool
-    idempotent: bool | None
-    compiled_results: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def compile(cls, spec: Mapping[str, Any]) -> _Op:
-        batch = spec.get("batch") or {}
-        results = spec.get("results") or {}
-        op = cls(
-            method=spec.get("method", "POST").upper(), path=compile_path(spec["path"]),
-            params=TemplateTree(spec.get("params") or {}),
-            body=TemplateTree(spec["body"]) if "body" in spec else None,
-            id_path=jmespath.compile(spec["id"]) if spec.get("id") else None, quota=spec.get("quota"),
-            batch_size=int(batch.get("size", 1)), batch_body=TemplateTree(batch["body"]) if batch else None,
-            atomic=bool(batch.get("atomic", False)), results=results,
-            merge=TemplateTree(spec["merge"]) if spec.get("merge") else None,
-            fetch_existing=bool(spec.get("fetch_existing", False)), idempotent=spec.get("idempotent"))
-        for name in ("items", "id", "errors", "error_index"):
-            if results.get(name):
-                op.compiled_results[name] = jmespath.compile(results[name])
-        if results.get("error_message"):
-            op.compiled_results["error_message"] = compile_template(results["error_message"])
-        return op
-
-
 class EntityWriter:
     """Pushes changed records to one entity with the entity's write strategy."""
 
@@ -105,8 +66,8 @@ class EntityWriter:
         self.strategy: str = write.get("strategy", "search_then_write")
         self.match_field = match_field
         self.catalog = catalog
-        self.create = _Op.compile(write["create"]) if write.get("create") else None
-        self.update = _Op.compile(write["update"]) if write.get("update") else None
+        self.create = WriteOp.compile(write["create"]) if write.get("create") else None
+        self.update = WriteOp.compile(write["update"]) if write.get("update") else None
         self.search = write.get("search")
         if self.search:
             self._search_path = compile_path(self.search["path"])
@@ -250,14 +211,14 @@ class EntityWriter:
     def _wire(self, item: PushItem) -> dict[str, Any]:
         return self.catalog.to_keys(item.payload) if self.catalog is not None else item.payload
 
-    def _record_body(self, op: _Op, item: PushItem) -> dict[str, Any]:
+    def _record_body(self, op: WriteOp, item: PushItem) -> dict[str, Any]:
         context = self._context(item)
         body = op.body.render(context) if op.body is not None else dict(context["record"])
         if op.merge is not None:
             body.update(op.merge.render(context))
         return body
 
-    async def _single(self, action: str, op: _Op, item: PushItem) -> PushResult:
+    async def _single(self, action: str, op: WriteOp, item: PushItem) -> PushResult:
         for _ in range(3):
             context = self._context(item)
             try:
@@ -291,7 +252,7 @@ class EntityWriter:
             return PushResult(item, action, target_id=target)
         return PushResult(item, action, error=f"{action} failed: outcome unknown after 3 attempts")
 
-    async def _batch(self, action: str, op: _Op, items: list[PushItem]) -> list[PushResult]:
+    async def _batch(self, action: str, op: WriteOp, items: list[PushItem]) -> list[PushResult]:
         assert op.batch_body is not None
         bodies = [self._record_body(op, item) for item in items]
         context = {**self.client.context, "records": bodies}
@@ -308,7 +269,7 @@ class EntityWriter:
                 item.target_id, item.existing = None, None
             return await self.push(items)
         except RecordError as exc:
-            errors = self._item_errors(op, exc.body)
+            errors = op.item_errors(exc.body)
             if errors:
                 failed = [PushResult(items[i], action, error=f"{exc}: {msg}") for i, msg in errors.items()]
                 rest = [item for i, item in enumerate(items) if i not in errors]
@@ -321,22 +282,8 @@ class EntityWriter:
             return [PushResult(items[0], action, error=str(exc))]
         return self._batch_results(action, op, items, reply.body)
 
-    def _item_errors(self, op: _Op, body: Any) -> dict[int, str]:
-        path = op.compiled_results.get("errors")
-        if path is None or not isinstance(body, (dict, list)):
-            return {}
-        index_path = op.compiled_results.get("error_index")
-        message = op.compiled_results.get("error_message")
-        found: dict[int, str] = {}
-        for error in path.search(body) or []:
-            index = index_path.search(error) if index_path is not None else None
-            if isinstance(index, int):
-                text = str(message.evaluate({"error": error})) if message is not None else str(error)
-                found[index] = found[index] + "; " + text if index in found else text
-        return found
-
-    def _batch_results(self, action: str, op: _Op, items: list[PushItem], body: Any) -> list[PushResult]:
-        errors = self._item_errors(op, body)
+    def _batch_results(self, action: str, op: WriteOp, items: list[PushItem], body: Any) -> list[PushResult]:
+        errors = op.item_errors(body)
         saved = op.compiled_results["items"].search(body) if "items" in op.compiled_results else None
         id_path = op.compiled_results.get("id")
         results = []
