@@ -202,3 +202,30 @@ def test_secrets_echoed_by_an_api_never_reach_error_messages() -> None:
     with pytest.raises(RecordError) as caught:
         asyncio.run(client.request("POST", "/t", json={}))
     assert "k-123456" not in str(caught.value) and "***" in str(caught.value)
+
+
+def test_custom_fields_are_read_by_label_and_written_by_key() -> None:
+    from engine.http.catalog import FieldCatalog, LazyCatalog
+
+    api = FakeAPI()
+    api.on("GET", "/v2/fields", 200, {"data": [{"key": "a" * 40, "name": "ERP Id"}], "more": True})
+    api.on("GET", "/v2/fields", 200, {"data": [{"key": "b" * 40, "name": "Region"}], "more": False})
+    api.on("GET", "/v2/orgs", 200, {"data": [{"id": 1, "cf": {"a" * 40: "C1", "b" * 40: "EU", "other": 3}}]})
+    spec = {**API_KEY, "paginators": {"o": {"type": "offset", "param": "start", "limit": {"param": "limit", "max": 1},
+                                            "has_more": "more"}}}
+    client = make_client(api, spec, {"key": "env:FAKE_KEY"})
+    custom = {"object": "cf", "catalog": {"path": "/fields", "records": "data", "paginator": "o", "key": "key",
+                                          "label": "name"}}
+    reader = EntityReader(client, "org", {"key": "id", "read": {"path": "/orgs", "records": "data"}},
+                          LazyCatalog(client, "org", custom))
+
+    async def read() -> list[dict[str, Any]]:
+        return [r async for page in reader.pages() for r in page]
+
+    [record] = asyncio.run(read())
+    assert record["cf"] == {"ERP Id": "C1", "Region": "EU", "other": 3}
+    assert [c["params"]["start"] for c in api.calls("GET", "/v2/fields")] == ["0", "1"]
+    catalog = asyncio.run(FieldCatalog.load(client, "org", custom))
+    assert catalog.to_keys({"name": "x", "cf": {"Region": "US"}}) == {"name": "x", "cf": {"b" * 40: "US"}}
+    with pytest.raises(FatalError, match="no custom field labelled 'Regoin'"):
+        catalog.to_keys({"cf": {"Regoin": "US"}})
