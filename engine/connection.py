@@ -60,13 +60,26 @@ class Connection:
     settings: dict[str, Any] = field(default_factory=dict)
     secret_refs: dict[str, str] = field(default_factory=dict)
     auth_name: str | None = None
+    quota_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def from_workspace(cls, name: str, entry: Mapping[str, Any], connector: Mapping[str, Any]) -> Connection:
         declared = (connector.get("connection") or {}).get("settings") or {}
         settings = {key: spec.get("default") for key, spec in declared.items() if isinstance(spec, dict)}
         settings.update(entry.get("settings") or {})
-        return cls(name, connector, settings, dict(entry.get("secrets") or {}), entry.get("auth"))
+        return cls(name, connector, settings, dict(entry.get("secrets") or {}), entry.get("auth"),
+                   {pool: dict(values) for pool, values in (entry.get("quotas") or {}).items()})
+
+    def quotas(self) -> dict[str, dict[str, Any]]:
+        """The connector's quota pools with this account's overrides applied."""
+        pools: dict[str, dict[str, Any]] = {name: dict(spec) for name, spec in
+                                            (self.connector.get("quotas") or {}).items()}
+        for name, values in self.quota_overrides.items():
+            if name not in pools:
+                raise FatalError(f"connection {self.name}: quota override for unknown pool {name!r} "
+                                 f"(pools: {', '.join(sorted(pools)) or 'none'})")
+            pools[name].update(values)
+        return pools
 
     @property
     def auth_spec(self) -> tuple[str, Mapping[str, Any]]:

@@ -100,7 +100,7 @@ class ConnectorClient:
         self.auth: Auth = build_auth(connection.name, auth_spec, self.context, vault)
         self.rules = ResponseRules(spec.get("responses") or [])
         self._paginator_specs: Mapping[str, Any] = spec.get("paginators") or {}
-        self.quotas = {name: Quota(q) for name, q in (spec.get("quotas") or {}).items()}
+        self.quotas = {name: Quota(q) for name, q in connection.quotas().items()}
         self.default_quota = self.quotas.get("default") or Quota({"concurrency": 8})
         self.stats = CallStats()
         self.http = httpx.AsyncClient(transport=transport, timeout=self.options.timeout)
