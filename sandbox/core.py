@@ -26,6 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from starlette.applications import Starlette
@@ -35,7 +36,19 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _NUMERIC_SEGMENT = re.compile(r"/\d+(?=/|$)")
+
+
+def is_date(value: Any) -> bool:
+    """``YYYY-MM-DD`` and a real calendar date (what every simulated API accepts as a date)."""
+    if not isinstance(value, str) or not _DATE.match(value):
+        return False
+    try:
+        datetime.strptime(value, "%Y-%m-%d")
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass

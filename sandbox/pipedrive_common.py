@@ -13,7 +13,6 @@ from typing import Any
 ERROR_INFO = "Please check developers.pipedrive.com"
 SCHEMA_CODE = "ERR_SCHEMA_VALIDATION_FAILED"
 _RFC3339 = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(Z|[+-]\d\d:\d\d)$")
-_DATE = re.compile(r"^\d{4}-\d\d-\d\d$")
 _TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d:[0-5]\d$")
 
 
@@ -99,17 +98,6 @@ def parse_datetime(value: Any) -> str | None:
     except ValueError:
         return None
     return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def is_date(value: Any) -> bool:
-    """``YYYY-MM-DD`` and a real calendar date."""
-    if not isinstance(value, str) or not _DATE.match(value):
-        return False
-    try:
-        datetime.strptime(value, "%Y-%m-%d")
-    except ValueError:
-        return False
-    return True
 
 
 def is_time(value: Any) -> bool:

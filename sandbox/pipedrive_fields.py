@@ -6,9 +6,9 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox.core import is_date
 from sandbox.pipedrive_common import (
     ApiError,
-    is_date,
     is_int,
     is_num,
     is_time,

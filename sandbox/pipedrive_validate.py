@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sandbox.core import is_date
 from sandbox.pipedrive_common import (
     ApiError,
-    is_date,
     is_int,
     is_num,
     not_allowed,

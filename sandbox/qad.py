@@ -37,7 +37,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from sandbox import qad_data as data
-from sandbox.core import Sandbox
+from sandbox.core import Sandbox, is_date
 
 API = "/clouderp/api/erp"
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -145,7 +145,6 @@ ORDER_RULES = {
 }
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _KIND_NAMES = {"str": "string", "email": "string", "number": "number", "int": "integer", "bool": "boolean",
@@ -174,7 +173,7 @@ def check_value(value: Any, rule: Rule, config: Mapping[str, Any]) -> str | None
         return f"Invalid value type: expected {_KIND_NAMES[rule.kind]}"
     if rule.kind == "email" and not _EMAIL.match(value):
         return f"Invalid e-mail address '{value}'"
-    if rule.kind == "date" and not _valid_date(value):
+    if rule.kind == "date" and not is_date(value):
         return f"Invalid date '{value}': expected YYYY-MM-DD"
     if rule.choices is not None and value not in rule.choices:
         return f"Value '{value}' is not a valid code"
@@ -184,16 +183,6 @@ def check_value(value: Any, rule: Rule, config: Mapping[str, Any]) -> str | None
     if rule.minimum is not None and not isinstance(value, list) and value < rule.minimum:
         return f"Value must be at least {rule.minimum:g}"
     return None
-
-
-def _valid_date(value: str) -> bool:
-    if not _DATE.match(value):
-        return False
-    try:
-        datetime.strptime(value, "%Y-%m-%d")
-    except ValueError:
-        return False
-    return True
 
 
 def check_object(obj: Mapping[str, Any], rules: Mapping[str, Rule], prefix: str, create: bool,
