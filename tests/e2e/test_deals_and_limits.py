@@ -138,3 +138,25 @@ def test_a_small_rate_budget_forces_429s_and_the_run_still_completes(env: Env) -
     assert len(env.crm.store.all("organizations")) == expected["customers_to_organizations"]
     assert len(env.crm.store.all("persons")) == expected["contacts_to_persons"]
     assert_no_duplicates(env)
+
+
+def test_a_changed_won_deal_updates_its_sales_order_with_the_current_concurrency_hash(env: Env) -> None:
+    synced(env)
+    products = env.crm.store.all("products")[:4]
+    deal = won_deal(env, products[:3])
+    synced(env)
+    before = order_for(env, deal["id"])
+    assert before is not None and len(before["lines"]) == 3
+    env.crm.store.add_deal_product(deal["id"], products[3]["id"], 9.5, 10)  # a line alone does not bump the deal
+    env.crm.store.patch("deals", deal["id"], {"value": deal["value"] + 95})
+    env.qad.log.reset()
+    code, summary = env.run_json()
+    assert code == 0, summary
+    assert flows(summary)["won_deals_to_sales_orders"]["updated"] == 1
+    after = order_for(env, deal["id"])
+    assert after is not None and after["salesOrderNumber"] == before["salesOrderNumber"]
+    assert [line["itemCode"] for line in after["lines"]] == [p["code"] for p in products]
+    assert after["concurrencyHash"] != before["concurrencyHash"]
+    assert len(env.qad.store.all("salesOrders")) == 1
+    counts = env.qad.log.summary()["counts"]
+    assert counts.get("POST /clouderp/api/erp/salesOrders") == 1  # one update call, no stale-hash retry
