@@ -144,3 +144,33 @@ def test_replay_sends_parked_records_selected_by_error(env: Env) -> None:
     assert replayed["created"] == 2 and replayed["retried_pending"] == 2
     assert env.cli("replay").stdout.strip() == "nothing to replay"
     assert len(env.crm.store.all("organizations")) == expected_counts(env)["customers_to_organizations"]
+
+
+def test_killed_again_and_again_at_different_points_still_converges_without_duplicates(env: Env) -> None:
+    import os
+
+    from sandbox.core import Fault
+
+    env.crm.faults.add(Fault(method="POST", path="/api/v2/", status=0, delay=0.03, times=100_000))
+    expected = expected_counts(env)
+    total = sum(expected.values())
+    for fraction in (0.1, 0.35, 0.6, 0.85):  # kill once the target holds this share of all records
+        process = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "-w", str(env.workspace)], cwd=REPO,
+                                   env={**os.environ, **SANDBOX_ENV}, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            held = sum(len(env.crm.store.all(e)) for e in ("products", "organizations", "persons"))
+            if held >= fraction * total:
+                break
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        assert_no_duplicates(env)
+    env.crm.faults.clear()
+    code, summary = env.run_json()
+    assert code == 0, summary
+    assert len(env.crm.store.all("products")) == expected["items_to_products"]
+    assert len(env.crm.store.all("organizations")) == expected["customers_to_organizations"]
+    assert len(env.crm.store.all("persons")) == expected["contacts_to_persons"]
+    assert_no_duplicates(env)
