@@ -129,11 +129,12 @@ def plan(workspace_path: Path, flows: tuple[str, ...], as_json: bool) -> None:
 @workspace_option
 @click.option("--flow", "flows", multiple=True, help="Only these flows (repeatable); default: all.")
 @click.option("--due", is_flag=True, help="Only flows whose schedule has come round.")
+@click.option("--full", is_flag=True, help="Re-read whole sources, not only what changed since the watermark.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
-def run(workspace_path: Path, flows: tuple[str, ...], due: bool, as_json: bool) -> None:
+def run(workspace_path: Path, flows: tuple[str, ...], due: bool, full: bool, as_json: bool) -> None:
     """Run flows once: pull, map, diff, push, record. Exit code 1 when any record or flow failed."""
     workspace = open_workspace(workspace_path)
-    summary = _run(workspace, lambda runner: runner.run(list(flows) or None, due=due))
+    summary = _run(workspace, lambda runner: runner.run(list(flows) or None, due=due, full=full))
     _report(summary, as_json)
 
 

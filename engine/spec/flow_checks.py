@@ -45,15 +45,12 @@ def check_flow(project: Project, spec: Spec) -> list[SpecProblem]:
             problems.append(problem(spec, path, error))
         else:
             problems += _lookup_problems(project, spec, path, text)
-    schedule = data.get("schedule")
-    if isinstance(schedule, str) and schedule_seconds(schedule) is None:
-        problems.append(
-            problem(
-                spec,
-                ("schedule",),
-                f"'{schedule}' is not a schedule: write 'every <n>s|m|h|d', e.g. 'every 15m'",
+    for key in ("schedule", "reconcile"):
+        schedule = data.get(key)
+        if isinstance(schedule, str) and schedule_seconds(schedule) is None:
+            problems.append(
+                problem(spec, (key,), f"'{schedule}' is not a schedule: write 'every <n>s|m|h|d', e.g. 'every 15m'")
             )
-        )
     for index, name in enumerate(as_list(data.get("depends_on"))):
         if isinstance(name, str) and name not in project.flows:
             problems.append(problem(spec, ("depends_on", index), unknown("flow", name, project.flows)))

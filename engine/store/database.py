@@ -37,6 +37,10 @@ MIGRATIONS: list[str] = [
     CREATE TABLE credentials (
         name VARCHAR PRIMARY KEY, ciphertext VARCHAR NOT NULL, updated_at TIMESTAMP NOT NULL DEFAULT now());
     """,
+    # 2: when each flow last read its whole source (reconciliation)
+    """
+    CREATE TABLE full_reads (flow VARCHAR PRIMARY KEY, finished_at TIMESTAMP NOT NULL);
+    """,
 ]
 
 

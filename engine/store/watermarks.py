@@ -1,6 +1,8 @@
-"""Watermarks: how far each flow's incremental read has safely progressed."""
+"""Watermarks: how far each flow's incremental read has safely progressed, and when it last read everything."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from engine.store.database import Database
 
@@ -22,3 +24,11 @@ class Watermarks:
 
     def reset(self, flow: str) -> None:
         self.db.execute("DELETE FROM watermarks WHERE flow = ?", [flow])
+
+    def last_full_read(self, flow: str) -> datetime | None:
+        row = self.db.fetchone("SELECT finished_at FROM full_reads WHERE flow = ?", [flow])
+        return row[0] if row else None
+
+    def full_read_done(self, flow: str) -> None:
+        self.db.execute("INSERT INTO full_reads (flow, finished_at) VALUES (?, now()) "
+                        "ON CONFLICT (flow) DO UPDATE SET finished_at = now()", [flow])

@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Coroutine, Mapping
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from engine.http.catalog import FieldCatalog, LazyCatalog
@@ -17,6 +18,7 @@ from engine.http.redact import REDACTOR
 from engine.http.writer import CREATE, EntityWriter, PushItem, PushResult, get_path
 from engine.store import DEFERRED, FAILED, AuditRow, State
 from engine.sync.lookups import IdMapLookups
+from engine.sync.schedule import is_due
 from engine.transform.mapping import CompiledMapping, Deferred, MappingError, content_hash
 
 PENDING_PAGE = 500
@@ -71,6 +73,7 @@ class FlowContext:
     source_catalog: LazyCatalog | None = None
     target_catalog: LazyCatalog | None = None
     dry_run: bool = False
+    full: bool = False
     audit_unchanged: bool = True
 
 
@@ -126,8 +129,9 @@ class FlowRun:
         source_from = self.spec["from"]
         reader = EntityReader(self.ctx.source, source_from["entity"], self.ctx.source_entity,
                               self.ctx.source_catalog)
-        since = state.watermarks.get(self.name)
-        newest = since
+        stored = state.watermarks.get(self.name)
+        since = None if self._full_read_due() else stored
+        newest = stored
         watermark_field = reader.watermark_field if reader.incremental else None
         async for page in reader.pages(since=since, params=source_from.get("params"),
                                        expand=source_from.get("expand")):
@@ -139,8 +143,22 @@ class FlowRun:
             units = [unit for record in page for unit in self.ctx.mapping.explode(record)]
             self.summary.read += len(units)
             await self._process(units)
-        if newest and newest != since and not self.ctx.dry_run:
+        if self.ctx.dry_run:
+            return
+        if newest and newest != stored:
             state.watermarks.set(self.name, newest)  # advanced last: everything before it is synced or parked
+        if since is None:
+            state.watermarks.full_read_done(self.name)
+
+    def _full_read_due(self) -> bool:
+        """Forced for this run, or the flow's ``reconcile`` interval has passed since its last full read."""
+        if self.ctx.full:
+            return True
+        reconcile = self.spec.get("reconcile")
+        if not reconcile:
+            return False
+        last = self.ctx.state.watermarks.last_full_read(self.name)
+        return is_due(reconcile, last, datetime.now(UTC).replace(tzinfo=None))
 
     async def _process(self, units: list[dict[str, Any]]) -> None:
         mapped: dict[str, _Mapped] = {}

@@ -111,7 +111,7 @@ class Runner:
                                                  self.state.runs.last_finished(f), moment)]
         return order
 
-    async def _context(self, run_id: str, spec: Mapping[str, Any], dry_run: bool) -> FlowContext:
+    async def _context(self, run_id: str, spec: Mapping[str, Any], dry_run: bool, full: bool) -> FlowContext:
         source, target = spec["from"], spec["to"]
         source_entity = self.entity(source["connection"], source["entity"])
         target_entity = self.entity(target["connection"], target["entity"])
@@ -124,11 +124,11 @@ class Runner:
             mapping=self._mappings[name], known_flows=set(self.project.flows),
             source_catalog=self.catalog(source["connection"], source["entity"], source_entity),
             target_catalog=self.catalog(target["connection"], target["entity"], target_entity),
-            dry_run=dry_run, audit_unchanged=self.audit_unchanged)
+            dry_run=dry_run, full=full, audit_unchanged=self.audit_unchanged)
 
     async def run(self, flows: list[str] | None = None, *, dry_run: bool = False, due: bool = False,
-                  replay: Mapping[str, list[dict[str, Any]]] | None = None) -> RunSummary:
-        """Run the selected flows once (``replay``: only the given pending records of each flow)."""
+                  full: bool = False, replay: Mapping[str, list[dict[str, Any]]] | None = None) -> RunSummary:
+        """Run the selected flows once (``full``: re-read whole sources; ``replay``: only these parked records)."""
         mode = "plan" if dry_run else ("replay" if replay is not None else "run")
         names = list(replay) if replay is not None else self.select(flows, due=due)
         summary = RunSummary(datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8], mode)
@@ -139,7 +139,7 @@ class Runner:
                 if not dry_run:
                     self.state.runs.start_flow(summary.run_id, name)
                 try:
-                    context = await self._context(summary.run_id, self.project.flows[name].data, dry_run)
+                    context = await self._context(summary.run_id, self.project.flows[name].data, dry_run, full)
                     flow = FlowRun(self.project.flows[name].data, context)
                     result = await (flow.replay(replay[name]) if replay is not None else flow.execute())
                 except ConnectorError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any
 
@@ -160,3 +161,22 @@ def test_a_changed_won_deal_updates_its_sales_order_with_the_current_concurrency
     assert len(env.qad.store.all("salesOrders")) == 1
     counts = env.qad.log.summary()["counts"]
     assert counts.get("POST /clouderp/api/erp/salesOrders") == 1  # one update call, no stale-hash retry
+
+
+def test_a_line_added_without_touching_the_deal_is_caught_by_a_full_read(env: Env) -> None:
+    synced(env)
+    products = env.crm.store.all("products")[:2]
+    deal = won_deal(env, products[:1])
+    synced(env)
+    time.sleep(1.1)  # timestamps are whole seconds and the lower bound is inclusive: move the watermark past it
+    won_deal(env, products[:1])
+    synced(env)
+    env.crm.store.add_deal_product(deal["id"], products[1]["id"], 4.0, 5)  # the deal's update_time stays put
+    code, incremental = env.run_json("--flow", "won_deals_to_sales_orders")
+    assert code == 0 and flows(incremental)["won_deals_to_sales_orders"]["updated"] == 0
+    code, full = env.run_json("--flow", "won_deals_to_sales_orders", "--full")
+    assert code == 0 and flows(full)["won_deals_to_sales_orders"]["updated"] == 1
+    order = order_for(env, deal["id"])
+    assert order is not None and [ln["itemCode"] for ln in order["lines"]] == [p["code"] for p in products]
+    code, again = env.run_json("--flow", "won_deals_to_sales_orders", "--full")
+    assert code == 0 and again["totals"]["api_calls"]["writes"] == 0  # a full read with nothing new writes nothing
