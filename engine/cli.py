@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 import time
@@ -27,8 +28,13 @@ DEFAULT_SPEC_PATHS = ("connectors", "mappings")
 
 
 @click.group()
-def main() -> None:
+@click.option("-v", "--verbose", count=True, help="-v: progress per page and waits; -vv: every API call.")
+def main(verbose: int) -> None:
     """ml-connector: a declarative, config-driven sync engine."""
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("httpx", "httpcore"):  # their lines carry full URLs (query strings may hold keys)
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 @main.command()

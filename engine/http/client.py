@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +38,7 @@ from engine.http.rules import (
 from engine.transform.expressions import TemplateTree, compile_template
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
+log = logging.getLogger("ml_connector.http")
 
 
 class UncertainWrite(TransientError):
@@ -166,6 +169,7 @@ class ConnectorClient:
         return random.uniform(backoff / 2, backoff)
 
     async def _pause(self, seconds: float) -> None:
+        log.info("%s: waiting %.1f s before trying again", self.connection.name, seconds)
         self.stats.retries += 1
         self.stats.waited_seconds += seconds
         await self._sleep(seconds)
@@ -181,6 +185,7 @@ class ConnectorClient:
                 self.stats.reads += 1
             else:
                 self.stats.writes += 1
+            started = time.monotonic()
             try:
                 response = await self.http.request(method, url, params=query, json=json, headers=headers)
             except httpx.ConnectError as exc:  # nothing was sent: always safe to retry
@@ -189,6 +194,8 @@ class ConnectorClient:
                 message = f"{method} {url.path}: {type(exc).__name__}"
                 raise (TransientError(message) if safe else UncertainWrite(message)) from exc
             pool.observe(response)
+            log.debug("%s %s %s -> %s in %.0f ms", self.connection.name, method, url.path, response.status_code,
+                      (time.monotonic() - started) * 1000)
         self.stats.by_status[response.status_code] = self.stats.by_status.get(response.status_code, 0) + 1
         body = parse_body(response)
         decision = self.rules.classify(response, body)

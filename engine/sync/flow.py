@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Coroutine, Mapping
 from dataclasses import asdict, dataclass
@@ -22,6 +23,7 @@ from engine.sync.schedule import is_due
 from engine.transform.mapping import CompiledMapping, Deferred, MappingError, content_hash
 
 PENDING_PAGE = 500
+log = logging.getLogger("ml_connector.sync")
 
 
 @dataclass
@@ -132,6 +134,7 @@ class FlowRun:
         stored = state.watermarks.get(self.name)
         since = None if self._full_read_due() else stored
         newest = stored
+        log.info("%s: reading %s", self.name, f"changes since {since}" if since else "everything")
         watermark_field = reader.watermark_field if reader.incremental else None
         async for page in reader.pages(since=since, params=source_from.get("params"),
                                        expand=source_from.get("expand")):
@@ -143,6 +146,9 @@ class FlowRun:
             units = [unit for record in page for unit in self.ctx.mapping.explode(record)]
             self.summary.read += len(units)
             await self._process(units)
+            log.info("%s: %d read so far (%d created, %d updated, %d unchanged, %d deferred, %d failed)", self.name,
+                     self.summary.read, self.summary.created, self.summary.updated, self.summary.unchanged,
+                     self.summary.deferred, self.summary.failed)
         if self.ctx.dry_run:
             return
         if newest and newest != stored:

@@ -174,3 +174,12 @@ def test_killed_again_and_again_at_different_points_still_converges_without_dupl
     assert len(env.crm.store.all("organizations")) == expected["customers_to_organizations"]
     assert len(env.crm.store.all("persons")) == expected["contacts_to_persons"]
     assert_no_duplicates(env)
+
+
+def test_verbose_logs_show_every_call_but_never_a_secret(env: Env) -> None:
+    result = env.cli("-vv", "run", "--flow", "items_to_products")
+    assert result.returncode == 0, result.stderr
+    assert "pipedrive POST /api/v2/products -> 201" in result.stderr
+    assert "items_to_products: reading everything" in result.stderr
+    for secret in (v for k, v in SANDBOX_ENV.items() if "TOKEN" in k or "PASSWORD" in k or "SECRET" in k):
+        assert secret not in result.stderr and secret not in result.stdout
