@@ -180,3 +180,11 @@ def test_a_line_added_without_touching_the_deal_is_caught_by_a_full_read(env: En
     assert order is not None and [ln["itemCode"] for ln in order["lines"]] == [p["code"] for p in products]
     code, again = env.run_json("--flow", "won_deals_to_sales_orders", "--full")
     assert code == 0 and again["totals"]["api_calls"]["writes"] == 0  # a full read with nothing new writes nothing
+
+
+def test_serve_once_runs_only_the_flows_that_are_due(env: Env) -> None:
+    first = env.cli("serve", "--once")
+    assert first.returncode == 0, first.stderr
+    assert "items_to_products" in first.stdout and "won_deals_to_sales_orders" in first.stdout
+    second = env.cli("serve", "--once")  # every schedule just restarted: nothing is due yet
+    assert second.returncode == 0 and second.stdout.strip() == ""
