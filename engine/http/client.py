@@ -130,21 +130,26 @@ class ConnectorClient:
         await self.http.aclose()
 
     async def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
-                      json: Any = None, quota: str | None = None, idempotent: bool | None = None) -> Reply:
-        """One logical call: retried on transient failures, re-authenticated once on a reauth signal."""
+                      json: Any = None, quota: str | None = None, idempotent: bool | None = None,
+                      reads: bool | None = None) -> Reply:
+        """One logical call: retried on transient failures, re-authenticated once on a reauth signal.
+
+        ``reads``: whether the call counts as a read (default: GET does); a query sent as POST is a read.
+        """
         method = method.upper()
         safe = method in SAFE_METHODS if idempotent is None else idempotent
+        is_read = method == "GET" if reads is None else reads
         pool = self.quotas.get(quota, self.default_quota) if quota else self.default_quota
         retrying = AsyncRetrying(retry=retry_if_exception_type(TransientError), stop=self._stop,
                                  wait=self._wait, sleep=self._pause, reraise=True)
         async for attempt in retrying:
             with attempt:
                 try:
-                    return await self._once(method, path, params, json, pool, safe)
+                    return await self._once(method, path, params, json, pool, safe, is_read)
                 except NeedsReauth:
                     self.auth.invalidate()
                     try:
-                        return await self._once(method, path, params, json, pool, safe)
+                        return await self._once(method, path, params, json, pool, safe, is_read)
                     except NeedsReauth as again:
                         raise FatalError(f"connection {self.connection.name}: credentials refused after "
                                          f"renewal ({method} {path})") from again
@@ -175,13 +180,13 @@ class ConnectorClient:
         await self._sleep(seconds)
 
     async def _once(self, method: str, path: str, params: Mapping[str, Any] | None, json: Any, pool: Quota,
-                    safe: bool) -> Reply:
+                    safe: bool, is_read: bool) -> Reply:
         url = _join(self.base_url, path)
         headers = dict(self.headers)
         query: dict[str, Any] = {k: v for k, v in (params or {}).items() if v is not None}
         await self.auth.apply(self.http, headers, query)
         async with pool:
-            if method == "GET":
+            if is_read:
                 self.stats.reads += 1
             else:
                 self.stats.writes += 1

@@ -55,6 +55,9 @@ class EntityReader:
         self._path = compile_path(self.read["path"])
         self._params = TemplateTree(self.read.get("params") or {})
         self._expansions = {name: _Expansion(spec) for name, spec in (spec.get("expand") or {}).items()}
+        self._method: str = self.read.get("method", "GET")
+        self._body = TemplateTree(self.read["body"]) if "body" in self.read else None
+        self._max_depth: int | None = self.read.get("max_depth")
 
     @property
     def watermark_field(self) -> str | None:
@@ -62,25 +65,71 @@ class EntityReader:
 
     async def pages(self, *, since: str | None = None, params: Mapping[str, Any] | None = None,
                     expand: list[str] | None = None) -> AsyncIterator[list[dict[str, Any]]]:
+        """Pages of records changed since ``since`` (all records without it), children expanded."""
         context = self.client.context
-        query = self._params.render(context)
-        query.update(TemplateTree(params or {}).render(context))
-        if since and self.incremental:
-            query[self.incremental["param"]] = format_watermark(
-                since, self.incremental.get("format", "iso"), float(self.incremental.get("lookback", 0)))
+        base = self._params.render(context)
+        base.update(TemplateTree(params or {}).render(context))
         path = str(self._path.evaluate(context))
         paginator = self.client.paginator(self.read.get("paginator"))
-        page_params: dict[str, Any] | None = {**query, **paginator.first()}
-        while page_params is not None:
-            reply = await self.client.request("GET", path, params=page_params)
-            records = [r for r in (self.records_path.search(reply.body) or []) if isinstance(r, dict)]
-            catalog = await self.catalog.get() if self.catalog is not None and records else None
-            if catalog is not None:
-                records = [catalog.to_labels(r) for r in records]
-            for name in expand or []:
-                await self._expand(records, name)
-            yield records
-            page_params = paginator.next(page_params, reply.body, records)
+        lookback = float((self.incremental or {}).get("lookback", 0))
+        boundary: set[str] = set()  # keys already read at the value a restarted query starts from
+        while True:  # one query, or several when the API caps how deep a query may page
+            query, formatted = self._query(base, since, lookback)
+            body = self._body.render({**context, "since": formatted}) if self._body else None
+            page_params: dict[str, Any] | None = {**query, **paginator.first()}
+            depth, newest = 0, None
+            seen_at_newest: set[str] = set()
+            restart = False
+            while page_params is not None:
+                reply = await self.client.request(self._method, path, params=page_params, json=body, reads=True,
+                                                  idempotent=True)
+                rows = [r for r in (self.records_path.search(reply.body) or []) if isinstance(r, dict)]
+                depth += len(rows)
+                newest, seen_at_newest = self._track_newest(rows, newest, seen_at_newest)
+                records = [r for r in rows if self._key(r) not in boundary] if boundary else rows
+                catalog = await self.catalog.get() if self.catalog is not None and records else None
+                if catalog is not None:
+                    records = [catalog.to_labels(r) for r in records]
+                for name in expand or []:
+                    await self._expand(records, name)
+                yield records
+                page_params = paginator.next(page_params, reply.body, rows)
+                if page_params is not None and self._max_depth and depth >= self._max_depth:
+                    restart = True
+                    break
+            if not restart:
+                return
+            if newest is None or newest == since:
+                raise FatalError(f"{self.client.connection.name}.{self.entity}: more than {self._max_depth} records "
+                                 f"share {self.watermark_field}={newest!r}; the API cannot page deeper")
+            since, lookback, boundary = newest, 0.0, seen_at_newest
+
+    def _query(self, base: dict[str, Any], since: str | None, lookback: float) -> tuple[dict[str, Any], str | None]:
+        """Query parameters for a read from ``since``, and the watermark as the API wants it (for a body)."""
+        if not since or not self.incremental:
+            return dict(base), None
+        formatted = format_watermark(since, self.incremental.get("format", "iso"), lookback)
+        param = self.incremental.get("param")
+        return ({**base, param: formatted} if param else dict(base)), formatted
+
+    def _key(self, record: Mapping[str, Any]) -> str:
+        return str(record.get(self.spec.get("key", "id")))
+
+    def _track_newest(self, records: list[dict[str, Any]], newest: str | None,
+                      at_newest: set[str]) -> tuple[str | None, set[str]]:
+        """The newest incremental value in this query so far, and the keys of the records that carry it."""
+        field = self.watermark_field
+        if not field or not self._max_depth:
+            return newest, at_newest
+        for record in records:
+            value = record.get(field)
+            if not isinstance(value, str) or not value:
+                continue
+            if newest is None or later(newest, value) == value and value != newest:
+                newest, at_newest = value, {self._key(record)}
+            elif value == newest:
+                at_newest.add(self._key(record))
+        return newest, at_newest
 
     async def _expand(self, records: list[dict[str, Any]], name: str) -> None:
         if name not in self._expansions:

@@ -269,7 +269,7 @@ class EntityWriter:
                 item.target_id, item.existing = None, None
             return await self.push(items)
         except RecordError as exc:
-            errors = op.item_errors(exc.body)
+            errors = op.item_errors(exc.body, [i.match_value for i in items])
             if errors:
                 failed = [PushResult(items[i], action, error=f"{exc}: {msg}") for i, msg in errors.items()]
                 rest = [item for i, item in enumerate(items) if i not in errors]
@@ -283,19 +283,15 @@ class EntityWriter:
         return self._batch_results(action, op, items, reply.body)
 
     def _batch_results(self, action: str, op: WriteOp, items: list[PushItem], body: Any) -> list[PushResult]:
-        errors = op.item_errors(body)
-        saved = op.compiled_results["items"].search(body) if "items" in op.compiled_results else None
-        id_path = op.compiled_results.get("id")
+        values = [item.match_value for item in items]
+        errors = op.item_errors(body, values)
+        ids = op.saved_ids(body, values)
         results = []
         for index, item in enumerate(items):
+            target = ids.get(index, item.target_id)
             if index in errors:
                 results.append(PushResult(item, action, error=errors[index]))
-                continue
-            target = item.target_id
-            if isinstance(saved, list) and index < len(saved) and id_path is not None:
-                found = id_path.search(saved[index])
-                target = str(found) if found is not None else target
-            if target is None:
+            elif target is None:
                 results.append(PushResult(item, action, error="the batch response carries no id for this item"))
             else:
                 self._remember(item, target)
