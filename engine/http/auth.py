@@ -168,7 +168,8 @@ class OAuth2Auth(_TokenAuth):
         try:
             response = await http.post(self.token_url, data=self._form(grant), headers=headers)
         except httpx.TransportError as exc:
-            raise TransientError(f"{self.name}: token endpoint unreachable: {type(exc).__name__}") from exc
+            raise TransientError(f"{self.name}: token endpoint {self.token_url} unreachable: "
+                                 f"{type(exc).__name__}") from exc
         return response, parse_body(response)
 
     async def _obtain(self, http: httpx.AsyncClient) -> None:
@@ -216,7 +217,7 @@ class SessionAuth(_TokenAuth):
             response = await http.request(self.method, self.url, params=self.params, data=self.form,
                                           json=self.json)
         except httpx.TransportError as exc:
-            raise TransientError(f"{self.name}: login endpoint unreachable: {type(exc).__name__}") from exc
+            raise TransientError(f"{self.name}: login endpoint {self.url} unreachable: {type(exc).__name__}") from exc
         body = parse_body(response)
         token = self.token_path.search(body) if isinstance(body, dict) else None
         if response.status_code >= 300 or not token:
