@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -18,7 +19,17 @@ from engine.spec.yamlload import SourceMap
 
 Kind = Literal["connector", "mapping", "integration", "workspace"]
 KINDS: tuple[Kind, ...] = ("connector", "mapping", "integration", "workspace")
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schema"
+def _schema_dir() -> Path:
+    """The repository's ``schema/`` (a checkout or editable install), else the copy installed with the package."""
+    checkout = Path(__file__).resolve().parents[2] / "schema"
+    if checkout.is_dir():
+        return checkout
+    installed = importlib.util.find_spec("ml_connector_schema")
+    locations = list(installed.submodule_search_locations or []) if installed else []
+    return Path(locations[0]) if locations else checkout
+
+
+SCHEMA_DIR = _schema_dir()
 
 _JSON_TYPES = {
     dict: "object",
