@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from typing import Any
 
 import yaml
 
-from sandbox.workspace import write_workspace
+from sandbox.workspace import SANDBOX_ENV, write_workspace
 from tests.e2e.conftest import Env, flows
 from tests.e2e.test_first_integration import assert_no_duplicates, expected_counts
 
@@ -117,6 +118,21 @@ def test_oauth2_tokens_expire_rotate_and_the_rotated_refresh_token_is_kept(env: 
     code, again = env.run_json()
     assert code == 0, again
     assert env.crm.log.summary()["counts"].get("POST /oauth/token", 0) >= 1
+
+    # invariant 5: no secret, and no token we were given, lies in the state files in clear
+    from engine.store import State
+
+    state_dir = env.workspace.parent / "state"
+    state = State(state_dir / "ml-connector.duckdb")
+    assert {"pipedrive.refresh_token", "pipedrive.access_token"} <= set(state.credentials.names())
+    refresh = state.credentials.get("pipedrive.refresh_token") or ""
+    access = json.loads(state.credentials.get("pipedrive.access_token") or "{}")["token"]
+    state.close()
+    secrets = [v for k, v in SANDBOX_ENV.items() if "SECRET" in k or "TOKEN" in k or "PASSWORD" in k]
+    for path in state_dir.iterdir():
+        raw = path.read_bytes()
+        for value in [*secrets, refresh, access]:
+            assert value.encode() not in raw, f"{value[:6]}… in clear in {path.name}"
 
 
 def test_a_small_rate_budget_forces_429s_and_the_run_still_completes(env: Env) -> None:
