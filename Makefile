@@ -25,6 +25,7 @@ test: lint
 
 bench: install
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.sandbox_pages
 
 clean:
 	rm -rf $(VENV) demo-workspace .pytest_cache .mypy_cache .ruff_cache
