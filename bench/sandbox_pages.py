@@ -56,7 +56,8 @@ async def pipedrive_costs(size: int) -> tuple[float, float]:
         first = (await client.get("/api/v2/deals", params={"limit": 500}, headers=PD_TOKEN)).json()
         cursor = first["additional_data"]["next_cursor"]
         pages = [("/api/v2/deals", {"limit": 500, "cursor": cursor} if cursor else {"limit": 500})] * 10
-        gets: list[tuple[str, dict[str, Any]]] = [(f"/api/v2/deals/{i}", {}) for i in (1, max(1, size // 2), size)] * 5
+        no_params: dict[str, Any] = {}
+        gets = [(f"/api/v2/deals/{i}", no_params) for i in (1, max(1, size // 2), size)] * 5
         return await timed(client, pages, PD_TOKEN), await timed(client, gets, PD_TOKEN)
 
 
