@@ -183,3 +183,19 @@ def test_verbose_logs_show_every_call_but_never_a_secret(env: Env) -> None:
     assert "items_to_products: reading everything" in result.stderr
     for secret in (v for k, v in SANDBOX_ENV.items() if "TOKEN" in k or "PASSWORD" in k or "SECRET" in k):
         assert secret not in result.stderr and secret not in result.stdout
+
+
+def test_a_flow_that_fails_midway_keeps_its_watermark_so_nothing_is_skipped(env: Env) -> None:
+    from sandbox.core import Fault
+
+    env.crm.faults.add(Fault(method="POST", path="/api/v2/products", status=401, times=10_000,
+                             body={"success": False, "error": "unauthorized access", "errorCode": 401}))
+    code, summary = env.run_json("--flow", "items_to_products")
+    assert code == 1 and flows(summary)["items_to_products"]["status"] == "failed"
+    assert "credentials refused" in flows(summary)["items_to_products"]["error"]
+    status = __import__("json").loads(env.cli("status", "--json").stdout)
+    assert {f["flow"]: f["watermark"] for f in status["flows"]}["items_to_products"] is None
+    env.crm.faults.clear()
+    code, summary = env.run_json("--flow", "items_to_products")
+    assert code == 0
+    assert flows(summary)["items_to_products"]["created"] == expected_counts(env)["items_to_products"]
