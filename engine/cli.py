@@ -265,6 +265,37 @@ def test_examples(paths: tuple[Path, ...]) -> None:
         raise SystemExit(1)
 
 
+@main.group()
+def secret() -> None:
+    """The encrypted credential store (what `store:NAME` secret references read)."""
+
+
+@secret.command("set")
+@workspace_option
+@click.argument("name")
+@click.option("--value", prompt=True, hide_input=True, help="The value (prompted, hidden, when not given).")
+def secret_set(workspace_path: Path, name: str, value: str) -> None:
+    """Store a secret, encrypted with the workspace key (ML_CONNECTOR_KEY or the key file beside the state)."""
+    state = open_state(open_workspace(workspace_path))
+    try:
+        state.credentials.put(name, value)
+    finally:
+        state.close()
+    click.echo(f"stored {name}; refer to it as store:{name}")
+
+
+@secret.command("list")
+@workspace_option
+def secret_list(workspace_path: Path) -> None:
+    """Names in the credential store (never values)."""
+    state = open_state(open_workspace(workspace_path))
+    try:
+        for name in state.credentials.names():
+            click.echo(name)
+    finally:
+        state.close()
+
+
 # ---- sandboxes and demo ------------------------------------------------------------------------------------------
 
 @main.group()

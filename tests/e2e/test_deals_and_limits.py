@@ -204,3 +204,17 @@ def test_serve_once_runs_only_the_flows_that_are_due(env: Env) -> None:
     assert "items_to_products" in first.stdout and "won_deals_to_sales_orders" in first.stdout
     second = env.cli("serve", "--once")  # every schedule just restarted: nothing is due yet
     assert second.returncode == 0 and second.stdout.strip() == ""
+
+
+def test_store_secret_references_read_the_encrypted_credential_store(env: Env) -> None:
+    token = SANDBOX_ENV["ML_SANDBOX_PIPEDRIVE_TOKEN"]
+    stored = env.cli("secret", "set", "pipedrive_token", "--value", token)
+    assert stored.returncode == 0 and "store:pipedrive_token" in stored.stdout
+    assert env.cli("secret", "list").stdout.split() == ["pipedrive_token"]
+    document = yaml.safe_load(env.workspace.read_text())
+    document["connections"]["pipedrive"]["secrets"] = {"api_token": "store:pipedrive_token"}
+    env.workspace.write_text(yaml.safe_dump(document))
+    code, summary = env.run_json("--flow", "items_to_products")
+    assert code == 0 and flows(summary)["items_to_products"]["created"] > 0
+    raw = (env.workspace.parent / "state" / "ml-connector.duckdb").read_bytes()
+    assert token.encode() not in raw
