@@ -62,7 +62,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "reference_error_status": 400,  # dangling org_id/person_id/product_id: 400 or 404
     "contact_sync": False,  # persons im/postal_address/notes/birthday/job_title allowed
     "default_currency": "EUR",
-    "search_index_lag_seconds": 0,
+    "search_index_lag_seconds": 5.0,  # UNCONFIRMED lag: a fresh record is not searchable at once (never kinder)
     # rate limits
     "burst_limit": 20,
     "burst_limit_oauth": 80,

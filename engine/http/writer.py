@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from engine.transform.expressions import TemplateTree, compile_path
 
 CREATE = "create"
 UPDATE = "update"
+Records = Callable[[], Awaitable[list[dict[str, Any]]]]
 
 
 @dataclass
@@ -56,7 +58,8 @@ class EntityWriter:
     """Pushes changed records to one entity with the entity's write strategy."""
 
     def __init__(self, client: ConnectorClient, entity: str, spec: Mapping[str, Any], *,
-                 match_field: str | None, catalog: FieldCatalog | None = None, concurrency: int = 4) -> None:
+                 match_field: str | None, catalog: FieldCatalog | None = None, concurrency: int = 4,
+                 recent: Records | None = None, everything: Records | None = None) -> None:
         write = spec.get("write")
         if not write:
             raise FatalError(f"{client.connection.name}.{entity} cannot be written (no write operation)")
@@ -81,28 +84,74 @@ class EntityWriter:
         prefetch = write.get("prefetch")
         self.prefetch_min: int | None = int(prefetch.get("min", 25)) if prefetch is not None else None
         self.index: dict[str, list[dict[str, Any]]] | None = None
+        self._recent_reader = recent if write.get("search_lag") else None
+        self._recent: dict[str, list[dict[str, Any]]] | None = None
+        self._recent_lock = asyncio.Lock()
+        self._everything = everything
+        self._refreshed_at = 0.0  # when the last re-read of the consistent views (index, recent) started
 
-    def use_index(self, records: list[dict[str, Any]]) -> None:
-        """Match against these target records (the whole entity, read once) instead of searching."""
+    def _by_match(self, records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
         index: dict[str, list[dict[str, Any]]] = {}
         for record in records:
             value = get_path(record, self.match_field) if self.match_field else None
             if value not in (None, ""):
                 index.setdefault(str(value), []).append(record)
-        self.index = index
+        return index
+
+    def use_index(self, records: list[dict[str, Any]]) -> None:
+        """Match against these target records (the whole entity, read once) instead of searching."""
+        self.index = self._by_match(records)
+
+    async def prepare(self, unresolved: int) -> None:
+        """Read the whole target entity once when that is cheaper than one search per unknown record."""
+        if self.index is None and self._everything is not None and self.prefetch_min is not None \
+                and unresolved >= self.prefetch_min:
+            self.use_index(await self._everything())
+
+    async def _refresh_after_uncertain(self, failed_at: float) -> bool:
+        """Re-read the consistent views (not a search index that may lag) after a create of unknown outcome.
+
+        A re-read that started after the failure sees that create if it landed, so concurrent failures share one.
+        False when nothing can tell whether the create landed.
+        """
+        if self._recent_reader is None and (self.index is None or self._everything is None) and not self.search:
+            return False
+        async with self._recent_lock:
+            if self._refreshed_at < failed_at:
+                self._refreshed_at = time.monotonic()
+                if self._recent_reader is not None:
+                    self._recent = self._by_match(await self._recent_reader())
+                if self.index is not None and self._everything is not None:
+                    self.index = self._by_match(await self._everything())
+        return True
+
+    async def _recently_changed(self) -> dict[str, list[dict[str, Any]]]:
+        """Target records changed within the search index's lag, read by a consistent list call (not search)."""
+        if self._recent_reader is None:
+            return {}
+        async with self._recent_lock:
+            if self._recent is None:
+                self._recent = self._by_match(await self._recent_reader())
+            return self._recent
 
     def _remember(self, item: PushItem, target_id: str) -> None:
-        if self.index is not None and item.match_value not in (None, ""):
-            self.index[str(item.match_value)] = [{**item.payload, self.key_field: target_id}]
+        if item.match_value in (None, ""):
+            return
+        for index in (self.index, self._recent):
+            if index is not None:
+                index[str(item.match_value)] = [{**item.payload, self.key_field: target_id}]
 
     # ---- resolution: which records exist in the target -------------------------------------------------------
 
-    async def find(self, item: PushItem, fresh: bool = False) -> list[dict[str, Any]]:
-        """Target records whose match field equals this item's match value (``fresh``: ask the API)."""
-        if self.index is not None and not fresh:
+    async def find(self, item: PushItem) -> list[dict[str, Any]]:
+        """Target records whose match field equals this item's match value."""
+        if self.index is not None:
             return list(self.index.get(str(item.match_value), []))
         if not self.search or item.match_value in (None, ""):
             return []
+        recent = await self._recently_changed()  # what the search index may not show yet
+        if str(item.match_value) in recent:
+            return list(recent[str(item.match_value)])
         context = {**self.client.context, "match": {"field": self.match_field, "value": item.match_value}}
         try:
             reply = await self.client.request(
@@ -230,10 +279,9 @@ class EntityWriter:
                 if action != CREATE:
                     continue
                 item.attempts += 1
-                if not self.search:  # nothing can tell whether it landed: park it, the next run looks again
-                    self.index = None
+                if not await self._refresh_after_uncertain(time.monotonic()):
                     return PushResult(item, action, error=f"outcome unknown, parked to be checked: {exc}")
-                hits = await self.find(item, fresh=True)  # did the create land after all?
+                hits = await self.find(item)  # did the create land after all?
                 if hits:
                     self._remember(item, str(hits[0][self.key_field]))
                     return PushResult(item, action, target_id=str(hits[0][self.key_field]))
@@ -264,6 +312,8 @@ class EntityWriter:
         except UncertainWrite:
             if len(items) == 1 and items[0].attempts >= 3:
                 return [PushResult(items[0], action, error=f"{action} failed: outcome unknown after 3 attempts")]
+            if not await self._refresh_after_uncertain(time.monotonic()):
+                return [PushResult(i, action, error="outcome unknown, parked to be checked") for i in items]
             for item in items:  # re-resolve: records that landed are updates now
                 item.attempts += 1
                 item.target_id, item.existing = None, None

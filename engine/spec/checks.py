@@ -44,7 +44,7 @@ def run_checks(project: Project) -> list[SpecProblem]:
 
 
 def check_connector(spec: Spec) -> list[SpecProblem]:
-    """Expressions compile; paginator and quota names exist."""
+    """Expressions compile; paginator and quota names exist; search_lag has an incremental read to lean on."""
     data = spec.data
     problems = []
     selectors = dict(connector_jmespaths(data))
@@ -63,6 +63,11 @@ def check_connector(spec: Spec) -> list[SpecProblem]:
     for path, name in _connector_refs(data, "quota"):
         if name not in as_dict(data.get("quotas")):
             problems.append(problem(spec, path, unknown("quota", name, data.get("quotas"))))
+    for entity_name, entity in as_dict(data.get("entities")).items():
+        write, read = as_dict(as_dict(entity).get("write")), as_dict(as_dict(entity).get("read"))
+        if "search_lag" in write and not read.get("incremental"):
+            problems.append(problem(spec, ("entities", entity_name, "write", "search_lag"),
+                                    "needs read.incremental: the records changed within the lag are read by it"))
     return problems
 
 

@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Coroutine, Mapping
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engine.http.catalog import FieldCatalog, LazyCatalog
@@ -212,23 +212,27 @@ class FlowRun:
             if self.ctx.target_catalog is not None:
                 catalog = await self.ctx.target_catalog.get()
             self._entity_writer = EntityWriter(self.ctx.target, self.spec["to"]["entity"], self.ctx.target_entity,
-                                               match_field=self.match_field, catalog=catalog)
+                                               match_field=self.match_field, catalog=catalog,
+                                               recent=self._recent_target_records, everything=self._all_target_records)
         return self._entity_writer
 
-    async def _prefetch(self, writer: EntityWriter, unresolved: int) -> None:
-        """Read the whole target entity once when that is cheaper than one search per record."""
-        if writer.index is not None or writer.prefetch_min is None or unresolved < writer.prefetch_min:
-            return
+    async def _recent_target_records(self) -> list[dict[str, Any]]:
+        """Target records changed within the entity's ``search_lag`` (its search index may not show them yet)."""
+        lag = float(self.ctx.target_entity["write"]["search_lag"])
+        since = (datetime.now(UTC) - timedelta(seconds=lag)).isoformat().replace("+00:00", "Z")
         reader = EntityReader(self.ctx.target, self.spec["to"]["entity"], self.ctx.target_entity,
                               self.ctx.target_catalog)
-        records: list[dict[str, Any]] = []
-        async for page in reader.pages():
-            records.extend(page)
-        writer.use_index(records)
+        return [record async for page in reader.pages(since=since) for record in page]
+
+    async def _all_target_records(self) -> list[dict[str, Any]]:
+        """Every record of the target entity (largest pages), for matching locally instead of searching."""
+        reader = EntityReader(self.ctx.target, self.spec["to"]["entity"], self.ctx.target_entity,
+                              self.ctx.target_catalog)
+        return [record async for page in reader.pages() for record in page]
 
     async def _push(self, changed: list[_Mapped], entries: Mapping[str, Any]) -> list[PushResult]:
         writer = await self._writer()
-        await self._prefetch(writer, sum(1 for m in changed if m.key not in entries and not m.target_id))
+        await writer.prepare(sum(1 for m in changed if m.key not in entries and not m.target_id))
         items = [PushItem(m.key, m.payload,
                           match_value=get_path(m.payload, self.match_field) if self.match_field else None,
                           target_id=m.target_id or (entries[m.key].target_id if m.key in entries else None))

@@ -199,3 +199,26 @@ def test_a_flow_that_fails_midway_keeps_its_watermark_so_nothing_is_skipped(env:
     code, summary = env.run_json("--flow", "items_to_products")
     assert code == 0
     assert flows(summary)["items_to_products"]["created"] == expected_counts(env)["items_to_products"]
+
+
+def test_a_lagging_search_index_does_not_cause_duplicates(env: Env) -> None:
+    from sandbox.core import Fault
+
+    env.crm.config.update(search_index_lag_seconds=600)  # nothing created in this test is ever searchable
+    code, _ = env.run_json()
+    assert code == 0
+    # three new customers (few: searched one by one, no prefetch) whose creates land but whose answers are lost
+    template = dict(env.qad.store.all("customerV2s")[0])
+    for key in ("uri", "lastModifiedDate", "concurrencyHash", "dataOperation"):
+        template.pop(key, None)
+    for n in range(3):
+        contacts = [{**c, "contactId": f"CNEW{n}-{i}"} for i, c in enumerate(template["contacts"])]
+        env.qad.store.insert("customerV2s", {**template, "customerCode": f"CNEW{n}", "name": f"New {n}",
+                                             "isActive": True, "contacts": contacts})
+    env.crm.faults.add(Fault(method="POST", path="/api/v2/organizations", status=503, after=True, times=3,
+                             body={"success": False, "error": "Service unavailable"}))
+    code, summary = env.run_json()
+    assert code == 0, summary
+    assert flows(summary)["customers_to_organizations"]["created"] == 3
+    assert_no_duplicates(env)
+    assert len(env.crm.store.all("organizations")) == expected_counts(env)["customers_to_organizations"]

@@ -389,6 +389,8 @@ def test_strict_validation_fails_the_whole_write() -> None:
 
 def test_exact_search_on_custom_field_and_product_code() -> None:
     sandbox = make()
+    assert sandbox.config["search_index_lag_seconds"] > 0  # by default a fresh record is not searchable at once
+    sandbox.config["search_index_lag_seconds"] = 0
     store = sandbox.store
     store.insert(
         "organizations",
