@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from engine.store import IdMaps
@@ -14,33 +15,28 @@ class IdMapLookups:
     def __init__(self, id_maps: IdMaps, known_flows: set[str]) -> None:
         self.id_maps = id_maps
         self.known_flows = known_flows
-        self._forward: dict[tuple[str, str], str | None] = {}
-        self._reverse: dict[tuple[str, str], str | None] = {}
-
-    def _check(self, flow: str) -> None:
-        if flow not in self.known_flows:
-            raise ValueError(f"lookup into unknown flow {flow!r}")
+        self._cache: dict[tuple[str, str, str], str | None] = {}
 
     def lookup(self, flow: str, source_key: Any) -> str:
-        self._check(flow)
-        if source_key is None or source_key == "":
-            raise Deferred(f"lookup({flow!r}) got an empty key")
-        key = (flow, str(source_key))
-        if key not in self._forward:
-            self._forward[key] = self.id_maps.target_of(flow, str(source_key))
-        found = self._forward[key]
-        if found is None:
-            raise Deferred(f"{flow} has not synced source key {source_key!r} yet")
-        return found
+        """The target id ``flow`` wrote for ``source_key``."""
+        return self._find("target", flow, source_key, self.id_maps.target_of,
+                          f"{flow} has not synced source key {source_key!r} yet")
 
     def lookup_source(self, flow: str, target_id: Any) -> str:
-        self._check(flow)
-        if target_id is None or target_id == "":
-            raise Deferred(f"lookup_source({flow!r}) got an empty id")
-        key = (flow, str(target_id))
-        if key not in self._reverse:
-            self._reverse[key] = self.id_maps.source_of(flow, str(target_id))
-        found = self._reverse[key]
+        """The source key ``flow`` wrote to ``target_id``."""
+        return self._find("source", flow, target_id, self.id_maps.source_of,
+                          f"{flow} has no source record for target id {target_id!r}")
+
+    def _find(self, direction: str, flow: str, value: Any, query: Callable[[str, str], str | None],
+              missing: str) -> str:
+        if flow not in self.known_flows:
+            raise ValueError(f"lookup into unknown flow {flow!r}")
+        if value is None or value == "":
+            raise Deferred(f"lookup into {flow!r} got an empty value")
+        key = (direction, flow, str(value))
+        if key not in self._cache:
+            self._cache[key] = query(flow, str(value))
+        found = self._cache[key]
         if found is None:
-            raise Deferred(f"{flow} has no source record for target id {target_id!r}")
+            raise Deferred(missing)
         return found
