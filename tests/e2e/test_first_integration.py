@@ -222,3 +222,17 @@ def test_a_lagging_search_index_does_not_cause_duplicates(env: Env) -> None:
     assert flows(summary)["customers_to_organizations"]["created"] == 3
     assert_no_duplicates(env)
     assert len(env.crm.store.all("organizations")) == expected_counts(env)["customers_to_organizations"]
+
+
+def test_an_expired_erp_session_is_renewed_mid_run(env: Env) -> None:
+    code, _ = env.run_json("--flow", "items_to_products")
+    assert code == 0
+    httpx = __import__("httpx")
+    assert httpx.post(env.urls["qad"] + "/_admin/tokens/expire").status_code == 200  # the cached token is now dead
+    env.qad.store.patch("items", env.qad.store.all("items")[0]["itemCode"], {"description2": "RENEWED"})
+    env.qad.log.reset()
+    code, summary = env.run_json("--flow", "items_to_products")
+    assert code == 0, summary
+    counts = env.qad.log.summary()["counts"]
+    statuses = env.qad.log.summary()["statuses"]
+    assert statuses.get("401") == 1 and counts.get("POST /clouderp/oauth/token") == 1  # one refusal, one renewal
