@@ -9,7 +9,6 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -170,12 +169,11 @@ def status(workspace_path: Path, as_json: bool) -> None:
     try:
         last = {row["flow"]: row for row in state.runs.flow_status()}
         pending = state.pending.counts()
-        now = datetime.now(UTC).replace(tzinfo=None)
         rows = []
         for name in workspace.project.flow_order():
             schedule = workspace.project.flows[name].data.get("schedule")
             finished = last.get(name, {}).get("last_finished")
-            next_due = (finished + parse_schedule(schedule)) if schedule and finished else (now if schedule else None)
+            next_due = (finished + parse_schedule(schedule)) if schedule and finished else ("now" if schedule else None)
             rows.append({"flow": name, "schedule": schedule, "last_status": last.get(name, {}).get("last_status"),
                          "last_finished": finished, "next_due": next_due,
                          "watermark": state.watermarks.get(name), "mapped": state.id_maps.count(name),
