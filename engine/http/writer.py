@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,12 +13,12 @@ import jmespath
 from engine.http.catalog import FieldCatalog
 from engine.http.client import ConnectorClient, UncertainWrite
 from engine.http.errors import FatalError, RecordError
+from engine.http.matching import Records, TargetFinder
 from engine.http.write_ops import WriteOp
 from engine.transform.expressions import TemplateTree, compile_path
 
 CREATE = "create"
 UPDATE = "update"
-Records = Callable[[], Awaitable[list[dict[str, Any]]]]
 
 
 @dataclass
@@ -45,15 +45,6 @@ class PushResult:
         return self.error is None
 
 
-def get_path(record: Mapping[str, Any], dotted: str) -> Any:
-    node: Any = record
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping):
-            return None
-        node = node.get(part)
-    return node
-
-
 class EntityWriter:
     """Pushes changed records to one entity with the entity's write strategy."""
 
@@ -71,100 +62,19 @@ class EntityWriter:
         self.catalog = catalog
         self.create = WriteOp.compile(write["create"]) if write.get("create") else None
         self.update = WriteOp.compile(write["update"]) if write.get("update") else None
-        self.search = write.get("search")
-        if self.search:
-            self._search_path = compile_path(self.search["path"])
-            self._search_params = TemplateTree(self.search.get("params") or {})
-            self._search_records = jmespath.compile(self.search.get("records", "data"))
         get = spec.get("get")
         self._get = (compile_path(get["path"]), TemplateTree(get.get("params") or {}),
                      jmespath.compile(get.get("record", "data"))) if get else None
         self.key_field: str = spec.get("key", "id")
         self._slots = asyncio.Semaphore(concurrency)
-        prefetch = write.get("prefetch")
-        self.prefetch_min: int | None = int(prefetch.get("min", 25)) if prefetch is not None else None
-        self.index: dict[str, list[dict[str, Any]]] | None = None
-        self._recent_reader = recent if write.get("search_lag") else None
-        self._recent: dict[str, list[dict[str, Any]]] | None = None
-        self._recent_lock = asyncio.Lock()
-        self._everything = everything
-        self._refreshed_at = 0.0  # when the last re-read of the consistent views (index, recent) started
-
-    def _by_match(self, records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-        index: dict[str, list[dict[str, Any]]] = {}
-        for record in records:
-            value = get_path(record, self.match_field) if self.match_field else None
-            if value not in (None, ""):
-                index.setdefault(str(value), []).append(record)
-        return index
-
-    def use_index(self, records: list[dict[str, Any]]) -> None:
-        """Match against these target records (the whole entity, read once) instead of searching."""
-        self.index = self._by_match(records)
+        self.finder = TargetFinder(client, write, match_field, self.key_field, recent=recent, everything=everything)
 
     async def prepare(self, unresolved: int) -> None:
-        """Read the whole target entity once when that is cheaper than one search per unknown record."""
-        if self.index is None and self._everything is not None and self.prefetch_min is not None \
-                and unresolved >= self.prefetch_min:
-            self.use_index(await self._everything())
-
-    async def _refresh_after_uncertain(self, failed_at: float) -> bool:
-        """Re-read the consistent views (not a search index that may lag) after a create of unknown outcome.
-
-        A re-read that started after the failure sees that create if it landed, so concurrent failures share one.
-        False when nothing can tell whether the create landed.
-        """
-        if self._recent_reader is None and (self.index is None or self._everything is None) and not self.search:
-            return False
-        async with self._recent_lock:
-            if self._refreshed_at < failed_at:
-                self._refreshed_at = time.monotonic()
-                if self._recent_reader is not None:
-                    self._recent = self._by_match(await self._recent_reader())
-                if self.index is not None and self._everything is not None:
-                    self.index = self._by_match(await self._everything())
-        return True
-
-    async def _recently_changed(self) -> dict[str, list[dict[str, Any]]]:
-        """Target records changed within the search index's lag, read by a consistent list call (not search)."""
-        if self._recent_reader is None:
-            return {}
-        async with self._recent_lock:
-            if self._recent is None:
-                self._recent = self._by_match(await self._recent_reader())
-            return self._recent
+        """Before pushing: list the target once when many records of this run are unknown to the id map."""
+        await self.finder.prepare(unresolved)
 
     def _remember(self, item: PushItem, target_id: str) -> None:
-        if item.match_value in (None, ""):
-            return
-        for index in (self.index, self._recent):
-            if index is not None:
-                index[str(item.match_value)] = [{**item.payload, self.key_field: target_id}]
-
-    # ---- resolution: which records exist in the target -------------------------------------------------------
-
-    async def find(self, item: PushItem) -> list[dict[str, Any]]:
-        """Target records whose match field equals this item's match value."""
-        if self.index is not None:
-            return list(self.index.get(str(item.match_value), []))
-        if not self.search or item.match_value in (None, ""):
-            return []
-        recent = await self._recently_changed()  # what the search index may not show yet
-        if str(item.match_value) in recent:
-            return list(recent[str(item.match_value)])
-        context = {**self.client.context, "match": {"field": self.match_field, "value": item.match_value}}
-        try:
-            reply = await self.client.request(
-                "GET", str(self._search_path.evaluate(context)), params=self._search_params.render(context),
-                quota=self.search.get("quota"))
-        except RecordError as exc:
-            if exc.status in set(self.search.get("not_found") or []):
-                return []
-            raise
-        hits = self._search_records.search(reply.body)
-        if isinstance(hits, dict):
-            hits = [hits]
-        return [h for h in (hits or []) if isinstance(h, dict)]
+        self.finder.remember(item.match_value, {**item.payload, self.key_field: target_id})
 
     async def fetch(self, target_id: str) -> dict[str, Any] | None:
         if self._get is None:
@@ -183,7 +93,7 @@ class EntityWriter:
     async def _resolve(self, item: PushItem) -> PushResult | None:
         """Decide create or update for an item the id map does not know. None = decided (item mutated)."""
         async with self._slots:
-            hits = await self.find(item)
+            hits = await self.finder.find(item.match_value)
         if len(hits) > 1:
             ids = ", ".join(str(h.get(self.key_field)) for h in hits[:5])
             return PushResult(item, UPDATE, error=f"{len(hits)} target records match {self.match_field}="
@@ -279,9 +189,9 @@ class EntityWriter:
                 if action != CREATE:
                     continue
                 item.attempts += 1
-                if not await self._refresh_after_uncertain(time.monotonic()):
+                if not await self.finder.refresh_after_uncertain(time.monotonic()):
                     return PushResult(item, action, error=f"outcome unknown, parked to be checked: {exc}")
-                hits = await self.find(item)  # did the create land after all?
+                hits = await self.finder.find(item.match_value)  # did the create land after all?
                 if hits:
                     self._remember(item, str(hits[0][self.key_field]))
                     return PushResult(item, action, target_id=str(hits[0][self.key_field]))
@@ -312,7 +222,7 @@ class EntityWriter:
         except UncertainWrite:
             if len(items) == 1 and items[0].attempts >= 3:
                 return [PushResult(items[0], action, error=f"{action} failed: outcome unknown after 3 attempts")]
-            if not await self._refresh_after_uncertain(time.monotonic()):
+            if not await self.finder.refresh_after_uncertain(time.monotonic()):
                 return [PushResult(i, action, error="outcome unknown, parked to be checked") for i in items]
             for item in items:  # re-resolve: records that landed are updates now
                 item.attempts += 1

@@ -14,9 +14,10 @@ from typing import Any
 from engine.http.catalog import FieldCatalog, LazyCatalog
 from engine.http.client import ConnectorClient
 from engine.http.errors import ConnectorError, RecordError
+from engine.http.matching import get_path
 from engine.http.reader import EntityReader, later
 from engine.http.redact import REDACTOR
-from engine.http.writer import CREATE, EntityWriter, PushItem, PushResult, get_path
+from engine.http.writer import CREATE, EntityWriter, PushItem, PushResult
 from engine.store import DEFERRED, FAILED, AuditRow, State
 from engine.sync.lookups import IdMapLookups
 from engine.sync.schedule import is_due
