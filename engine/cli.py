@@ -217,6 +217,23 @@ def audit(workspace_path: Path, flow: str | None, run_id: str | None, source_key
 
 @main.command()
 @workspace_option
+@click.option("--keep", default="90d", show_default=True, help="How much audit history to keep: <n>s|m|h|d.")
+def prune(workspace_path: Path, keep: str) -> None:
+    """Delete audit rows older than --keep. Id maps, watermarks and parked records are never pruned."""
+    try:
+        days = parse_schedule(keep if keep.startswith("every") else f"every {keep}").total_seconds() / 86400
+    except ValueError as exc:
+        raise click.BadParameter(f"{keep!r} is not a duration such as 90d, 12h or 30m", param_hint="--keep") from exc
+    state = open_state(open_workspace(workspace_path))
+    try:
+        removed = state.audit.prune(days)
+    finally:
+        state.close()
+    click.echo(f"removed {removed} audit rows older than {keep.removeprefix('every ').strip()}")
+
+
+@main.command()
+@workspace_option
 @click.option("--flow")
 @click.option("--run", "run_id", help="Records parked by this run.")
 @click.option("--error", "error_like", help="Records whose error contains this text.")

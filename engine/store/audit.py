@@ -53,3 +53,10 @@ class Audit:
         params.append(limit)
         names = (*self.COLUMNS, "logged_at")
         return [dict(zip(names, row, strict=True)) for row in self.db.fetchall(sql, params)]
+
+    def prune(self, older_than_days: float) -> int:
+        """Delete audit rows older than that many days; returns how many went. Parked records stay in ``pending``."""
+        row = self.db.fetchone("SELECT count(*) FROM audit WHERE logged_at < now() - to_seconds(?)",
+                               [older_than_days * 86400])
+        self.db.execute("DELETE FROM audit WHERE logged_at < now() - to_seconds(?)", [older_than_days * 86400])
+        return int(row[0]) if row else 0

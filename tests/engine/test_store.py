@@ -67,3 +67,16 @@ def test_a_second_process_gets_a_clear_error_when_the_state_is_locked(tmp_path: 
             State(path)
     finally:
         holder.kill()
+
+
+def test_prune_removes_only_old_audit_rows() -> None:
+    from datetime import timedelta
+
+    state = State(":memory:")
+    state.audit.add([AuditRow("r1", "f", "old", None, "create", "ok"), AuditRow("r2", "f", "new", None, "skip",
+                                                                                  "unchanged")])
+    state.db.execute("UPDATE audit SET logged_at = logged_at - ? WHERE source_key = 'old'", [timedelta(days=91)])
+    state.pending.park("f", "r1", [("old", "failed", {"x": 1}, "bad")])
+    assert state.audit.prune(90) == 1
+    assert [row["source_key"] for row in state.audit.query()] == ["new"]
+    assert state.pending.list()[0].source_key == "old"  # parked records are never pruned
