@@ -21,13 +21,14 @@ def run_table(summary: dict[str, Any], plan: bool = False) -> str:
     verbs = ("create", "update") if plan else ("created", "updated")
     headers = ["flow", "status", "read", *verbs, "unchanged", "deferred", "failed", "filtered"]
     if not plan:
-        headers += ["api reads", "api writes", "seconds"]
+        headers += ["api reads", "api writes", "rate limited", "seconds"]
     rows = []
     for flow in summary["flows"]:
         row = [flow["flow"], flow["status"], flow["read"], flow["created"], flow["updated"], flow["unchanged"],
                flow["deferred"], flow["failed"], flow["filtered"]]
         if not plan:
-            row += [flow["api_calls"]["reads"], flow["api_calls"]["writes"], flow["seconds"]]
+            calls = flow["api_calls"]
+            row += [calls["reads"], calls["writes"], calls["rate_limited"], flow["seconds"]]
         rows.append(row)
     out = [table(headers, rows)]
     errors = [f"  {f['flow']}: {f['error']}" for f in summary["flows"] if f.get("error")]

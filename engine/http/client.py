@@ -7,7 +7,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -53,11 +53,10 @@ class CallStats:
     writes: int = 0
     retries: int = 0
     rate_limited: int = 0
-    waited_seconds: float = 0.0
-    by_status: dict[int, int] = field(default_factory=dict)
+    waited_seconds: float = 0.0  # backing off after failures, and pacing to quota windows
 
-    def snapshot(self) -> tuple[int, int]:
-        return self.reads, self.writes
+    def snapshot(self) -> tuple[int, int, int, float]:
+        return self.reads, self.writes, self.rate_limited, self.waited_seconds
 
 
 @dataclass(frozen=True)
@@ -185,7 +184,9 @@ class ConnectorClient:
         headers = dict(self.headers)
         query: dict[str, Any] = {k: v for k, v in (params or {}).items() if v is not None}
         await self.auth.apply(self.http, headers, query)
+        queued = time.monotonic()
         async with pool:
+            self.stats.waited_seconds += time.monotonic() - queued
             if is_read:
                 self.stats.reads += 1
             else:
@@ -201,7 +202,6 @@ class ConnectorClient:
             pool.observe(response)
             log.debug("%s %s %s -> %s in %.0f ms", self.connection.name, method, url.path, response.status_code,
                       (time.monotonic() - started) * 1000)
-        self.stats.by_status[response.status_code] = self.stats.by_status.get(response.status_code, 0) + 1
         body = parse_body(response)
         decision = self.rules.classify(response, body)
         if decision.action == OK:

@@ -32,7 +32,6 @@ class Quota:
         self._sent: deque[float] = deque()
         self._pace = asyncio.Lock()
         self.blocked_until = 0.0
-        self.waited = 0.0
 
     async def __aenter__(self) -> Quota:
         await self._slots.acquire()
@@ -56,7 +55,6 @@ class Quota:
                 if self.window:
                     self._sent.append(now)
                 return
-            self.waited += delay
             await asyncio.sleep(delay)
 
     def observe(self, response: httpx.Response) -> None:

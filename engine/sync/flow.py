@@ -42,13 +42,17 @@ class FlowSummary:
     filtered: int = 0
     api_reads: int = 0
     api_writes: int = 0
+    rate_limited: int = 0
+    waited_seconds: float = 0.0
     seconds: float = 0.0
     error: str | None = None
     retried_pending: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["api_calls"] = {"reads": data.pop("api_reads"), "writes": data.pop("api_writes")}
+        data["api_calls"] = {"reads": data.pop("api_reads"), "writes": data.pop("api_writes"),
+                             "rate_limited": data.pop("rate_limited"),
+                             "waited_seconds": round(data.pop("waited_seconds"), 3)}
         return data
 
 
@@ -117,9 +121,11 @@ class FlowRun:
             self.summary.status = "failed"
             self.summary.error = REDACTOR(str(exc))
         finally:
-            for client, (reads, writes) in zip(clients, before, strict=True):
+            for client, (reads, writes, limited, waited) in zip(clients, before, strict=True):
                 self.summary.api_reads += client.stats.reads - reads
                 self.summary.api_writes += client.stats.writes - writes
+                self.summary.rate_limited += client.stats.rate_limited - limited
+                self.summary.waited_seconds += client.stats.waited_seconds - waited
             self.summary.seconds = round(time.monotonic() - started, 3)
         return self.summary
 

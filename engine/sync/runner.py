@@ -42,7 +42,9 @@ class RunSummary:
         totals = {name: sum(getattr(f, name) for f in self.flows)
                   for name in ("read", "created", "updated", "unchanged", "deferred", "failed", "filtered")}
         totals["api_calls"] = {"reads": sum(f.api_reads for f in self.flows),
-                               "writes": sum(f.api_writes for f in self.flows)}
+                               "writes": sum(f.api_writes for f in self.flows),
+                               "rate_limited": sum(f.rate_limited for f in self.flows),
+                               "waited_seconds": round(sum(f.waited_seconds for f in self.flows), 3)}
         return {"run_id": self.run_id, "mode": self.mode, "status": self.status, "totals": totals,
                 "flows": [f.as_dict() for f in self.flows]}
 

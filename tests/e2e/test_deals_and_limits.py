@@ -147,6 +147,8 @@ def test_a_small_rate_budget_forces_429s_and_the_run_still_completes(env: Env) -
     statuses = env.crm.log.summary()["statuses"]
     assert statuses.get("429", 0) >= 3, statuses
     assert "403" not in statuses  # never hammered past a 429
+    assert summary["totals"]["api_calls"]["rate_limited"] == statuses.get("429", 0)  # the summary tells it too
+    assert summary["totals"]["api_calls"]["waited_seconds"] > 0
     rejections = env.crm.limits.snapshot()["rejections"]
     assert rejections["daily"] >= 1, rejections  # the daily budget ran out, and the run waited for its reset
     assert rejections["burst"] <= 6, rejections  # calls are paced to the window, not sent until refused
