@@ -17,14 +17,10 @@ from jinja2.sandbox import SandboxedEnvironment
 from jmespath import exceptions as jmespath_errors
 
 from engine.spec.problems import JsonPath
+from engine.transform.expressions import is_template  # one definition for validator and runtime
 
 LOOKUP_FUNCTIONS = ("lookup", "lookup_source")
 _JINJA = SandboxedEnvironment()
-
-
-def is_template(text: str) -> bool:
-    """A connector or parameter string that Jinja renders."""
-    return "{{" in text or "{%" in text
 
 
 def is_mapping_template(text: str) -> bool:

@@ -1,20 +1,18 @@
-"""Per-flow cadence: ``every <n>s|m|h|d``."""
+"""Per-flow cadence: ``every <n>s|m|h|d`` (the grammar `validate` enforces)."""
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta
 
-_EVERY = re.compile(r"^every\s+(\d+)\s*([smhd])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+from engine.spec.flow_checks import schedule_seconds
 
 
 def parse_schedule(text: str) -> timedelta:
     """The interval a schedule string names; ValueError when it is not ``every <n><unit>``."""
-    match = _EVERY.match(text.strip())
-    if not match or int(match.group(1)) <= 0:
+    seconds = schedule_seconds(text.strip())
+    if seconds is None:
         raise ValueError(f"schedule {text!r} is not 'every <n>s|m|h|d'")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    return timedelta(seconds=seconds)
 
 
 def is_due(schedule: str | None, last_finished: datetime | None, now: datetime) -> bool:

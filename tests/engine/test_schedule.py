@@ -16,7 +16,7 @@ from sandbox.workspace import write_workspace
 
 def test_parse_schedule() -> None:
     assert parse_schedule("every 15m") == timedelta(minutes=15)
-    assert parse_schedule("every 2 h") == timedelta(hours=2)
+    assert parse_schedule("every 2h") == timedelta(hours=2)
     for bad in ("every 0m", "hourly", "every 5w", "every -1m"):
         with pytest.raises(ValueError):
             parse_schedule(bad)
