@@ -36,8 +36,23 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+Clock = Callable[[], float]
+"""Epoch seconds. A sandbox reads time only through its clock (default ``time.time``), so tests can move it."""
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _NUMERIC_SEGMENT = re.compile(r"/\d+(?=/|$)")
+
+
+class ManualClock:
+    """A clock that stands still until a test moves it: time-dependent behaviour is tested without sleeping."""
+
+    def __init__(self, start: float = 1_767_225_600.0) -> None:  # 2026-01-01T00:00:00Z, after all seeded data
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def is_date(value: Any) -> bool:
@@ -142,10 +157,11 @@ class FaultBook:
 class _Observed:
     """ASGI middleware: applies queued faults and logs every non-admin request."""
 
-    def __init__(self, app: ASGIApp, log: RequestLog, faults: FaultBook) -> None:
+    def __init__(self, app: ASGIApp, log: RequestLog, faults: FaultBook, clock: Clock) -> None:
         self.app = app
         self.log = log
         self.faults = faults
+        self.clock = clock
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith("/_admin"):
@@ -179,7 +195,7 @@ class _Observed:
                     return
             await self.app(scope, receive, send_logged)
         finally:
-            self.log.add(LoggedRequest(method, path, query, status_box[0], time.time()))
+            self.log.add(LoggedRequest(method, path, query, status_box[0], self.clock()))
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -189,9 +205,10 @@ class Sandbox:
     """A vendor simulator: its routes, its tunable config, and the shared observation tools."""
 
     def __init__(self, name: str, routes: list[BaseRoute], config: dict[str, Any],
-                 admin_routes: list[BaseRoute] | None = None) -> None:
+                 admin_routes: list[BaseRoute] | None = None, clock: Clock = time.time) -> None:
         self.name = name
         self.config = config
+        self.clock = clock
         self.log = RequestLog()
         self.faults = FaultBook()
         admin = [
@@ -203,7 +220,7 @@ class Sandbox:
             Route("/_admin/config", self._patch_config, methods=["PATCH"]),
         ]
         self._starlette = Starlette(routes=admin + list(admin_routes or []) + routes)
-        self.app: ASGIApp = _Observed(self._starlette, self.log, self.faults)
+        self.app: ASGIApp = _Observed(self._starlette, self.log, self.faults, clock)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)

@@ -19,6 +19,7 @@ Admin API (no auth, no rate limit, not logged), besides the core's requests/faul
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from sandbox.core import Sandbox
+from sandbox.core import Clock, Sandbox
 from sandbox.pipedrive_auth import OAuthServer
 from sandbox.pipedrive_common import ERROR_INFO, ApiError
 from sandbox.pipedrive_fields import PLURAL, SINGULAR
@@ -104,14 +105,22 @@ class PipedriveSandbox(Sandbox):
     """The Pipedrive sandbox; ``store`` is the in-memory account (see :class:`PipedriveStore`)."""
 
     def __init__(
-        self, *, store: PipedriveStore, oauth: OAuthServer, api_token: str, config: dict[str, Any]
+        self,
+        *,
+        store: PipedriveStore,
+        oauth: OAuthServer,
+        api_token: str,
+        config: dict[str, Any],
+        clock: Clock = time.time,
     ) -> None:
         self.store = store
         self.oauth = oauth
         self.api_token = api_token
-        self.limits = RateLimiter(config)
+        self.limits = RateLimiter(config, clock)
         self.handlers = Handlers(store)
-        super().__init__(name="pipedrive", routes=self._routes(), config=config, admin_routes=self._admin())
+        super().__init__(
+            name="pipedrive", routes=self._routes(), config=config, admin_routes=self._admin(), clock=clock
+        )
 
     # -- request pipeline ------------------------------------------------------------------------------------
     def _endpoint(self, ops: dict[str, Op]) -> Callable[[Request], Awaitable[Response]]:
@@ -437,12 +446,14 @@ def create_pipedrive_sandbox(
     refresh_token: str = "1:1:seeded-refresh-token",
     company_domain: str = "acme",
     deals: int = 0,
+    clock: Clock = time.time,
 ) -> PipedriveSandbox:
     """A fresh Pipedrive sandbox: pipeline 1 "Sales" (stages 1-5), owner user 18, the seeded custom fields,
-    no organizations/persons/products, and ``deals`` seeded deals (without products)."""
+    no organizations/persons/products, and ``deals`` seeded deals (without products).
+    Token expiry, rate windows, search lag and timestamps read time only through ``clock``."""
     config = {**DEFAULT_CONFIG, "token_costs": dict(DEFAULT_COSTS)}
-    store = PipedriveStore(seed, config, company_domain)
+    store = PipedriveStore(seed, config, company_domain, clock)
     if deals:
         store.seed_deals(deals)
-    oauth = OAuthServer(config, client_id, client_secret, refresh_token, seed)
-    return PipedriveSandbox(store=store, oauth=oauth, api_token=api_token, config=config)
+    oauth = OAuthServer(config, client_id, client_secret, refresh_token, seed, clock)
+    return PipedriveSandbox(store=store, oauth=oauth, api_token=api_token, config=config, clock=clock)

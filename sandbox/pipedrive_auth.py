@@ -14,6 +14,8 @@ import threading
 import time
 from typing import Any
 
+from sandbox.core import Clock
+
 SCOPE = "base,deals:full,contacts:full,products:full"
 CODE_TTL = 300.0
 FORM = "application/x-www-form-urlencoded"
@@ -28,9 +30,16 @@ class OAuthServer:
     """Refresh tokens, access tokens with expiry, and authorization codes minted by the admin API."""
 
     def __init__(
-        self, config: dict[str, Any], client_id: str, client_secret: str, refresh_token: str, seed: int
+        self,
+        config: dict[str, Any],
+        client_id: str,
+        client_secret: str,
+        refresh_token: str,
+        seed: int,
+        clock: Clock = time.time,
     ) -> None:
         self.config = config
+        self.clock = clock
         self.client_id = client_id
         self.client_secret = client_secret
         self.seed = seed
@@ -48,7 +57,7 @@ class OAuthServer:
         """An authorization code (as the redirect after consent would carry), valid 5 minutes, single use."""
         with self.lock:
             code = self._next("code").hex()[:40]
-            self.codes[code] = (time.time() + CODE_TTL, redirect_uri)
+            self.codes[code] = (self.clock() + CODE_TTL, redirect_uri)
             return code
 
     def expire_all(self) -> None:
@@ -62,7 +71,7 @@ class OAuthServer:
             expires = self.access.get(token)
         if expires is None:
             return "unknown"
-        if self.config.get("revoked") or expires <= time.time():
+        if self.config.get("revoked") or expires <= self.clock():
             return "expired"
         return "ok"
 
@@ -126,7 +135,7 @@ class OAuthServer:
         if entry is None:
             return oauth_error("invalid_grant", "Invalid grant: authorization_code is invalid")
         expires, expected_uri = entry
-        if expires <= time.time():
+        if expires <= self.clock():
             return oauth_error("invalid_grant", "Invalid grant: authorization_code has expired")
         if expected_uri is not None and redirect_uri != expected_uri:
             return oauth_error("invalid_request", "Invalid request: redirect_uri is invalid")
@@ -140,7 +149,7 @@ class OAuthServer:
     def _grant(self, refresh_token: str, base_url: str) -> dict[str, Any]:
         ttl = float(self.config.get("access_token_ttl", 3599))
         access = "v1u:" + base64.b64encode(self._next("access") * 3).decode()
-        self.access[access] = time.time() + ttl
+        self.access[access] = self.clock() + ttl
         return {
             "access_token": access,
             "token_type": "Bearer",

@@ -76,11 +76,6 @@ def iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
-def now_iso() -> str:
-    """The current time in the v2 wire format."""
-    return iso(time.time())
-
-
 def v1_time(value: str) -> str:
     """RFC 3339 wire time -> the v1 ``YYYY-MM-DD HH:MM:SS`` format."""
     return value[:10] + " " + value[11:19]

@@ -14,6 +14,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox.core import Clock
+
 DEFAULT_COSTS: dict[str, int] = {
     "get": 1,
     "list": 10,
@@ -54,8 +56,9 @@ class Decision:
 class RateLimiter:
     """Burst windows per principal (token or OAuth user) and one daily budget for the company."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], clock: Clock = time.time) -> None:
         self.config = config
+        self.clock = clock
         self.lock = threading.Lock()
         self.reset()
 
@@ -64,7 +67,7 @@ class RateLimiter:
         self.windows: dict[str, deque[float]] = {}
         self.used = 0
         self.reset_at: float | None = None
-        self.day = int(time.time() // 86_400)
+        self.day = int(self.clock() // 86_400)
         self.limited: dict[str, int] = {}
         self.blocked_until: dict[str, float] = {}
         self.rejections = {"burst": 0, "daily": 0}
@@ -89,7 +92,7 @@ class RateLimiter:
     def check(self, principal: str, oauth: bool, search: bool, op: str) -> Decision:
         """Admit or reject one request; admitted requests are counted and charged."""
         with self.lock:
-            now = time.time()
+            now = self.clock()
             if self.blocked_until.get(principal, 0.0) > now:
                 return Decision(403)
             self._refill(now)

@@ -6,7 +6,6 @@ requested fields only. Config ``search_index_lag_seconds`` hides records created
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -78,7 +77,7 @@ def scores(
             for rid in ids:
                 found[rid] = max(score, found.get(rid, 0.0))
     lag = float(store.config.get("search_index_lag_seconds") or 0)
-    now = time.time()
+    now = store.clock()
     return {rid: s for rid, s in found.items() if _visible(coll, rid, lag, now)}
 
 
@@ -267,7 +266,7 @@ def field_search(store: PipedriveStore, params: Any) -> dict[str, Any]:
             for rid in hits(book, value)
         }
     lag = float(store.config.get("search_index_lag_seconds") or 0)
-    now = time.time()
+    now = store.clock()
     ordered = sorted(rid for rid in ids if _visible(coll, rid, lag, now))
     main = "title" if coll.name == "deals" else "name"
     data = [{"id": rid, "name": coll.records[rid].get(main)} for rid in ordered[offset : offset + limit]]

@@ -14,7 +14,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sandbox.pipedrive_common import iso, now_iso
+from sandbox.core import Clock
+from sandbox.pipedrive_common import iso
 from sandbox.pipedrive_fields import PLURAL, SINGULAR, FieldCatalog
 from sandbox.pipedrive_index import Collection, Key
 
@@ -88,9 +89,11 @@ class PipedriveStore:
     """The simulated account. Public test helpers: ``insert``, ``patch``, ``all``, ``field_key``,
     ``add_deal_product``."""
 
-    def __init__(self, seed: int, config: dict[str, Any], company_domain: str = "acme") -> None:
+    def __init__(self, seed: int, config: dict[str, Any], company_domain: str = "acme",
+                 clock: Clock = time.time) -> None:
         self.config = config
         self.seed = seed
+        self.clock = clock
         self.lock = threading.RLock()
         self.catalog = FieldCatalog(seed)
         self.collections = {name: Collection(name, self.catalog) for name in SINGULAR}
@@ -159,9 +162,13 @@ class PipedriveStore:
         rec = self.coll(entity).records.get(rid)
         return rec if rec is not None and not rec.get("is_deleted") else None
 
+    def now_iso(self) -> str:
+        """The current time (by the store's clock) in the v2 wire format."""
+        return iso(self.clock())
+
     def stamp(self, prev: str | None) -> str:
         """A new ``update_time``: now, never earlier than ``prev`` (+1 s if ``strict_update_time``)."""
-        now = now_iso()
+        now = self.now_iso()
         if prev is None or now > prev:
             return now
         if self.config.get("strict_update_time"):
@@ -179,13 +186,13 @@ class PipedriveStore:
             if not isinstance(rid, int) or rid in coll.records:
                 rid = coll.next_id
             rec["id"] = rid
-            now = now_iso()
+            now = self.now_iso()
             rec.setdefault("add_time", now)
             rec.setdefault("update_time", max(now, rec["add_time"]))
             if origin:
                 rec["origin"] = origin
             self._normalise(coll.name, None, rec, rec, now)
-            coll.add(rec, created_at=time.time())
+            coll.add(rec, created_at=self.clock())
             return rec
 
     def update(self, entity: str, rid: int, changes: dict[str, Any]) -> dict[str, Any]:
@@ -197,7 +204,7 @@ class PipedriveStore:
             if "custom_fields" in changes:
                 merged = {**(old.get("custom_fields") or {}), **changes["custom_fields"]}
                 new["custom_fields"] = {k: v for k, v in merged.items() if v is not None}
-            self._normalise(coll.name, old, new, changes, now_iso())
+            self._normalise(coll.name, old, new, changes, self.now_iso())
             new["update_time"] = changes.get("update_time") or self.stamp(old["update_time"])
             coll.replace(new)
             return new
@@ -248,7 +255,7 @@ class PipedriveStore:
         with self.lock:
             deal = self.coll("deals").records[deal_id]
             product = self.coll("products").records[fields["product_id"]]
-            now = now_iso()
+            now = self.now_iso()
             ids = self.lines_by_deal.setdefault(deal_id, [])
             order = max((self.lines[i]["order_nr"] for i in ids), default=0) + 1
             line = {

@@ -37,7 +37,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from sandbox import qad_data as data
-from sandbox.core import Sandbox, is_date
+from sandbox.core import Clock, Sandbox, is_date
 
 API = "/clouderp/api/erp"
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -296,9 +296,10 @@ class Table:
 class QadStore:
     """In-memory QAD data: seeded virtual records plus changes, with an ordered index per entity."""
 
-    def __init__(self, *, domain: str, seed: int, counts: Mapping[str, int]) -> None:
+    def __init__(self, *, domain: str, seed: int, counts: Mapping[str, int], clock: Clock = time.time) -> None:
         self.domain = domain
         self.seed = seed
+        self.clock = clock
         self._lock = threading.RLock()
         self._last_ms = 0
         self._version = 0
@@ -454,7 +455,7 @@ class QadStore:
 
     def _tick(self) -> int:
         """Now in epoch ms, strictly greater than any earlier tick."""
-        self._last_ms = max(int(time.time() * 1000), self._last_ms + 1)
+        self._last_ms = max(int(self.clock() * 1000), self._last_ms + 1)
         return self._last_ms
 
     @staticmethod
@@ -562,7 +563,7 @@ class QadStore:
 
     def _complete_order(self, record: dict[str, Any]) -> None:
         record.setdefault("shipToCode", record.get("customerCode"))
-        record.setdefault("orderDate", data.today())
+        record.setdefault("orderDate", data.date_of(self.clock()))
         items = self.tables["items"]
         for n, line in enumerate(record["lines"]):
             item = self._current(items, line.get("itemCode", "")) or {}
@@ -630,8 +631,10 @@ class AccessToken:
 class TokenBook:
     """OAuth2 password / refresh_token grants and bearer-token checks."""
 
-    def __init__(self, client_id: str, users: Mapping[str, str], config: Mapping[str, Any]) -> None:
+    def __init__(self, client_id: str, users: Mapping[str, str], config: Mapping[str, Any],
+                 clock: Clock = time.time) -> None:
         self.client_id = client_id
+        self.clock = clock
         self.users = dict(users)
         self.config = config
         self.access: dict[str, AccessToken] = {}
@@ -664,7 +667,7 @@ class TokenBook:
             refresh = secrets.token_hex(20)
             self.refresh[refresh] = user
         access = secrets.token_hex(20)
-        self.access[access] = AccessToken(user, self.client_id, time.time(), refresh)
+        self.access[access] = AccessToken(user, self.client_id, self.clock(), refresh)
         body = {"access_token": access, "token_type": "bearer", "refresh_token": refresh,
                 "expires_in": self.config["token_ttl"], "scope": "read write"}
         return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
@@ -678,7 +681,7 @@ class TokenBook:
         record = self.access.get(token)
         if record is None:
             return _token_error(f"Invalid access token: {token}")
-        if time.time() - record.issued > float(self.config["token_ttl"]):
+        if self.clock() - record.issued > float(self.config["token_ttl"]):
             return _token_error(f"Access token expired: {token}")
         return token, record
 
@@ -692,15 +695,16 @@ class TokenBook:
 class RateLimiter:
     """Sliding one-second window of accepted requests per key."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = time.time) -> None:
         self._hits: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
+        self.clock = clock
 
     def retry_after(self, key: str, per_second: int) -> int | None:
         """Seconds to wait if ``key`` is over ``per_second``, else None (and the request is counted)."""
         if not per_second or per_second <= 0:
             return None
-        now = time.time()
+        now = self.clock()
         with self._lock:
             hits = self._hits.setdefault(key, deque())
             while hits and hits[0] <= now - 1.0:
@@ -1055,7 +1059,8 @@ class QadSandbox(Sandbox):
     tokens: TokenBook
 
     def __init__(self, store: QadStore, api: QadApi) -> None:
-        super().__init__(name="qad", routes=api.routes(), config=api.config, admin_routes=api.admin_routes())
+        super().__init__(name="qad", routes=api.routes(), config=api.config, admin_routes=api.admin_routes(),
+                         clock=store.clock)
         self.store = store
         self.tokens = api.tokens
 
@@ -1063,12 +1068,12 @@ class QadSandbox(Sandbox):
 def create_qad_sandbox(*, customers: int = 300, items: int = 200, sales_orders: int = 0, seed: int = 7,
                        client_id: str = "ml-connector", username: str = "demo",
                        password: str = "demo-password", domain: str = "10USA",
-                       suppliers: int = 0) -> QadSandbox:
-    """Build a seeded QAD sandbox (deterministic for ``seed``)."""
+                       suppliers: int = 0, clock: Clock = time.time) -> QadSandbox:
+    """Build a seeded QAD sandbox (deterministic for ``seed``); it reads time only through ``clock``."""
     if sales_orders and (customers <= 0 or items <= 0):
         raise ValueError("seeding sales orders needs at least one customer and one item")
     counts = {"customerV2s": customers, "supplierV2s": suppliers, "items": items, "salesOrders": sales_orders}
-    store = QadStore(domain=domain, seed=seed, counts=counts)
+    store = QadStore(domain=domain, seed=seed, counts=counts, clock=clock)
     config = dict(DEFAULT_CONFIG)
-    api = QadApi(store, TokenBook(client_id, {username: password}, config), config)
+    api = QadApi(store, TokenBook(client_id, {username: password}, config, clock), config, RateLimiter(clock))
     return QadSandbox(store, api)

@@ -314,6 +314,6 @@ def order_total(lines: list[dict[str, Any]]) -> float:
     return round(sum(float(ln["quantityOrdered"]) * float(ln["netPrice"]) for ln in lines), 2)
 
 
-def today() -> str:
-    """Today's date (UTC) as YYYY-MM-DD."""
-    return datetime.now(UTC).date().isoformat()
+def date_of(epoch_seconds: float) -> str:
+    """The UTC date of a moment as YYYY-MM-DD."""
+    return datetime.fromtimestamp(epoch_seconds, tz=UTC).date().isoformat()

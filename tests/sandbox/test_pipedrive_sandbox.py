@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from sandbox import pipedrive_index
+from sandbox.core import ManualClock
 from sandbox.pipedrive import PipedriveSandbox, create_pipedrive_sandbox
 
 TOKEN = "0123456789abcdef0123456789abcdef01234567"
@@ -22,9 +23,9 @@ FORM = {"content-type": "application/x-www-form-urlencoded"}
 Scenario = Callable[[httpx.AsyncClient], Awaitable[Any]]
 
 
-def make(deals: int = 0, **config: Any) -> PipedriveSandbox:
-    """A sandbox with rate limits out of the way unless a test sets them."""
-    sandbox = create_pipedrive_sandbox(deals=deals)
+def make(deals: int = 0, clock: ManualClock | None = None, **config: Any) -> PipedriveSandbox:
+    """A sandbox with rate limits out of the way unless a test sets them; time stands still unless moved."""
+    sandbox = create_pipedrive_sandbox(deals=deals, clock=clock or ManualClock())
     sandbox.config.update(
         {
             "burst_limit": 100_000,
@@ -131,7 +132,8 @@ def test_oauth_refresh_without_rotation_and_bearer_use() -> None:
 
 
 def test_oauth_rotation_revocation_and_expiry() -> None:
-    sandbox = make(rotate_refresh_token=True, access_token_ttl=0.2)
+    clock = ManualClock()
+    sandbox = make(clock=clock, rotate_refresh_token=True, access_token_ttl=0.2)
 
     async def go(c: httpx.AsyncClient) -> None:
         old = "1:1:seeded-refresh-token"
@@ -153,8 +155,9 @@ def test_oauth_rotation_revocation_and_expiry() -> None:
             "message": "Invalid grant: refresh_token is invalid",
         }
         bearer = {"authorization": f"Bearer {r.json()['access_token']}"}
+        clock.advance(0.19)
         assert (await c.get("/api/v2/deals", headers=bearer)).status_code == 200
-        await asyncio.sleep(0.25)
+        clock.advance(0.02)
         expired = await c.get("/api/v2/deals", headers=bearer)
         assert expired.status_code == 401
         assert expired.json()["error"] == "Invalid token: access_token is invalid"
@@ -460,6 +463,28 @@ def test_exact_search_on_custom_field_and_product_code() -> None:
     run(sandbox, go)
 
 
+def test_stamps_search_lag_and_the_request_log_read_the_injected_clock() -> None:
+    clock = ManualClock(1_767_225_600.0)  # 2026-01-01T00:00:00Z
+    sandbox = make(clock=clock, search_index_lag_seconds=5.0)
+    exact = {"term": "Clocked", "fields": "name", "exact_match": "true"}
+
+    async def go(c: httpx.AsyncClient) -> None:
+        org = (await c.post("/api/v2/organizations", json={"name": "Clocked"})).json()["data"]
+        assert org["add_time"] == org["update_time"] == "2026-01-01T00:00:00Z"
+        clock.advance(4.5)
+        assert (await c.get("/api/v2/organizations/search", params=exact)).json()["data"]["items"] == []
+        clock.advance(0.5)  # exactly the lag: searchable now
+        found = (await c.get("/api/v2/organizations/search", params=exact)).json()["data"]["items"]
+        assert [i["item"]["id"] for i in found] == [org["id"]]
+        clock.advance(3600)
+        patched = (await c.patch(f"/api/v2/organizations/{org['id']}", json={"name": "Later"})).json()["data"]
+        assert patched["update_time"] == "2026-01-01T01:00:05Z" and patched["add_time"] == org["add_time"]
+
+    run(sandbox, go)
+    assert [e.at - 1_767_225_600.0 for e in sandbox.log.entries()] == [0.0, 4.5, 5.0, 3605.0]
+    assert sandbox.store.insert("products", {"name": "P"})["add_time"] == "2026-01-01T01:00:05Z"
+
+
 # -- field metadata -----------------------------------------------------------------------------------------
 
 
@@ -563,7 +588,8 @@ def test_deal_products_bulk_and_list_by_deal_ids() -> None:
 
 
 def test_burst_limit_429_headers_and_recovery() -> None:
-    sandbox = make(burst_limit=3, burst_window_seconds=0.4, search_burst_limit=1)
+    clock = ManualClock()
+    sandbox = make(clock=clock, burst_limit=3, burst_window_seconds=0.4, search_burst_limit=1)
 
     async def go(c: httpx.AsyncClient) -> None:
         remaining = []
@@ -585,7 +611,9 @@ def test_burst_limit_429_headers_and_recovery() -> None:
         assert (
             limited.headers["x-ratelimit-remaining"] == "0" and int(limited.headers["x-ratelimit-reset"]) >= 1
         )
-        await asyncio.sleep(0.45)
+        clock.advance(0.39)
+        assert (await c.get("/api/v2/organizations")).status_code == 429  # the window has not passed yet
+        clock.advance(0.02)
         assert (await c.get("/api/v2/organizations")).status_code == 200
         assert (await c.get("/api/v2/organizations/search", params={"term": "ab"})).status_code == 200
         searched = await c.get("/api/v2/organizations/search", params={"term": "ab"})
@@ -595,7 +623,8 @@ def test_burst_limit_429_headers_and_recovery() -> None:
 
 
 def test_daily_budget_exhaustion_and_reset() -> None:
-    sandbox = make(daily_budget=25, daily_reset_seconds=0.3)
+    clock = ManualClock()
+    sandbox = make(clock=clock, daily_budget=25, daily_reset_seconds=0.3)
 
     async def go(c: httpx.AsyncClient) -> None:
         first = await c.get("/api/v2/deals")
@@ -607,7 +636,9 @@ def test_daily_budget_exhaustion_and_reset() -> None:
         assert int(over.headers["x-ratelimit-reset"]) >= 1
         cheap = await c.get("/v1/users/me")  # 2 tokens still fit; a 429 consumed nothing
         assert cheap.status_code == 200 and cheap.headers["x-daily-ratelimit-token-remaining"] == "3"
-        await asyncio.sleep(0.35)
+        clock.advance(0.29)
+        assert (await c.get("/api/v2/deals")).status_code == 429  # not reset yet
+        clock.advance(0.02)
         back = await c.get("/api/v2/deals")
         assert back.status_code == 200 and back.headers["x-daily-ratelimit-token-remaining"] == "15"
 
@@ -615,7 +646,8 @@ def test_daily_budget_exhaustion_and_reset() -> None:
 
 
 def test_abuse_block_returns_cloudflare_html() -> None:
-    sandbox = make(burst_limit=2, burst_window_seconds=0.3, abuse_block_after=3)
+    clock = ManualClock()
+    sandbox = make(clock=clock, burst_limit=2, burst_window_seconds=0.3, abuse_block_after=3)
 
     async def go(c: httpx.AsyncClient) -> None:
         statuses = [(await c.get("/api/v2/persons")).status_code for _ in range(5)]
@@ -623,7 +655,9 @@ def test_abuse_block_returns_cloudflare_html() -> None:
         blocked = await c.get("/api/v2/persons")
         assert blocked.status_code == 403 and blocked.headers["content-type"].startswith("text/html")
         assert "Cloudflare" in blocked.text
-        await asyncio.sleep(0.35)
+        clock.advance(0.29)
+        assert (await c.get("/api/v2/persons")).status_code == 403  # still blocked
+        clock.advance(0.02)
         assert (await c.get("/api/v2/persons")).status_code == 200
 
     run(sandbox, go)

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from sandbox.core import ManualClock
 from sandbox.qad import QadSandbox, create_qad_sandbox, iso_ms, parse_timestamp_ms
 
 T = TypeVar("T")
@@ -46,8 +47,14 @@ def sort_key(record: dict[str, Any]) -> tuple[str, str]:
 
 
 @pytest.fixture()
-def sandbox() -> QadSandbox:
-    box = create_qad_sandbox(customers=300, items=200, sales_orders=30)
+def clock() -> ManualClock:
+    """The sandbox's time: it stands still until a test moves it."""
+    return ManualClock()
+
+
+@pytest.fixture()
+def sandbox(clock: ManualClock) -> QadSandbox:
+    box = create_qad_sandbox(customers=300, items=200, sales_orders=30, clock=clock)
     box.config["rate_per_second"] = 10_000
     return box
 
@@ -100,7 +107,7 @@ def test_refresh_token_reuse_and_rotation(sandbox: QadSandbox) -> None:
     run(sandbox, scenario)
 
 
-def test_bearer_token_required_and_expiry(sandbox: QadSandbox) -> None:
+def test_bearer_token_required_and_expiry(sandbox: QadSandbox, clock: ManualClock) -> None:
     async def scenario(c: httpx.AsyncClient) -> None:
         missing = await c.get(CUSTOMERS, headers=SCOPE)
         assert missing.status_code == 401 and missing.json()["error"] == "invalid_token"
@@ -109,7 +116,9 @@ def test_bearer_token_required_and_expiry(sandbox: QadSandbox) -> None:
         headers = await login(c)
         assert (await c.get(CUSTOMERS, headers=headers)).status_code == 200
         sandbox.config["token_ttl"] = 0.2
-        await asyncio.sleep(0.3)
+        clock.advance(0.19)
+        assert (await c.get(CUSTOMERS, headers=headers)).status_code == 200
+        clock.advance(0.02)
         expired = await c.get(CUSTOMERS, headers=headers)
         token = headers["Authorization"].split()[1]
         assert expired.status_code == 401
@@ -295,6 +304,26 @@ def test_store_python_api(sandbox: QadSandbox) -> None:
     assert len(store.all("items")) == 201
 
 
+def test_stamps_token_expiry_order_dates_and_the_request_log_read_the_injected_clock() -> None:
+    clock = ManualClock(1_767_225_600.0)  # 2026-01-01T00:00:00Z
+    box = create_qad_sandbox(customers=5, items=5, clock=clock)
+    inserted = box.store.insert("items", {"itemCode": "CLK-1", "description": "Clocked"})
+    assert inserted["lastModifiedDate"] == "2026-01-01T00:00:00.000Z"
+    customer = next(r for r in box.store.all("customerV2s") if r["isActive"])
+    order = {"salesOrderNumber": "CLK00001", "customerCode": customer["customerCode"], "currencyCode": "USD",
+             "lines": [{"itemCode": "CLK-1", "quantityOrdered": 1}]}
+
+    async def scenario(c: httpx.AsyncClient) -> None:
+        headers = await login(c)
+        clock.advance(86_400.5)  # a day later: the token (3600 s) is dead
+        assert (await c.get(ITEMS, headers=headers)).status_code == 401
+        headers = await login(c)
+        saved = (await c.post(ORDERS, headers=headers, json={"salesOrders": [order]})).json()["salesOrders"][0]
+        assert saved["orderDate"] == "2026-01-02" and saved["lastModifiedDate"] == "2026-01-02T00:00:00.500Z"
+    run(box, scenario)
+    assert [e.at - 1_767_225_600.0 for e in box.log.entries()] == [0.0, 86_400.5, 86_400.5, 86_400.5]
+
+
 # ---- writes ------------------------------------------------------------------------------------------
 
 def new_customer(code: str, **extra: Any) -> dict[str, Any]:
@@ -411,7 +440,7 @@ def test_write_request_errors_are_http_400(sandbox: QadSandbox) -> None:
 
 # ---- rate limit, browse, observation ------------------------------------------------------------------
 
-def test_rate_limit_returns_429_with_retry_after(sandbox: QadSandbox) -> None:
+def test_rate_limit_returns_429_with_retry_after(sandbox: QadSandbox, clock: ManualClock) -> None:
     sandbox.config["rate_per_second"] = 5
 
     async def scenario(c: httpx.AsyncClient) -> None:
@@ -423,7 +452,9 @@ def test_rate_limit_returns_429_with_retry_after(sandbox: QadSandbox) -> None:
         assert limited.json()["error"] == "too_many_requests"
         other = await login(c)  # the limit is per access token
         assert (await c.get(f"{CUSTOMERS}/C000001", headers=other)).status_code == 200
-        await asyncio.sleep(1.05)
+        clock.advance(0.99)
+        assert (await c.get(f"{CUSTOMERS}/C000001", headers=headers)).status_code == 429  # same second
+        clock.advance(0.02)
         assert (await c.get(f"{CUSTOMERS}/C000001", headers=headers)).status_code == 200
     run(sandbox, scenario)
 
