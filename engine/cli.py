@@ -8,16 +8,19 @@ import logging
 import os
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
-from engine.http.errors import ConnectorError
+from engine.config import MappingConfig
+from engine.errors import MlConnectorError, SetupError
+from engine.http.redact import REDACTOR
 from engine.report import run_table, table
 from engine.spec import SpecError, SpecProblem, load_specs
-from engine.store import State, StateError
+from engine.store import StateError
 from engine.sync.runner import Runner, RunSummary
 from engine.sync.schedule import parse_schedule
 from engine.transform.examples import run_examples
@@ -25,9 +28,61 @@ from engine.workspace import Workspace
 
 DEFAULT_SPEC_PATHS = ("connectors", "mappings")
 
+# Exit codes (besides 0): what a scheduler or a script can tell apart without reading the output.
+EXIT_RECORDS_FAILED = 1  # the run went on; some records were parked (`ml-connector audit --outcome failed`)
+EXIT_INVALID = 2  # specs, workspace or state cannot be used as they are; a usage error (click's own code)
+EXIT_FLOW_FAILED = 3  # a flow stopped: connection, auth, an API refusal, or a wait longer than max_wait
+EXIT_UNEXPECTED = 4  # a bug: -vv shows the traceback
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0  ok
+  1  some records failed (parked with the reason; the run went on);
+     validate: problems found; test: an example failed
+  2  specs, workspace or state invalid, or a usage error
+  3  a flow failed (connection, auth, API refusal, or a wait beyond max_wait); it resumes next run
+  4  unexpected error (run with -vv for the traceback)
+"""
+#: Errors the package raises on purpose, by exit code (the first match wins): the rest of ours are connection,
+#: auth and credential failures; any other exception is unexpected.
+ERROR_EXIT_CODES: tuple[tuple[type[MlConnectorError], int], ...] = (
+    (SpecError, EXIT_INVALID), (SetupError, EXIT_INVALID), (StateError, EXIT_INVALID),
+    (MlConnectorError, EXIT_FLOW_FAILED))
 
-@click.group()
-@click.option("-v", "--verbose", count=True, help="-v: progress per page and waits; -vv: every API call.")
+
+class Main(click.Group):
+    """The command group; every error that leaves a command ends here, as one line on stderr and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise  # click prints these and knows their exit codes
+        except Exception as exc:
+            _fail(ctx, exc)
+
+
+def _fail(ctx: click.Context, exc: Exception) -> NoReturn:
+    """Print ``exc`` as one line (a spec error: one line per problem), the traceback too with -vv, and exit."""
+    detailed = ctx.params.get("verbose", 0) >= 2
+    if detailed:
+        click.echo(REDACTOR("".join(traceback.format_exception(exc))), err=True, nl=False)
+    code = next((code for kind, code in ERROR_EXIT_CODES if isinstance(exc, kind)), EXIT_UNEXPECTED)
+    if isinstance(exc, SpecError):
+        lines = [format_problem(problem) for problem in exc.problems] or [str(exc)]
+    elif code == EXIT_UNEXPECTED:
+        summary = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        lines = [f"ml-connector: unexpected error: {summary.splitlines()[0]}"
+                 + ("" if detailed else " (run with -vv for details)")]
+    else:
+        lines = [f"ml-connector: {' '.join(str(exc).split()) or type(exc).__name__}"]
+    for line in lines:
+        click.echo(REDACTOR(line), err=True)
+    ctx.exit(code)
+
+
+@click.group(cls=Main, epilog=EXIT_CODES_HELP)
+@click.option("-v", "--verbose", count=True, help="-v: progress per page and waits; -vv: every API call, and the "
+                                                  "traceback of an error.")
 def main(verbose: int) -> None:
     """ml-connector: a declarative, config-driven sync engine."""
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
@@ -82,32 +137,20 @@ workspace_option = click.option(
     help="The workspace file (connections, state, integrations). Env: ML_CONNECTOR_WORKSPACE.")
 
 
-def open_workspace(path: Path) -> Workspace:
-    """Open and validate a workspace, or exit with every problem as file:line: field: message."""
-    if not path.exists():
-        raise click.ClickException(f"no workspace file at {path} (see README: Workspace)")
-    try:
-        return Workspace.open(path)
-    except SpecError as exc:
-        for problem in exc.problems:
-            click.echo(format_problem(problem), err=True)
-        raise SystemExit(2) from exc
-
-
-def open_state(workspace: Workspace) -> State:
-    """The workspace's state database, or a clear error (for example when another run holds its lock)."""
-    try:
-        return workspace.state()
-    except StateError as exc:
-        raise click.ClickException(str(exc)) from exc
+def _check_flows(workspace: Workspace, flows: tuple[str, ...]) -> list[str] | None:
+    """The flows asked for with --flow (None: all); an unknown name is a usage error."""
+    known = workspace.project.flows
+    for name in flows:
+        if name not in known:
+            raise click.BadParameter(f"unknown flow {name!r} (flows: {', '.join(sorted(known)) or 'none'})",
+                                     param_hint="--flow")
+    return list(flows) or None
 
 
 def _run(workspace: Workspace, action: Callable[[Runner], Any]) -> Any:
-    state = open_state(workspace)
+    state = workspace.state()
     try:
         return asyncio.run(action(Runner(workspace.project, state)))
-    except ConnectorError as exc:
-        raise click.ClickException(str(exc)) from exc
     finally:
         state.close()
 
@@ -115,8 +158,10 @@ def _run(workspace: Workspace, action: Callable[[Runner], Any]) -> Any:
 def _report(summary: RunSummary, as_json: bool, plan: bool = False) -> None:
     data = summary.as_dict()
     click.echo(json.dumps(data, indent=2, default=str) if as_json else run_table(data, plan=plan))
+    if summary.status == "failed":
+        raise SystemExit(EXIT_FLOW_FAILED)
     if summary.status != "ok":
-        raise SystemExit(1)
+        raise SystemExit(EXIT_RECORDS_FAILED)
 
 
 @main.command()
@@ -125,8 +170,9 @@ def _report(summary: RunSummary, as_json: bool, plan: bool = False) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 def plan(workspace_path: Path, flows: tuple[str, ...], as_json: bool) -> None:
     """Dry run: per flow, how many records would be created, updated, left unchanged or deferred. No writes."""
-    workspace = open_workspace(workspace_path)
-    summary = _run(workspace, lambda runner: runner.run(list(flows) or None, dry_run=True))
+    workspace = Workspace.open(workspace_path)
+    selected = _check_flows(workspace, flows)
+    summary = _run(workspace, lambda runner: runner.run(selected, dry_run=True))
     _report(summary, as_json, plan=True)
 
 
@@ -137,9 +183,10 @@ def plan(workspace_path: Path, flows: tuple[str, ...], as_json: bool) -> None:
 @click.option("--full", is_flag=True, help="Re-read whole sources, not only what changed since the watermark.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
 def run(workspace_path: Path, flows: tuple[str, ...], due: bool, full: bool, as_json: bool) -> None:
-    """Run flows once: pull, map, diff, push, record. Exit code 1 when any record or flow failed."""
-    workspace = open_workspace(workspace_path)
-    summary = _run(workspace, lambda runner: runner.run(list(flows) or None, due=due, full=full))
+    """Run flows once: pull, map, diff, push, record. Exit code 1 when records were parked, 3 when a flow failed."""
+    workspace = Workspace.open(workspace_path)
+    selected = _check_flows(workspace, flows)
+    summary = _run(workspace, lambda runner: runner.run(selected, due=due, full=full))
     _report(summary, as_json)
 
 
@@ -149,7 +196,7 @@ def run(workspace_path: Path, flows: tuple[str, ...], due: bool, full: bool, as_
 @click.option("--once", is_flag=True, help="Check the schedules once and exit (for cron).")
 def serve(workspace_path: Path, interval: float, once: bool) -> None:
     """Run each flow on its own schedule (`schedule: every 15m`) until interrupted."""
-    workspace = open_workspace(workspace_path)
+    workspace = Workspace.open(workspace_path)
     while True:
         summary = _run(workspace, lambda runner: runner.run(due=True))
         if summary.flows:
@@ -164,8 +211,8 @@ def serve(workspace_path: Path, interval: float, once: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def status(workspace_path: Path, as_json: bool) -> None:
     """Per flow: last run, watermark, records mapped, records pending (deferred / failed), next due."""
-    workspace = open_workspace(workspace_path)
-    state = open_state(workspace)
+    workspace = Workspace.open(workspace_path)
+    state = workspace.state()
     try:
         last = {row["flow"]: row for row in state.runs.flow_status()}
         pending = state.pending.counts()
@@ -202,8 +249,8 @@ def status(workspace_path: Path, as_json: bool) -> None:
 def audit(workspace_path: Path, flow: str | None, run_id: str | None, source_key: str | None,
           outcome: str | None, limit: int, as_json: bool) -> None:
     """Recent audit rows (one per record per run), newest first, filterable."""
-    workspace = open_workspace(workspace_path)
-    state = open_state(workspace)
+    workspace = Workspace.open(workspace_path)
+    state = workspace.state()
     try:
         rows = state.audit.query(run_id=run_id, flow=flow, source_key=source_key, outcome=outcome, limit=limit)
     finally:
@@ -211,7 +258,8 @@ def audit(workspace_path: Path, flow: str | None, run_id: str | None, source_key
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
-    columns = ["logged_at", "run_id", "flow", "source_key", "target_id", "action", "outcome", "attempts", "error"]
+    columns = ["logged_at", "run_id", "flow", "source_key", "target_id", "action", "outcome", "attempts", "error",
+               "note"]
     click.echo(table(columns, [[row[c] for c in columns] for row in rows]))
 
 
@@ -224,7 +272,7 @@ def prune(workspace_path: Path, keep: str) -> None:
         days = parse_schedule(keep if keep.startswith("every") else f"every {keep}").total_seconds() / 86400
     except ValueError as exc:
         raise click.BadParameter(f"{keep!r} is not a duration such as 90d, 12h or 30m", param_hint="--keep") from exc
-    state = open_state(open_workspace(workspace_path))
+    state = Workspace.open(workspace_path).state()
     try:
         removed = state.audit.prune(days)
     finally:
@@ -242,8 +290,8 @@ def prune(workspace_path: Path, keep: str) -> None:
 def replay(workspace_path: Path, flow: str | None, run_id: str | None, error_like: str | None,
            keys: tuple[str, ...], as_json: bool) -> None:
     """Send parked (failed or deferred) records again now, selected by flow, run, error text or key."""
-    workspace = open_workspace(workspace_path)
-    state = open_state(workspace)
+    workspace = Workspace.open(workspace_path)
+    state = workspace.state()
     try:
         selected = state.pending.list(flow=flow, run_id=run_id, reason_like=error_like, keys=list(keys) or None)
     finally:
@@ -261,15 +309,20 @@ def replay(workspace_path: Path, flow: str | None, run_id: str | None, error_lik
 @main.command("test")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 def test_examples(paths: tuple[Path, ...]) -> None:
-    """Run the `examples` of every mapping spec (default: ./mappings)."""
-    targets = list(paths) or [Path("mappings")]
-    if Path("connectors").exists():
-        targets.append(Path("connectors"))
+    """Run the `examples` of every mapping spec (default: ./mappings). Exit code 2 when there is none."""
+    searched = list(paths) or [Path("mappings")]
+    targets = [*searched, Path("connectors")] if Path("connectors").exists() else searched
     project, _problems = load_specs(targets)
+    if not project.flows:
+        raise SetupError(f"no mapping specs (files with `flow:`) found in {', '.join(map(str, searched))}")
     failures = 0
     count = 0
     for _name, spec in sorted(project.flows.items()):
-        for result in run_examples(spec.data):
+        if not isinstance(spec.config, MappingConfig):  # the spec has problems of its own: `validate` names them
+            failures += 1
+            click.echo(f"{display_path(str(spec.path))}:1: the spec has problems; run `ml-connector validate`")
+            continue
+        for result in run_examples(spec.config):
             count += 1
             if not result.ok:
                 failures += 1
@@ -291,7 +344,7 @@ def secret() -> None:
 @click.option("--value", prompt=True, hide_input=True, help="The value (prompted, hidden, when not given).")
 def secret_set(workspace_path: Path, name: str, value: str) -> None:
     """Store a secret, encrypted with the workspace key (ML_CONNECTOR_KEY or the key file beside the state)."""
-    state = open_state(open_workspace(workspace_path))
+    state = Workspace.open(workspace_path).state()
     try:
         state.credentials.put(name, value)
     finally:
@@ -303,7 +356,7 @@ def secret_set(workspace_path: Path, name: str, value: str) -> None:
 @workspace_option
 def secret_list(workspace_path: Path) -> None:
     """Names in the credential store (never values)."""
-    state = open_state(open_workspace(workspace_path))
+    state = Workspace.open(workspace_path).state()
     try:
         for name in state.credentials.names():
             click.echo(name)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
+from engine.config import ConnectorConfig, build
+from engine.config.connector import AuthConfig, QuotaConfig
 from engine.http.errors import FatalError
 from engine.http.redact import REDACTOR
+from engine.spec.defaults import definition_defaults
 
 
 class SecretSource(Mapping[str, str]):
@@ -56,38 +59,49 @@ class Connection:
     """Everything needed to call one system for one user."""
 
     name: str
-    connector: Mapping[str, Any]
+    connector: ConnectorConfig
     settings: dict[str, Any] = field(default_factory=dict)
     secret_refs: dict[str, str] = field(default_factory=dict)
     auth_name: str | None = None
     quota_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    max_wait: float | None = None  # this account's override of the connector's max_wait
 
     @classmethod
-    def from_workspace(cls, name: str, entry: Mapping[str, Any], connector: Mapping[str, Any]) -> Connection:
-        declared = (connector.get("connection") or {}).get("settings") or {}
-        settings = {key: spec.get("default") for key, spec in declared.items() if isinstance(spec, dict)}
+    def from_workspace(cls, name: str, entry: Mapping[str, Any], connector: ConnectorConfig) -> Connection:
+        settings = {key: decl.default for key, decl in connector.connection.settings.items()}
         settings.update(entry.get("settings") or {})
         return cls(name, connector, settings, dict(entry.get("secrets") or {}), entry.get("auth"),
-                   {pool: dict(values) for pool, values in (entry.get("quotas") or {}).items()})
+                   {pool: dict(values) for pool, values in (entry.get("quotas") or {}).items()},
+                   entry.get("max_wait"))
 
-    def quotas(self) -> dict[str, dict[str, Any]]:
+    def quotas(self) -> dict[str, QuotaConfig]:
         """The connector's quota pools with this account's overrides applied."""
-        pools: dict[str, dict[str, Any]] = {name: dict(spec) for name, spec in
-                                            (self.connector.get("quotas") or {}).items()}
+        pools = dict(self.connector.quotas)
         for name, values in self.quota_overrides.items():
             if name not in pools:
                 raise FatalError(f"connection {self.name}: quota override for unknown pool {name!r} "
                                  f"(pools: {', '.join(sorted(pools)) or 'none'})")
-            pools[name].update(values)
+            given = {item.name: getattr(pools[name], item.name) for item in fields(pools[name])}
+            pools[name] = build(QuotaConfig, {**{k: v for k, v in given.items() if v is not None}, **values})
         return pools
 
     @property
-    def auth_spec(self) -> tuple[str, Mapping[str, Any]]:
-        methods: Mapping[str, Any] = self.connector["auth"]
+    def unnamed_pool(self) -> QuotaConfig:
+        """The pool of calls that name no quota when the connector declares no `default` pool: schema defaults."""
+        return build(QuotaConfig, definition_defaults("connector", "quota"))
+
+    @property
+    def auth_spec(self) -> tuple[str, AuthConfig]:
+        methods = self.connector.auth
         chosen = self.auth_name or next(iter(methods))
         if chosen not in methods:
             raise FatalError(f"connection {self.name}: auth {chosen!r} is not one of {sorted(methods)}")
         return chosen, methods[chosen]
+
+    @property
+    def max_wait_seconds(self) -> float:
+        """The longest wait a flow sits through: this account's override, else the connector's `max_wait`."""
+        return float(self.max_wait) if self.max_wait is not None else self.connector.max_wait
 
     def context(self, store: Any) -> dict[str, Any]:
         """The names connector templates see: ``connection`` (settings) and ``secrets``."""

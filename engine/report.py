@@ -34,5 +34,9 @@ def run_table(summary: dict[str, Any], plan: bool = False) -> str:
     errors = [f"  {f['flow']}: {f['error']}" for f in summary["flows"] if f.get("error")]
     if errors:
         out.append("errors:\n" + "\n".join(errors))
+    future = [f"  {f['flow']}: {f['future_stamped']} record(s) stamped after the read began (synced; the watermark "
+              "stays at the read's start; audit notes name them)" for f in summary["flows"] if f.get("future_stamped")]
+    if future:
+        out.append("notes:\n" + "\n".join(future))
     out.append(f"run {summary['run_id']}: {summary['status']}")
     return "\n".join(out)

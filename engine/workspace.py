@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.errors import SetupError
 from engine.spec import Project, load_workspace
 from engine.store import State
 
@@ -18,7 +19,9 @@ class Workspace:
 
     @classmethod
     def open(cls, path: str | Path) -> Workspace:
-        """Load and validate the workspace and every spec it names (raises SpecError)."""
+        """Load and validate the workspace and every spec it names (SetupError without the file, else SpecError)."""
+        if not Path(path).is_file():
+            raise SetupError(f"no workspace file at {path} (see README: Workspace)")
         resolved = Path(path).resolve()
         return cls(resolved, load_workspace(resolved))
 

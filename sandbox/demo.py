@@ -8,9 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from engine.errors import SetupError
 from engine.report import run_table
 from engine.sync.runner import Runner, RunSummary
 from engine.workspace import Workspace
+from sandbox import workspace as sandbox_workspace
 from sandbox.pipedrive import create_pipedrive_sandbox
 from sandbox.qad import create_qad_sandbox
 from sandbox.serve import SandboxServer
@@ -35,8 +37,18 @@ def _check(ok: bool, what: str, echo: Echo) -> bool:
     return ok
 
 
+def _check_shipped_specs() -> None:
+    """The demo runs the shipped specs, which live in a source checkout beside the packages, not in a wheel."""
+    needed = [sandbox_workspace.REPO / "connectors", sandbox_workspace.REPO / "mappings" / "qad-pipedrive"]
+    if not all(path.is_dir() for path in needed):
+        raise SetupError(f"the demo needs the shipped connectors/ and mappings/ of a source checkout, not found at "
+                         f"{needed[0]} and {needed[1]} (an installed package carries only the engine; clone the "
+                         f"repository and run the demo there)")
+
+
 def run_demo(directory: Path, echo: Echo = print) -> int:
     """Run the demo; 0 when every step did what it should."""
+    _check_shipped_specs()
     apply_env()
     if (directory / "state").exists():
         shutil.rmtree(directory / "state")

@@ -10,12 +10,11 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 import httpx
-import jmespath
 
+from engine.config.connector import ApiKeyAuthConfig, AuthConfig, OAuth2AuthConfig, SessionAuthConfig
 from engine.http.errors import FatalError, ReauthorizeError, TransientError
 from engine.http.redact import REDACTOR
 from engine.http.rules import parse_body
-from engine.transform.expressions import TemplateTree, compile_template
 
 
 class Vault(Protocol):
@@ -41,10 +40,10 @@ class ApiKeyAuth:
 
     base_url: str | None = None
 
-    def __init__(self, spec: Mapping[str, Any], context: Mapping[str, Any]) -> None:
-        self.header = spec.get("header")
-        self.query = spec.get("query")
-        self.value = str(compile_template(spec["value"]).evaluate(context))
+    def __init__(self, config: ApiKeyAuthConfig, context: Mapping[str, Any]) -> None:
+        self.header = config.header
+        self.query = config.query
+        self.value = str(config.value.evaluate(context))
         if not self.value:
             raise FatalError("the API key is empty")
         REDACTOR.add(self.value)
@@ -126,18 +125,21 @@ def _token_error(name: str, response: httpx.Response, body: Any) -> Exception:
     return FatalError(f"connection {name}: token request failed with HTTP {response.status_code}: {text}")
 
 
+_OAUTH_VALUES = ("client_id", "client_secret", "username", "password", "refresh_token", "scope")
+
+
 class OAuth2Auth(_TokenAuth):
     """OAuth 2.0 token grants with proactive renewal and stored rotation of refresh tokens."""
 
-    def __init__(self, name: str, spec: Mapping[str, Any], context: Mapping[str, Any], vault: Vault) -> None:
-        super().__init__(name, vault, float(spec.get("refresh_ahead", 60)))
-        self.spec = spec
-        self.grant: str = spec["grant"]
-        self.token_url = str(compile_template(spec["token_url"]).evaluate(context))
-        values = TemplateTree({k: spec[k] for k in ("client_id", "client_secret", "username", "password",
-                                                    "refresh_token", "scope") if k in spec}).render(context)
+    def __init__(self, name: str, config: OAuth2AuthConfig, context: Mapping[str, Any], vault: Vault) -> None:
+        super().__init__(name, vault, config.refresh_ahead)
+        self.config = config
+        self.grant: str = config.grant
+        self.token_url = str(config.token_url.evaluate(context))
+        values = {key: getattr(config, key).evaluate(context) for key in _OAUTH_VALUES
+                  if getattr(config, key) is not None}
         self.values: dict[str, Any] = {k: v for k, v in values.items() if v not in (None, "")}
-        self.extra = TemplateTree(spec.get("extra") or {}).render(context)
+        self.extra = config.extra.evaluate(context)
 
     def _refresh_key(self) -> str:
         return f"{self.name}.refresh_token"
@@ -154,7 +156,7 @@ class OAuth2Auth(_TokenAuth):
             form["password"] = self.values.get("password")
         if self.values.get("scope"):
             form["scope"] = self.values["scope"]
-        if self.spec.get("client_auth", "basic") == "body":
+        if self.config.client_auth == "body":
             form["client_id"] = self.values.get("client_id")
             if self.values.get("client_secret"):
                 form["client_secret"] = self.values["client_secret"]
@@ -162,7 +164,7 @@ class OAuth2Auth(_TokenAuth):
 
     async def _post(self, http: httpx.AsyncClient, grant: str) -> tuple[httpx.Response, Any]:
         headers = {}
-        if self.spec.get("client_auth", "basic") == "basic":
+        if self.config.client_auth == "basic":
             pair = f"{self.values.get('client_id', '')}:{self.values.get('client_secret', '')}"
             headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
         try:
@@ -188,8 +190,9 @@ class OAuth2Auth(_TokenAuth):
         if rotated and rotated != self._current_refresh_token():
             REDACTOR.add(rotated)
             self.vault.put(self._refresh_key(), rotated)  # stored before the new access token is used
-        if self.spec.get("base_url_from") and body.get(self.spec["base_url_from"]):
-            self.base_url = str(body[self.spec["base_url_from"]]).rstrip("/")
+        base_url_from = self.config.base_url_from
+        if base_url_from and body.get(base_url_from):
+            self.base_url = str(body[base_url_from]).rstrip("/")
         self._remember(str(body["access_token"]), body.get("expires_in"))
 
     async def apply(self, http: httpx.AsyncClient, headers: dict[str, str], params: dict[str, Any]) -> None:
@@ -199,18 +202,18 @@ class OAuth2Auth(_TokenAuth):
 class SessionAuth(_TokenAuth):
     """A login call that returns a session token (JWT or opaque), sent in templated headers."""
 
-    def __init__(self, name: str, spec: Mapping[str, Any], context: Mapping[str, Any], vault: Vault) -> None:
-        super().__init__(name, vault, float(spec.get("refresh_ahead", 60)))
-        login = spec["login"]
-        self.method = login.get("method", "POST")
-        self.url = str(compile_template(login["url"]).evaluate(context))
-        self.params = TemplateTree(login.get("params") or {}).render(context)
-        self.form = TemplateTree(login["form"]).render(context) if "form" in login else None
-        self.json = TemplateTree(login["json"]).render(context) if "json" in login else None
-        self.token_path = jmespath.compile(spec.get("token", "token"))
-        self.expiry_path = jmespath.compile(spec["expires_in"]) if spec.get("expires_in") else None
-        self.ttl = spec.get("ttl")
-        self.header = TemplateTree(spec.get("header") or {"Authorization": "Bearer {{ token }}"})
+    def __init__(self, name: str, config: SessionAuthConfig, context: Mapping[str, Any], vault: Vault) -> None:
+        super().__init__(name, vault, config.refresh_ahead)
+        login = config.login
+        self.method = login.method
+        self.url = str(login.url.evaluate(context))
+        self.params = login.params.evaluate(context)
+        self.form = login.form.evaluate(context) if login.form is not None else None
+        self.json = login.json.evaluate(context) if login.json is not None else None
+        self.token_path = config.token
+        self.expiry_path = config.expires_in
+        self.ttl = config.ttl
+        self.header = config.header
 
     async def _obtain(self, http: httpx.AsyncClient) -> None:
         try:
@@ -219,24 +222,21 @@ class SessionAuth(_TokenAuth):
         except httpx.TransportError as exc:
             raise TransientError(f"{self.name}: login endpoint {self.url} unreachable: {type(exc).__name__}") from exc
         body = parse_body(response)
-        token = self.token_path.search(body) if isinstance(body, dict) else None
+        token = self.token_path.evaluate(body) if isinstance(body, dict) else None
         if response.status_code >= 300 or not token:
             raise _token_error(self.name, response, body)
-        expires = self.expiry_path.search(body) if self.expiry_path is not None else self.ttl
+        expires = self.expiry_path.evaluate(body) if self.expiry_path is not None else self.ttl
         self._remember(str(token), expires)
 
     async def apply(self, http: httpx.AsyncClient, headers: dict[str, str], params: dict[str, Any]) -> None:
         token = await self.ensure(http)
-        headers.update({k: str(v) for k, v in self.header.render({"token": token}).items()})
+        headers.update({k: str(v) for k, v in self.header.evaluate({"token": token}).items()})
 
 
-def build_auth(name: str, spec: Mapping[str, Any], context: Mapping[str, Any], vault: Vault) -> Auth:
+def build_auth(name: str, config: AuthConfig, context: Mapping[str, Any], vault: Vault) -> Auth:
     """The auth strategy a connector's auth method describes."""
-    kind = spec["type"]
-    if kind == "api_key":
-        return ApiKeyAuth(spec, context)
-    if kind == "oauth2":
-        return OAuth2Auth(name, spec, context, vault)
-    if kind == "session":
-        return SessionAuth(name, spec, context, vault)
-    raise FatalError(f"unknown auth type {kind!r}")
+    if isinstance(config, ApiKeyAuthConfig):
+        return ApiKeyAuth(config, context)
+    if isinstance(config, OAuth2AuthConfig):
+        return OAuth2Auth(name, config, context, vault)
+    return SessionAuth(name, config, context, vault)

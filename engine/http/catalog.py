@@ -5,27 +5,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import jmespath
-
+from engine.config.entity import CustomFieldsConfig
 from engine.http.errors import FatalError
 
 
 class LazyCatalog:
     """A catalog read on first use only, so a run with nothing to translate costs no call."""
 
-    def __init__(self, client: Any, entity: str, spec: Mapping[str, Any] | None) -> None:
+    def __init__(self, client: Any, entity: str, config: CustomFieldsConfig | None) -> None:
         self.client = client
         self.entity = entity
-        self.spec = spec
+        self.config = config
         self._catalog: FieldCatalog | None = None
 
     @property
     def declared(self) -> bool:
-        return self.spec is not None
+        return self.config is not None
 
     async def get(self) -> FieldCatalog | None:
-        if self.spec is not None and self._catalog is None:
-            self._catalog = await FieldCatalog.load(self.client, self.entity, self.spec)
+        if self.config is not None and self._catalog is None:
+            self._catalog = await FieldCatalog.load(self.client, self.entity, self.config)
         return self._catalog
 
 
@@ -39,20 +38,20 @@ class FieldCatalog:
         self.where = where
 
     @classmethod
-    async def load(cls, client: Any, entity: str, spec: Mapping[str, Any]) -> FieldCatalog:
+    async def load(cls, client: Any, entity: str, config: CustomFieldsConfig) -> FieldCatalog:
         """Read every field definition (all pages) from the catalog endpoint."""
-        catalog = spec["catalog"]
-        records_path = jmespath.compile(catalog.get("records", "data"))
-        paginator = client.paginator(catalog.get("paginator"))
-        params: dict[str, Any] | None = {**(catalog.get("params") or {}), **paginator.first()}
+        catalog = config.catalog
+        paginator = client.paginator(catalog.paginator)
+        params: dict[str, Any] | None = {**catalog.params.evaluate(client.context), **paginator.first()}
+        path = str(catalog.path.evaluate(client.context))
         label_to_key: dict[str, str] = {}
         while params is not None:
-            reply = await client.request("GET", catalog["path"], params=params)
-            rows = records_path.search(reply.body) or []
+            reply = await client.request("GET", path, params=params)
+            rows = catalog.records.evaluate(reply.body) or []
             for row in rows:
-                label_to_key.setdefault(str(row[catalog.get("label", "name")]), str(row[catalog.get("key", "key")]))
+                label_to_key.setdefault(str(row[catalog.label]), str(row[catalog.key]))
             params = paginator.next(params, reply.body, rows)
-        return cls(spec["object"], label_to_key, f"{client.connection.name}.{entity}")
+        return cls(config.object, label_to_key, f"{client.connection.name}.{entity}")
 
     def to_labels(self, record: dict[str, Any]) -> dict[str, Any]:
         values = record.get(self.object)

@@ -13,13 +13,16 @@ from typing import Any
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
+from engine.config import Expr
 from engine.connection import Connection
+from engine.errors import MlConnectorError
 from engine.http.auth import Auth, Vault, build_auth
 from engine.http.errors import (
     FatalError,
     NeedsReauth,
     RateLimited,
     RecordError,
+    RequestError,
     TransientError,
 )
 from engine.http.paginators import Paginator, build_paginator
@@ -31,11 +34,13 @@ from engine.http.rules import (
     RATE_LIMITED,
     REAUTH,
     RECORD_ERROR,
+    REQUEST_ERROR,
     RETRY,
     ResponseRules,
     parse_body,
 )
-from engine.transform.expressions import TemplateTree, compile_template
+from engine.http.waits import Clock, within_max_wait
+from engine.transform.expressions import TemplateTree
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
 log = logging.getLogger("ml_connector.http")
@@ -68,12 +73,17 @@ class Reply:
 
 @dataclass
 class ClientOptions:
-    max_retries: int = 5
+    max_retries: int  # connector `retries`: retries after a first attempt; also each record's write budget
+    max_wait: float  # connector `max_wait` (the workspace may override it): a longer wait stops the flow instead
     max_rate_limited: int = 50
-    max_wait: float = 900.0
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
     timeout: float = 60.0
+
+    @classmethod
+    def of(cls, connection: Connection) -> ClientOptions:
+        """The options a connection sets: the connector's `retries` and `max_wait`, which the workspace may override."""
+        return cls(max_retries=connection.connector.retries, max_wait=connection.max_wait_seconds)
 
 
 def _join(base: str, path: str) -> httpx.URL:
@@ -91,22 +101,35 @@ class ConnectorClient:
 
     def __init__(self, connection: Connection, vault: Vault, *, transport: httpx.AsyncBaseTransport | None = None,
                  options: ClientOptions | None = None,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
-        spec = connection.connector
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, clock: Clock = time.time) -> None:
+        """``sleep`` and ``clock`` (wall time, for waits given as a moment) are injectable for tests."""
+        config = connection.connector
         self.connection = connection
         self.context = connection.context(vault)
-        self.options = options or ClientOptions()
-        self._configured_base = str(compile_template(spec["base_url"]).evaluate(self.context)).rstrip("/")
-        self.headers = {k: str(v) for k, v in TemplateTree(spec.get("headers") or {}).render(self.context).items()}
-        auth_name, auth_spec = connection.auth_spec
-        self.auth: Auth = build_auth(connection.name, auth_spec, self.context, vault)
-        self.rules = ResponseRules(spec.get("responses") or [])
-        self._paginator_specs: Mapping[str, Any] = spec.get("paginators") or {}
-        self.quotas = {name: Quota(q) for name, q in connection.quotas().items()}
-        self.default_quota = self.quotas.get("default") or Quota({"concurrency": 8})
+        self.options = options or ClientOptions.of(connection)
+        self._configured_base = str(self._render("base_url", config.base_url)).rstrip("/")
+        self.headers = {name: str(self._render(f"headers.{name}", part))
+                        for name, part in config.headers.compiled.parts().items()}
+        auth_name, auth_config = connection.auth_spec
+        self.auth: Auth = build_auth(connection.name, auth_config, self.context, vault)
+        self.rules = ResponseRules(config.responses, clock=clock)
+        max_wait = self.options.max_wait
+        self.quotas = {name: Quota(q, max_wait=max_wait, label=f"connection {connection.name}, quota {name}")
+                       for name, q in connection.quotas().items()}
+        self.default_quota = self.quotas.get("default") or Quota(connection.unnamed_pool, max_wait=max_wait,
+                                                                   label=f"connection {connection.name}")
         self.stats = CallStats()
         self.http = httpx.AsyncClient(transport=transport, timeout=self.options.timeout)
         self._sleep = sleep
+
+    def _render(self, field: str, template: Expr | TemplateTree) -> Any:
+        """A connector template evaluated for this connection; a failure names the connection and the field."""
+        try:
+            return template.evaluate(self.context) if isinstance(template, Expr) else template.render(self.context)
+        except MlConnectorError:
+            raise
+        except Exception as exc:  # a template error is a spec error of this connection, not a crash
+            raise FatalError(f"connection {self.connection.name}: {field}: the template failed: {exc}") from exc
 
     @property
     def base_url(self) -> str:
@@ -121,9 +144,10 @@ class ConnectorClient:
     def paginator(self, name: str | None) -> Paginator:
         if name is None:
             return build_paginator(None)
-        if name not in self._paginator_specs:
-            raise FatalError(f"connector {self.connection.connector['connector']}: no paginator {name!r}")
-        return build_paginator(self._paginator_specs[name])
+        paginators = self.connection.connector.paginators
+        if name not in paginators:
+            raise FatalError(f"connector {self.connection.connector.connector}: no paginator {name!r}")
+        return build_paginator(paginators[name])
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -163,13 +187,13 @@ class ConnectorClient:
         return state.attempt_number > self.options.max_retries
 
     def _wait(self, state: RetryCallState) -> float:
+        """The API's wait when it names one (beyond ``max_wait`` the flow stops), else capped exponential backoff."""
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, TransientError) and error.wait is not None:
-            if error.wait > self.options.max_wait:
-                raise FatalError(f"connection {self.connection.name}: the API asks to wait {error.wait:.0f} s, "
-                                 f"more than the allowed {self.options.max_wait:.0f} s (quota exhausted?)")
-            return error.wait + random.uniform(0.0, 0.1)
-        backoff = min(self.options.backoff_cap, self.options.backoff_base * 2 ** (state.attempt_number - 1))
+            wait = within_max_wait(error.wait, self.options.max_wait, f"connection {self.connection.name}")
+            return min(wait + random.uniform(0.0, 0.1), self.options.max_wait)
+        backoff = min(self.options.backoff_cap, self.options.max_wait,
+                      self.options.backoff_base * 2 ** (state.attempt_number - 1))
         return random.uniform(backoff / 2, backoff)
 
     async def _pause(self, seconds: float) -> None:
@@ -219,6 +243,8 @@ class ConnectorClient:
             raise NeedsReauth(where)
         if decision.action == RECORD_ERROR:
             raise RecordError(f"{where}: {detail}", response.status_code, body)
+        if decision.action == REQUEST_ERROR:
+            raise RequestError(f"{where}: {detail}")
         if decision.action == FATAL:
             raise FatalError(f"{where}: {detail}")
         raise FatalError(f"{where}: unknown action {decision.action!r}")

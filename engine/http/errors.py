@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.errors import MlConnectorError
 
-class ConnectorError(Exception):
+
+class ConnectorError(MlConnectorError):
     """Base of every error raised by the connector runtime."""
 
 
@@ -20,6 +22,10 @@ class RecordError(ConnectorError):
 
 class FatalError(ConnectorError):
     """The connection cannot go on (bad configuration, exhausted retries, permissions)."""
+
+
+class RequestError(FatalError):
+    """The API refused the request itself (unknown object type, wrong path), not a record: fail once, never split."""
 
 
 class ReauthorizeError(FatalError):

@@ -1,19 +1,23 @@
-"""Finding the target record a source record matches: a listed index, recent changes, or the API's search."""
+"""Finding the target record a source record matches: a listed index, recent changes, or the API's search.
+
+A found record counts only when its match field *equals* the match value; normalisation (case-folding, trimming)
+applies only where the mapping opts in (``match.normalize``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-import jmespath
-
+from engine.config.entity import WriteConfig
 from engine.http.client import ConnectorClient
 from engine.http.errors import RecordError
-from engine.transform.expressions import TemplateTree, compile_path
 
 Records = Callable[[], Awaitable[list[dict[str, Any]]]]
+Fetch = Callable[[str], Awaitable[dict[str, Any] | None]]
+NORMALIZERS: dict[str, Callable[[str], str]] = {"casefold": str.casefold, "trim": str.strip}
 
 
 def get_path(record: Mapping[str, Any], dotted: str) -> Any:
@@ -25,39 +29,53 @@ def get_path(record: Mapping[str, Any], dotted: str) -> Any:
     return node
 
 
+def match_key(value: Any, normalize: Iterable[str] = ()) -> str | None:
+    """The text two match values must share to match (None: the value matches nothing)."""
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    text = str(value)
+    for name in normalize:
+        text = NORMALIZERS[name](text)
+    return text or None
+
+
 class TargetFinder:
     """Answers "which target records carry this match value?" as cheaply and as safely as the API allows.
 
     * a prefetched index of the whole entity (one list read instead of a search per record), when many are unknown;
     * the records changed within the search index's lag (``search_lag``), read by a consistent list call;
-    * otherwise the API's search.
+    * otherwise the API's search, whose hits are checked: one that does not show the match field is read in full.
     """
 
-    def __init__(self, client: ConnectorClient, write: Mapping[str, Any], match_field: str | None, key_field: str,
-                 *, recent: Records | None = None, everything: Records | None = None) -> None:
+    def __init__(self, client: ConnectorClient, write: WriteConfig, match_field: str | None, key_field: str,
+                 *, normalize: Iterable[str] = (), recent: Records | None = None, everything: Records | None = None,
+                 fetch: Fetch | None = None, labels: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+                 ) -> None:
         self.client = client
         self.match_field = match_field
         self.key_field = key_field
-        self.search = write.get("search")
-        if self.search:
-            self._search_path = compile_path(self.search["path"])
-            self._search_params = TemplateTree(self.search.get("params") or {})
-            self._search_records = jmespath.compile(self.search.get("records", "data"))
-        prefetch = write.get("prefetch")
-        self.prefetch_min: int | None = int(prefetch.get("min", 25)) if prefetch is not None else None
+        self.normalize = tuple(normalize)
+        self.search = write.search
+        self.prefetch_min = write.prefetch.min if write.prefetch is not None else None
         self.index: dict[str, list[dict[str, Any]]] | None = None
-        self._recent_reader = recent if write.get("search_lag") else None
+        self._recent_reader = recent if write.search_lag else None
         self._recent: dict[str, list[dict[str, Any]]] | None = None
         self._lock = asyncio.Lock()
         self._everything = everything
+        self._fetch = fetch
+        self._labels = labels  # wire record -> the names mappings use (custom-field labels)
         self._refreshed_at = 0.0  # when the last re-read of the consistent views (index, recent) started
+
+    def key(self, value: Any) -> str | None:
+        """The match key of a match value (normalised only as the mapping asks)."""
+        return match_key(value, self.normalize)
 
     def _by_match(self, records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
         index: dict[str, list[dict[str, Any]]] = {}
         for record in records:
-            value = get_path(record, self.match_field) if self.match_field else None
-            if value not in (None, ""):
-                index.setdefault(str(value), []).append(record)
+            key = self.key(get_path(record, self.match_field)) if self.match_field else None
+            if key is not None:
+                index.setdefault(key, []).append(record)
         return index
 
     def use_index(self, records: list[dict[str, Any]]) -> None:
@@ -70,14 +88,17 @@ class TargetFinder:
                 and unresolved >= self.prefetch_min:
             self.use_index(await self._everything())
 
-    async def refresh_after_uncertain(self, failed_at: float) -> bool:
+    @property
+    def can_recheck(self) -> bool:
+        """Whether anything can tell if a create of unknown outcome landed."""
+        return self._recent_reader is not None or (self.index is not None and self._everything is not None) \
+            or self.search is not None
+
+    async def refresh_after_uncertain(self, failed_at: float) -> None:
         """Re-read the consistent views (not a search index that may lag) after a create of unknown outcome.
 
         A re-read that started after the failure sees that create if it landed, so concurrent failures share one.
-        False when nothing can tell whether the create landed.
         """
-        if self._recent_reader is None and (self.index is None or self._everything is None) and not self.search:
-            return False
         async with self._lock:
             if self._refreshed_at < failed_at:
                 self._refreshed_at = time.monotonic()
@@ -85,7 +106,6 @@ class TargetFinder:
                     self._recent = self._by_match(await self._recent_reader())
                 if self.index is not None and self._everything is not None:
                     self.index = self._by_match(await self._everything())
-        return True
 
     async def _recently_changed(self) -> dict[str, list[dict[str, Any]]]:
         """Target records changed within the search index's lag, read by a consistent list call (not search)."""
@@ -98,31 +118,57 @@ class TargetFinder:
 
     def remember(self, match_value: Any, record: dict[str, Any]) -> None:
         """A record this run wrote: later records with the same match value find it without asking the API."""
-        if match_value in (None, ""):
+        key = self.key(match_value)
+        if key is None:
             return
         for index in (self.index, self._recent):
             if index is not None:
-                index[str(match_value)] = [record]
+                index[key] = [record]
 
     async def find(self, match_value: Any) -> list[dict[str, Any]]:
         """Target records whose match field equals ``match_value``."""
+        key = self.key(match_value)
+        if key is None or self.match_field is None:
+            return []
         if self.index is not None:
-            return list(self.index.get(str(match_value), []))
-        if not self.search or match_value in (None, ""):
+            return list(self.index.get(key, []))
+        search = self.search
+        if search is None:
             return []
         recent = await self._recently_changed()  # what the search index may not show yet
-        if str(match_value) in recent:
-            return list(recent[str(match_value)])
+        if key in recent:
+            return list(recent[key])
         context = {**self.client.context, "match": {"field": self.match_field, "value": match_value}}
         try:
             reply = await self.client.request(
-                "GET", str(self._search_path.evaluate(context)), params=self._search_params.render(context),
-                quota=self.search.get("quota"))
+                "GET", str(search.path.evaluate(context)), params=search.params.evaluate(context),
+                quota=search.quota)
         except RecordError as exc:
-            if exc.status in set(self.search.get("not_found") or []):
+            if exc.status in search.not_found:
                 return []
             raise
-        hits = self._search_records.search(reply.body)
+        hits = search.records.evaluate(reply.body)
         if isinstance(hits, dict):
             hits = [hits]
-        return [h for h in (hits or []) if isinstance(h, dict)]
+        found = [await self._confirmed(hit, key) for hit in hits or [] if isinstance(hit, dict)]
+        return [hit for hit in found if hit is not None]
+
+    async def _confirmed(self, hit: dict[str, Any], key: str) -> dict[str, Any] | None:
+        """The hit when its match field equals the key; a hit that does not show the field is read in full."""
+        value = self._value(hit)
+        if value is None:
+            target = hit.get(self.key_field)
+            if target is None:
+                return None
+            if self._fetch is None:
+                raise RecordError(f"search hit {target!r} does not show {self.match_field}; "
+                                  "the entity needs a get to confirm it")
+            fetched = await self._fetch(str(target))
+            if fetched is None:
+                return None
+            hit, value = fetched, self._value(fetched)
+        return hit if self.key(value) == key else None
+
+    def _value(self, record: dict[str, Any]) -> Any:
+        assert self.match_field is not None  # find() asks only with a match field
+        return get_path(self._labels(dict(record)) if self._labels else record, self.match_field)

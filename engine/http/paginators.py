@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, Protocol
 
-import jmespath
+from engine.config.connector import (
+    CursorPaginatorConfig,
+    OffsetPaginatorConfig,
+    PagePaginatorConfig,
+    PaginatorConfig,
+)
 
 
 class Paginator(Protocol):
@@ -17,50 +21,49 @@ class Paginator(Protocol):
 
 
 class _Limited:
-    def __init__(self, spec: Mapping[str, Any]) -> None:
-        limit = spec.get("limit") or {}
-        self.limit_param: str | None = limit.get("param")
-        self.limit: int | None = limit.get("max")
-        self.has_more = jmespath.compile(spec["has_more"]) if spec.get("has_more") else None
+    """The largest page the API allows, asked for on every request."""
+
+    def __init__(self, config: PaginatorConfig) -> None:
+        self.limit_param = config.limit.param
+        self.limit = config.limit.max
+        self.has_more = None if isinstance(config, CursorPaginatorConfig) else config.has_more
 
     def _limit_params(self) -> dict[str, Any]:
-        return {self.limit_param: self.limit} if self.limit_param and self.limit else {}
+        return {self.limit_param: self.limit}
 
     def _more(self, body: Any, records: list[Any]) -> bool:
         if not records:
             return False
         if self.has_more is not None and isinstance(body, dict):
-            return bool(self.has_more.search(body))
-        return self.limit is None or len(records) >= self.limit
+            return bool(self.has_more.evaluate(body))
+        return len(records) >= self.limit
 
 
 class CursorPaginator(_Limited):
     """An opaque cursor read from each response (``next`` JMESPath), sent back as ``param``."""
 
-    def __init__(self, spec: Mapping[str, Any]) -> None:
-        super().__init__(spec)
-        self.param: str = spec["param"]
-        self.next_path = jmespath.compile(spec["next"])
+    def __init__(self, config: CursorPaginatorConfig) -> None:
+        super().__init__(config)
+        self.param = config.param
+        self.next_path = config.next
 
     def first(self) -> dict[str, Any]:
         return self._limit_params()
 
     def next(self, params: dict[str, Any], body: Any, records: list[Any]) -> dict[str, Any] | None:
-        cursor = self.next_path.search(body) if isinstance(body, dict) else None
+        cursor = self.next_path.evaluate(body) if isinstance(body, dict) else None
         if not cursor or cursor == params.get(self.param):
             return None
         return {**params, self.param: cursor}
 
 
 class OffsetPaginator(_Limited):
-    """A record offset (``param``) advanced by the number of records received."""
+    """A record offset (``param``) advanced by the number of records received, from 0."""
 
-    default_first = 0
-
-    def __init__(self, spec: Mapping[str, Any]) -> None:
-        super().__init__(spec)
-        self.param: str = spec["param"]
-        self.start = int(spec.get("first", self.default_first))
+    def __init__(self, config: OffsetPaginatorConfig | PagePaginatorConfig) -> None:
+        super().__init__(config)
+        self.param = config.param
+        self.start = config.first if isinstance(config, PagePaginatorConfig) else 0
 
     def first(self) -> dict[str, Any]:
         return {self.param: self.start, **self._limit_params()}
@@ -75,9 +78,7 @@ class OffsetPaginator(_Limited):
 
 
 class PagePaginator(OffsetPaginator):
-    """A page number (``param``) starting at ``first`` (default 1)."""
-
-    default_first = 1
+    """A page number (``param``) starting at ``first``."""
 
     def step(self, records: list[Any]) -> int:
         return 1
@@ -93,12 +94,10 @@ class SinglePage:
         return None
 
 
-_TYPES: dict[str, type] = {"cursor": CursorPaginator, "offset": OffsetPaginator, "page": PagePaginator}
-
-
-def build_paginator(spec: Mapping[str, Any] | None) -> Paginator:
-    """The paginator a connector's paginator spec describes (none: a single page)."""
-    if not spec:
+def build_paginator(config: PaginatorConfig | None) -> Paginator:
+    """The paginator a connector's paginator config describes (none: a single page)."""
+    if config is None:
         return SinglePage()
-    paginator: Paginator = _TYPES[spec["type"]](spec)
-    return paginator
+    if isinstance(config, CursorPaginatorConfig):
+        return CursorPaginator(config)
+    return PagePaginator(config) if isinstance(config, PagePaginatorConfig) else OffsetPaginator(config)

@@ -2,41 +2,50 @@
 
 A pool spends its quota fully without tripping it: calls are spaced so that no window ever holds more than the
 limit (learned from a header when the API tells it), and when a response says nothing remains the next call waits
-for the announced reset.
+for the announced reset. A pause longer than the connection's ``max_wait`` is not slept through: the call raises
+WaitTooLong, which stops the flow (the next run resumes it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import deque
-from collections.abc import Mapping
-from typing import Any
 
 import httpx
+
+from engine.config.connector import QuotaConfig
+from engine.http.waits import wait_seconds, within_max_wait
 
 
 class Quota:
     """One pool of calls shared by a connection's operations that name it."""
 
-    def __init__(self, spec: Mapping[str, Any] | None = None) -> None:
-        spec = spec or {}
-        self.remaining_header: str | None = spec.get("remaining_header")
-        self.reset_header: str | None = spec.get("reset_header")
-        self.reset_unit: str = spec.get("reset_unit", "seconds")
-        self.limit_header: str | None = spec.get("limit_header")
-        self.window: float | None = float(spec["window"]) if spec.get("window") else None
-        self.calls: int | None = int(spec["calls"]) if spec.get("calls") else None
-        self._slots = asyncio.Semaphore(int(spec.get("concurrency", 8)))
+    def __init__(self, config: QuotaConfig, *, max_wait: float = math.inf, label: str = "quota") -> None:
+        """``label`` names the pool in the message of a wait longer than ``max_wait``."""
+        self.max_wait = max_wait
+        self.label = label
+        self.remaining_header = config.remaining_header
+        self.reset_header = config.reset_header
+        self.reset_unit: str = config.reset_unit
+        self.limit_header = config.limit_header
+        self.window = config.window or None
+        self.calls = config.calls or None
+        self._slots = asyncio.Semaphore(config.concurrency)
         self._sent: deque[float] = deque()
         self._pace = asyncio.Lock()
         self.blocked_until = 0.0
 
     async def __aenter__(self) -> Quota:
         await self._slots.acquire()
-        async with self._pace:
-            await self._wait_for_room()
+        try:
+            async with self._pace:
+                await self._wait_for_room()
+        except BaseException:
+            self._slots.release()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -55,7 +64,7 @@ class Quota:
                 if self.window:
                     self._sent.append(now)
                 return
-            await asyncio.sleep(delay)
+            await asyncio.sleep(within_max_wait(delay, self.max_wait, self.label))
 
     def observe(self, response: httpx.Response) -> None:
         """Learn from a response's headers: the real limit, and whether the next call must wait."""
@@ -73,11 +82,7 @@ class Quota:
             return
         if not empty:
             return
-        reset = response.headers.get(self.reset_header or "", "")
-        try:
-            seconds = float(reset)
-        except ValueError:
+        seconds = wait_seconds(response.headers.get(self.reset_header or ""), self.reset_unit, time.time)
+        if seconds is None:  # nothing left and no readable reset: a short pause, then the API's answer decides
             seconds = 1.0
-        if self.reset_unit == "epoch":
-            seconds -= time.time()
-        self.blocked_until = max(self.blocked_until, time.time() + max(0.0, seconds))
+        self.blocked_until = max(self.blocked_until, time.time() + seconds)

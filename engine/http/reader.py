@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import jmespath
-
+from engine.config import Expr
+from engine.config.entity import EntityConfig, ExpandConfig
 from engine.http.catalog import LazyCatalog
 from engine.http.client import ConnectorClient
 from engine.http.errors import FatalError
-from engine.transform.expressions import TemplateTree, compile_path
 
 
 def parse_timestamp(value: str) -> datetime:
@@ -41,56 +40,64 @@ def later(a: str | None, b: str | None) -> str | None:
 class EntityReader:
     """Reads one entity of one connection."""
 
-    def __init__(self, client: ConnectorClient, entity: str, spec: Mapping[str, Any],
+    def __init__(self, client: ConnectorClient, entity: str, config: EntityConfig,
                  catalog: LazyCatalog | None = None) -> None:
-        if "read" not in spec:
+        if config.read is None:
             raise FatalError(f"{client.connection.name}.{entity} cannot be read (no read operation)")
         self.client = client
         self.entity = entity
-        self.spec = spec
-        self.read = spec["read"]
+        self.config = config
+        self.read = config.read
         self.catalog = catalog
-        self.records_path = jmespath.compile(self.read.get("records", "data"))
-        self.incremental = self.read.get("incremental")
-        self._path = compile_path(self.read["path"])
-        self._params = TemplateTree(self.read.get("params") or {})
-        self._expansions = {name: _Expansion(spec) for name, spec in (spec.get("expand") or {}).items()}
-        self._method: str = self.read.get("method", "GET")
-        self._body = TemplateTree(self.read["body"]) if "body" in self.read else None
-        self._max_depth: int | None = self.read.get("max_depth")
+        self.records_path = self.read.records
+        self.incremental = self.read.incremental
+        self._max_depth = self.read.max_depth
+        self.server_date: str | None = None  # the HTTP Date of the last read's first page: the source's clock
 
     @property
     def watermark_field(self) -> str | None:
-        return (self.incremental or {}).get("field") or self.spec.get("updated")
+        return self.incremental.field if self.incremental is not None else self.config.updated
 
-    async def pages(self, *, since: str | None = None, params: Mapping[str, Any] | None = None,
-                    expand: list[str] | None = None) -> AsyncIterator[list[dict[str, Any]]]:
-        """Pages of records changed since ``since`` (all records without it), children expanded."""
+    @property
+    def lookback(self) -> float:
+        """Seconds an incremental read reaches back before its watermark."""
+        return self.incremental.lookback if self.incremental is not None else 0.0
+
+    async def pages(self, *, since: str | None = None, params: Expr | None = None,
+                    expand: Sequence[str] = ()) -> AsyncIterator[list[dict[str, Any]]]:
+        """Pages of records changed since ``since`` (all records without it), children expanded.
+
+        ``params``: a flow's own query parameters (templates), added to the read's.
+        """
         context = self.client.context
-        base = self._params.render(context)
-        base.update(TemplateTree(params or {}).render(context))
-        path = str(self._path.evaluate(context))
-        paginator = self.client.paginator(self.read.get("paginator"))
-        lookback = float((self.incremental or {}).get("lookback", 0))
+        base = dict(self.read.params.evaluate(context))
+        if params is not None:
+            base.update(params.evaluate(context))
+        path = str(self.read.path.evaluate(context))
+        paginator = self.client.paginator(self.read.paginator)
+        lookback = self.lookback
+        first = True
         boundary: set[str] = set()  # keys already read at the value a restarted query starts from
         while True:  # one query, or several when the API caps how deep a query may page
             query, formatted = self._query(base, since, lookback)
-            body = self._body.render({**context, "since": formatted}) if self._body else None
+            body = self.read.body.evaluate({**context, "since": formatted}) if self.read.body is not None else None
             page_params: dict[str, Any] | None = {**query, **paginator.first()}
             depth, newest = 0, None
             seen_at_newest: set[str] = set()
             restart = False
             while page_params is not None:
-                reply = await self.client.request(self._method, path, params=page_params, json=body, reads=True,
+                reply = await self.client.request(self.read.method, path, params=page_params, json=body, reads=True,
                                                   idempotent=True)
-                rows = [r for r in (self.records_path.search(reply.body) or []) if isinstance(r, dict)]
+                if first:
+                    self.server_date, first = reply.headers.get("date"), False
+                rows = [r for r in (self.records_path.evaluate(reply.body) or []) if isinstance(r, dict)]
                 depth += len(rows)
                 newest, seen_at_newest = self._track_newest(rows, newest, seen_at_newest)
                 records = [r for r in rows if self._key(r) not in boundary] if boundary else rows
                 catalog = await self.catalog.get() if self.catalog is not None and records else None
                 if catalog is not None:
                     records = [catalog.to_labels(r) for r in records]
-                for name in expand or []:
+                for name in expand:
                     await self._expand(records, name)
                 yield records
                 page_params = paginator.next(page_params, reply.body, rows)
@@ -108,12 +115,12 @@ class EntityReader:
         """Query parameters for a read from ``since``, and the watermark as the API wants it (for a body)."""
         if not since or not self.incremental:
             return dict(base), None
-        formatted = format_watermark(since, self.incremental.get("format", "iso"), lookback)
-        param = self.incremental.get("param")
+        formatted = format_watermark(since, self.incremental.format, lookback)
+        param = self.incremental.param
         return ({**base, param: formatted} if param else dict(base)), formatted
 
     def _key(self, record: Mapping[str, Any]) -> str:
-        return str(record.get(self.spec.get("key", "id")))
+        return str(record.get(self.config.key))
 
     def _track_newest(self, records: list[dict[str, Any]], newest: str | None,
                       at_newest: set[str]) -> tuple[str | None, set[str]]:
@@ -132,21 +139,21 @@ class EntityReader:
         return newest, at_newest
 
     async def _expand(self, records: list[dict[str, Any]], name: str) -> None:
-        if name not in self._expansions:
+        if name not in self.config.expand:
             raise FatalError(f"{self.client.connection.name}.{self.entity}: no expansion {name!r}")
-        expansion = self._expansions[name]
-        key_field = self.spec.get("key", "id")
+        expansion: ExpandConfig = self.config.expand[name]
+        key_field = self.config.key
         keys = [str(r[key_field]) for r in records if r.get(key_field) is not None]
         children: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for start in range(0, len(keys), expansion.batch):
             chunk = keys[start:start + expansion.batch]
             context = {**self.client.context, "keys": chunk, "id": chunk[0]}
             paginator = self.client.paginator(expansion.paginator)
-            params: dict[str, Any] | None = {**expansion.params.render(context), **paginator.first()}
+            params: dict[str, Any] | None = {**expansion.params.evaluate(context), **paginator.first()}
             path = str(expansion.path.evaluate(context))
             while params is not None:
                 reply = await self.client.request("GET", path, params=params)
-                rows = [r for r in (expansion.records.search(reply.body) or []) if isinstance(r, dict)]
+                rows = [r for r in (expansion.records.evaluate(reply.body) or []) if isinstance(r, dict)]
                 for row in rows:
                     owner = str(row.get(expansion.parent_key)) if expansion.parent_key else chunk[0]
                     children[owner].append(row)
@@ -154,14 +161,3 @@ class EntityReader:
         for record in records:
             record[name] = children.get(str(record.get(key_field)), [])
 
-
-class _Expansion:
-    """A compiled ``expand`` entry: children fetched for a batch of parent keys."""
-
-    def __init__(self, spec: Mapping[str, Any]) -> None:
-        self.path = compile_path(spec["path"])
-        self.params = TemplateTree(spec.get("params") or {})
-        self.records = jmespath.compile(spec.get("records", "data"))
-        self.batch = int(spec.get("batch", 1))
-        self.parent_key: str | None = spec.get("parent_key")
-        self.paginator: str | None = spec.get("paginator")

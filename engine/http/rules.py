@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import email.utils
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import jmespath
 
-from engine.transform.expressions import compile_template
+from engine.config.connector import RuleConfig
+from engine.http.waits import Clock, wait_seconds
 
 OK = "ok"
 RETRY = "retry"
 REAUTH = "reauth"
 RATE_LIMITED = "rate_limited"
 RECORD_ERROR = "record_error"
+REQUEST_ERROR = "request_error"  # the request itself is wrong (not one record): the flow fails once, no split
 FATAL = "fatal"
 
 
@@ -39,35 +39,17 @@ def parse_body(response: httpx.Response) -> Any:
         return response.text
 
 
-def _wait_seconds(raw: Any, unit: str) -> float | None:
-    if raw is None or raw == "":
-        return None
-    if unit == "http_date":
-        parsed = email.utils.parsedate_to_datetime(str(raw))
-        return max(0.0, parsed.timestamp() - time.time())
-    value = float(raw)
-    if unit == "epoch":
-        return max(0.0, value - time.time())
-    if unit == "epoch_ms":
-        return max(0.0, value / 1000 - time.time())
-    if unit == "ms":
-        return value / 1000
-    return max(0.0, value)
-
-
 class Rule:
-    """One compiled ``when``/``do`` rule."""
+    """One ``when``/``do`` rule of the connector config (its expressions compiled at load)."""
 
-    def __init__(self, spec: Mapping[str, Any]) -> None:
-        when = spec.get("when", {})
-        status = when.get("status")
-        self.statuses = None if status is None else {int(s) for s in (status if isinstance(status, list) else [status])}
-        self.headers = {k.lower(): str(v).lower() for k, v in (when.get("header") or {}).items()}
-        self.body = jmespath.compile(when["body"]) if when.get("body") else None
-        self.action: str = spec["do"]
-        self.wait = spec.get("wait") or {}
-        self.wait_body = jmespath.compile(self.wait["body"]) if self.wait.get("body") else None
-        self.message = compile_template(spec["message"]) if spec.get("message") else None
+    def __init__(self, config: RuleConfig) -> None:
+        when = config.when
+        self.statuses = None if when.status is None else frozenset(when.status)
+        self.headers = {k.lower(): str(v).lower() for k, v in when.header.items()}
+        self.body = when.body
+        self.action: str = config.do
+        self.wait = config.wait
+        self.message = config.message
 
     def matches(self, response: httpx.Response, body: Any) -> bool:
         if self.statuses is not None and response.status_code not in self.statuses:
@@ -75,19 +57,19 @@ class Rule:
         for name, expected in self.headers.items():
             if expected not in response.headers.get(name, "").lower():
                 return False
-        return not (self.body is not None and not (isinstance(body, (dict, list)) and self.body.search(body)))
+        return not (self.body is not None and not (isinstance(body, (dict, list)) and self.body.evaluate(body)))
 
-    def decide(self, response: httpx.Response, body: Any) -> Decision:
+    def decide(self, response: httpx.Response, body: Any, now: Clock = time.time) -> Decision:
         wait: float | None = None
-        unit = self.wait.get("unit", "seconds")
-        if "seconds" in self.wait:
-            wait = float(self.wait["seconds"])
-        elif self.wait.get("header"):
-            wait = _wait_seconds(response.headers.get(self.wait["header"]), unit)
-        elif self.wait_body is not None and isinstance(body, (dict, list)):
-            wait = _wait_seconds(self.wait_body.search(body), unit)
+        spec = self.wait
+        if spec is not None and spec.seconds is not None:
+            wait = wait_seconds(spec.seconds, "seconds", now)
+        elif spec is not None and spec.unit is not None and spec.header:
+            wait = wait_seconds(response.headers.get(spec.header), spec.unit, now)
+        elif spec is not None and spec.unit is not None and spec.body is not None and isinstance(body, (dict, list)):
+            wait = wait_seconds(spec.body.evaluate(body), spec.unit, now)
         if wait is None and self.action == RATE_LIMITED:
-            wait = _wait_seconds(response.headers.get("retry-after"), "seconds")
+            wait = wait_seconds(response.headers.get("retry-after"), "seconds", now)
         message = None
         if self.message is not None:
             try:
@@ -98,14 +80,14 @@ class Rule:
         return Decision(self.action, wait, message)
 
 
-def _default_decision(response: httpx.Response, body: Any) -> Decision:
+def _default_decision(response: httpx.Response, body: Any, now: Clock) -> Decision:
     status = response.status_code
     if 200 <= status < 300:
         return Decision(OK)
     if status == 401:
         return Decision(REAUTH)
     if status == 429:
-        return Decision(RATE_LIMITED, _wait_seconds(response.headers.get("retry-after"), "seconds"))
+        return Decision(RATE_LIMITED, wait_seconds(response.headers.get("retry-after"), "seconds", now))
     if status == 408 or status >= 500:
         return Decision(RETRY)
     return Decision(RECORD_ERROR)
@@ -114,11 +96,13 @@ def _default_decision(response: httpx.Response, body: Any) -> Decision:
 class ResponseRules:
     """The connector's rules in order, then the built-in defaults."""
 
-    def __init__(self, specs: list[Mapping[str, Any]]) -> None:
-        self.rules = [Rule(spec) for spec in specs]
+    def __init__(self, configs: Iterable[RuleConfig], clock: Clock = time.time) -> None:
+        """``clock``: the wall time that waits given as a moment (a Unix time, an HTTP date) count from."""
+        self.rules = [Rule(config) for config in configs]
+        self._clock = clock
 
     def classify(self, response: httpx.Response, body: Any) -> Decision:
         for rule in self.rules:
             if rule.matches(response, body):
-                return rule.decide(response, body)
-        return _default_decision(response, body)
+                return rule.decide(response, body, self._clock)
+        return _default_decision(response, body, self._clock)

@@ -1,24 +1,34 @@
-"""Writing an entity: write strategies, single and batch calls, per-item results, safe retries of creates."""
+"""Writing an entity: write strategies, single and batch calls, per-item results, bounded and safe retries.
+
+Every push is one work-queue loop (engine.http.work): records are resolved, loaded, written, re-checked, re-read
+as jobs, never by a step calling back into the writer. A record counts as written only when the target's answer
+confirms it; an answer that leaves it unknown sends it to a re-check (creates) or a read-back (updates) before any
+re-send, and every re-send spends the record's attempt budget, checked in one place (``_Push.retry``).
+"""
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import jmespath
-
+from engine.config.entity import EntityConfig
 from engine.http.catalog import FieldCatalog
 from engine.http.client import ConnectorClient, UncertainWrite
-from engine.http.errors import FatalError, RecordError
+from engine.http.errors import FatalError, RecordError, TransientError
 from engine.http.matching import Records, TargetFinder
+from engine.http.work import CHECK, LOAD, REREAD, RESOLVE, WRITE, Job, PushAborted, WorkQueue, root_cause
 from engine.http.write_ops import WriteOp
-from engine.transform.expressions import TemplateTree, compile_path
+from engine.http.write_results import Answer, Sent
 
 CREATE = "create"
 UPDATE = "update"
+UPSERT = "upsert"  # sent through the upsert operation; reported as create or update as the answer tells
+
+Owners = Callable[[Iterable[str]], Mapping[str, Sequence[str]]]
+
+__all__ = ["CREATE", "UPDATE", "EntityWriter", "PushAborted", "PushItem", "PushResult"]
 
 
 @dataclass
@@ -30,7 +40,7 @@ class PushItem:
     match_value: Any = None
     target_id: str | None = None
     existing: dict[str, Any] | None = None
-    attempts: int = 1
+    attempts: int = 1  # times sent; a re-send needs budget left
 
 
 @dataclass
@@ -45,215 +55,375 @@ class PushResult:
         return self.error is None
 
 
+def first_difference(sent: Any, found: Any, path: str = "") -> str | None:
+    """Where a record read back does not carry what was sent (None: it carries all of it)."""
+    if isinstance(sent, Mapping):
+        if not isinstance(found, Mapping):
+            return path or "the record"
+        for name, value in sent.items():
+            where = first_difference(value, found.get(name), f"{path}.{name}" if path else str(name))
+            if where is not None:
+                return where
+        return None
+    if isinstance(sent, list):
+        if not isinstance(found, list) or len(found) != len(sent):
+            return path
+        for index, (mine, theirs) in enumerate(zip(sent, found, strict=True)):
+            where = first_difference(mine, theirs, f"{path}[{index}]")
+            if where is not None:
+                return where
+        return None
+    return None if sent == found else path
+
+
 class EntityWriter:
     """Pushes changed records to one entity with the entity's write strategy."""
 
-    def __init__(self, client: ConnectorClient, entity: str, spec: Mapping[str, Any], *,
+    def __init__(self, client: ConnectorClient, entity: str, config: EntityConfig, *,
                  match_field: str | None, catalog: FieldCatalog | None = None, concurrency: int = 4,
-                 recent: Records | None = None, everything: Records | None = None) -> None:
-        write = spec.get("write")
-        if not write:
+                 recent: Records | None = None, everything: Records | None = None,
+                 match_normalize: Iterable[str] = (), owners: Owners | None = None) -> None:
+        write = config.write
+        if write is None:
             raise FatalError(f"{client.connection.name}.{entity} cannot be written (no write operation)")
         self.client = client
         self.entity = entity
-        self.spec = spec
-        self.strategy: str = write.get("strategy", "search_then_write")
+        self.config = config
+        self.strategy: str = write.strategy
         self.match_field = match_field
         self.catalog = catalog
-        self.create = WriteOp.compile(write["create"]) if write.get("create") else None
-        self.update = WriteOp.compile(write["update"]) if write.get("update") else None
-        get = spec.get("get")
-        self._get = (compile_path(get["path"]), TemplateTree(get.get("params") or {}),
-                     jmespath.compile(get.get("record", "data"))) if get else None
-        self.key_field: str = spec.get("key", "id")
-        self._slots = asyncio.Semaphore(concurrency)
-        self.finder = TargetFinder(client, write, match_field, self.key_field, recent=recent, everything=everything)
+        self.concurrency = concurrency
+        self.max_attempts = client.options.max_retries + 1  # the connector's `retries`, as for one call
+        self.create = WriteOp.compile(write.create) if write.create is not None else None
+        self.update = WriteOp.compile(write.update) if write.update is not None else None
+        self._get = config.get
+        self.key_field = config.key
+        self.owners = owners
+        self.finder = TargetFinder(client, write, match_field, self.key_field, normalize=match_normalize,
+                                   recent=recent, everything=everything,
+                                   fetch=self.fetch if config.get is not None else None,
+                                   labels=catalog.to_labels if catalog is not None else None)
 
     async def prepare(self, unresolved: int) -> None:
         """Before pushing: list the target once when many records of this run are unknown to the id map."""
         await self.finder.prepare(unresolved)
 
-    def _remember(self, item: PushItem, target_id: str) -> None:
-        self.finder.remember(item.match_value, {**item.payload, self.key_field: target_id})
+    def op(self, action: str) -> WriteOp | None:
+        if action == UPSERT:
+            return self.create or self.update
+        return self.create if action == CREATE else self.update
 
     async def fetch(self, target_id: str) -> dict[str, Any] | None:
+        """The target record as the API stores it (None: it does not exist)."""
         if self._get is None:
-            raise FatalError(f"{self.entity}: fetch_existing needs a get operation")
-        path, params, record = self._get
+            raise FatalError(f"{self.entity}: reading a record back needs a get operation")
+        get = self._get
         context = {**self.client.context, "id": target_id}
         try:
-            reply = await self.client.request("GET", str(path.evaluate(context)), params=params.render(context))
+            reply = await self.client.request("GET", str(get.path.evaluate(context)),
+                                              params=get.params.evaluate(context))
         except RecordError as exc:
             if exc.status == 404:
                 return None
             raise
-        found = record.search(reply.body)
+        found = get.record.evaluate(reply.body)
         return found if isinstance(found, dict) else None
 
-    async def _resolve(self, item: PushItem) -> PushResult | None:
-        """Decide create or update for an item the id map does not know. None = decided (item mutated)."""
-        async with self._slots:
-            hits = await self.finder.find(item.match_value)
-        if len(hits) > 1:
-            ids = ", ".join(str(h.get(self.key_field)) for h in hits[:5])
-            return PushResult(item, UPDATE, error=f"{len(hits)} target records match {self.match_field}="
-                                                  f"{item.match_value!r} (ids {ids}); resolve the duplicate")
-        if hits:
-            item.target_id = str(hits[0][self.key_field])
-            item.existing = hits[0]
-        return None
-
-    # ---- push ------------------------------------------------------------------------------------------------
-
     async def push(self, items: list[PushItem]) -> list[PushResult]:
-        """Write every item; each gets exactly one result (ok with a target id, or an error)."""
-        results: list[PushResult] = []
-        if self.strategy == "search_then_write":
-            unresolved = [item for item in items if item.target_id is None]
-            decided = await asyncio.gather(*(self._guard(self._resolve(i), i, CREATE) for i in unresolved))
-            results.extend(r for r in decided if r is not None)
-            failed = {id(r.item) for r in results}
-            items = [i for i in items if id(i) not in failed]
-        creates = [i for i in items if i.target_id is None]
-        updates = [i for i in items if i.target_id is not None]
-        if self.strategy == "update_only":
-            results.extend(PushResult(i, UPDATE, error="no target record to update") for i in creates)
-            creates = []
-        if self.strategy in {"upsert", "create_only"}:
-            creates, updates = creates + updates, []
-        if creates:
-            results.extend(await self._write(CREATE, creates))
-        if updates:
-            results.extend(await self._write(UPDATE, updates))
-        return results
+        """Write every item; each gets exactly one result (ok with a target id, or an error).
 
-    async def _guard(self, coro: Any, item: PushItem, action: str) -> PushResult | None:
-        try:
-            result: PushResult | None = await coro
-            return result
-        except RecordError as exc:
-            return PushResult(item, action, error=str(exc))
+        A failure that ends the push (fatal, request-level, a crash) raises PushAborted carrying the results
+        reached so far, so that confirmed writes are recorded all the same.
+        """
+        return await _Push(self).run(items)
 
-    async def _write(self, action: str, items: list[PushItem]) -> list[PushResult]:
-        op = self.create if action == CREATE else self.update
-        if op is None:
-            return [PushResult(i, action, error=f"{self.entity} has no {action} operation") for i in items]
-        if op.fetch_existing:
-            loaded = await asyncio.gather(*(self._guard(self._load_existing(i), i, action)
-                                            for i in items if i.existing is None))
-            unreadable = [r for r in loaded if r is not None]
-            if unreadable:
-                failed = {id(r.item) for r in unreadable}
-                return unreadable + await self._write(action, [i for i in items if id(i) not in failed])
-            gone = [i for i in items if i.existing is None]
-            items = [i for i in items if i.existing is not None]
-            if gone:  # the target record vanished: forget it and go the create path
-                for item in gone:
-                    item.target_id = None
-                recreated = await self.push(gone)
-                return recreated + await self._write(action, items)
-        if op.batch_body is not None:
-            chunks = [items[i:i + op.batch_size] for i in range(0, len(items), op.batch_size)]
-            nested = await asyncio.gather(*(self._batch(action, op, chunk) for chunk in chunks))
-            return [result for chunk in nested for result in chunk]
-        return list(await asyncio.gather(*(self._single(action, op, item) for item in items)))
+    @property
+    def can_read_back(self) -> bool:
+        return self._get is not None
 
-    async def _load_existing(self, item: PushItem) -> None:
-        async with self._slots:
-            item.existing = await self.fetch(str(item.target_id))
-        return None
-
-    def _context(self, item: PushItem) -> dict[str, Any]:
-        return {**self.client.context, "record": self._wire(item), "target_id": item.target_id,
-                "existing": item.existing or {}, "match": {"field": self.match_field, "value": item.match_value}}
-
-    def _wire(self, item: PushItem) -> dict[str, Any]:
+    def wire(self, item: PushItem) -> dict[str, Any]:
         return self.catalog.to_keys(item.payload) if self.catalog is not None else item.payload
 
-    def _record_body(self, op: WriteOp, item: PushItem) -> dict[str, Any]:
-        context = self._context(item)
-        body = op.body.render(context) if op.body is not None else dict(context["record"])
+    def context(self, item: PushItem) -> dict[str, Any]:
+        return {**self.client.context, "record": self.wire(item), "target_id": item.target_id,
+                "existing": item.existing or {}, "match": {"field": self.match_field, "value": item.match_value}}
+
+    def record_body(self, op: WriteOp, item: PushItem) -> dict[str, Any]:
+        context = self.context(item)
+        body = op.body.evaluate(context) if op.body is not None else dict(context["record"])
         if op.merge is not None:
-            body.update(op.merge.render(context))
+            body.update(op.merge.evaluate(context))
         return body
 
-    async def _single(self, action: str, op: WriteOp, item: PushItem) -> PushResult:
-        for _ in range(3):
-            context = self._context(item)
-            try:
-                async with self._slots:
-                    reply = await self.client.request(
-                        op.method, str(op.path.evaluate(context)), params=op.params.render(context),
-                        json=self._record_body(op, item), quota=op.quota, idempotent=op.idempotent)
-            except UncertainWrite as exc:
-                if action != CREATE:
-                    continue
-                item.attempts += 1
-                if not await self.finder.refresh_after_uncertain(time.monotonic()):
-                    return PushResult(item, action, error=f"outcome unknown, parked to be checked: {exc}")
-                hits = await self.finder.find(item.match_value)  # did the create land after all?
-                if hits:
-                    self._remember(item, str(hits[0][self.key_field]))
-                    return PushResult(item, action, target_id=str(hits[0][self.key_field]))
-                continue
-            except RecordError as exc:
-                if action == UPDATE and exc.status == 404 and self.strategy == "search_then_write":
-                    item.target_id, item.existing = None, None  # deleted in the target: find or create again
-                    return (await self.push([item]))[0]
-                return PushResult(item, action, error=str(exc))
-            new_id = op.id_path.search(reply.body) if op.id_path is not None else None
-            target = str(new_id) if new_id is not None else item.target_id
-            if target is None:
-                return PushResult(item, action, error=f"the {action} response carries no id at "
-                                                      f"{self.spec['write'][action].get('id')!r}")
-            self._remember(item, target)
-            return PushResult(item, action, target_id=target)
-        return PushResult(item, action, error=f"{action} failed: outcome unknown after 3 attempts")
 
-    async def _batch(self, action: str, op: WriteOp, items: list[PushItem]) -> list[PushResult]:
-        assert op.batch_body is not None
-        bodies = [self._record_body(op, item) for item in items]
-        context = {**self.client.context, "records": bodies}
+class _Push:
+    """One push: its work queue, the results so far, and which source key holds which target record."""
+
+    def __init__(self, writer: EntityWriter) -> None:
+        self.w = writer
+        self.results: list[PushResult] = []
+        self.claims: dict[str, str] = {}  # target id -> the source key writing it in this push
+        self.matching: dict[str, str] = {}  # match key -> the source key looking for it in this push
+        self.queue = WorkQueue(self.step, writer.concurrency, self._batch_size)
+
+    def _batch_size(self, action: str) -> int:
+        op = self.w.op(action)
+        return op.size if op is not None else 1
+
+    async def run(self, items: list[PushItem]) -> list[PushResult]:
+        for item in items:
+            if item.target_id is not None:
+                self.claims.setdefault(item.target_id, item.source_key)
+        for item in items:
+            self.route(item)
         try:
-            async with self._slots:
-                reply = await self.client.request(
-                    op.method, str(op.path.evaluate(context)), params=op.params.render(context),
-                    json=op.batch_body.render(context), quota=op.quota, idempotent=op.idempotent)
-        except UncertainWrite:
-            if len(items) == 1 and items[0].attempts >= 3:
-                return [PushResult(items[0], action, error=f"{action} failed: outcome unknown after 3 attempts")]
-            if not await self.finder.refresh_after_uncertain(time.monotonic()):
-                return [PushResult(i, action, error="outcome unknown, parked to be checked") for i in items]
-            for item in items:  # re-resolve: records that landed are updates now
-                item.attempts += 1
-                item.target_id, item.existing = None, None
-            return await self.push(items)
-        except RecordError as exc:
-            errors = op.item_errors(exc.body, [i.match_value for i in items])
-            if errors:
-                failed = [PushResult(items[i], action, error=f"{exc}: {msg}") for i, msg in errors.items()]
-                rest = [item for i, item in enumerate(items) if i not in errors]
-                if op.atomic and rest:
-                    return failed + await self._batch(action, op, rest)
-                return failed + [PushResult(i, action, error=f"batch rejected: {exc}") for i in rest]
-            if len(items) > 1:  # rejected as a whole without naming culprits: split and retry
-                middle = len(items) // 2
-                return await self._batch(action, op, items[:middle]) + await self._batch(action, op, items[middle:])
-            return [PushResult(items[0], action, error=str(exc))]
-        return self._batch_results(action, op, items, reply.body)
+            await self.queue.drain()
+        except Exception as exc:  # an ExceptionGroup from the task group, or a failure of the loop itself
+            raise PushAborted(root_cause(exc), self.results) from exc
+        return self.results
 
-    def _batch_results(self, action: str, op: WriteOp, items: list[PushItem], body: Any) -> list[PushResult]:
-        values = [item.match_value for item in items]
-        errors = op.item_errors(body, values)
-        ids = op.saved_ids(body, values)
-        results = []
-        for index, item in enumerate(items):
-            target = ids.get(index, item.target_id)
-            if index in errors:
-                results.append(PushResult(item, action, error=errors[index]))
-            elif target is None:
-                results.append(PushResult(item, action, error="the batch response carries no id for this item"))
+    # ---- where a record goes next -------------------------------------------------------------------------
+
+    def route(self, item: PushItem) -> None:
+        """Find the target record first when the strategy says so, else write."""
+        w = self.w
+        if item.target_id is None:
+            key = w.finder.key(item.match_value)
+            holder = self.matching.setdefault(key, item.source_key) if key is not None else item.source_key
+            if holder != item.source_key:
+                self.fail(item, CREATE, f"source keys {holder} and {item.source_key} both match "
+                                        f"{w.match_field}={item.match_value!r}")
+                return
+            if w.strategy == "search_then_write":
+                self.queue.add(Job(RESOLVE, [item]))
+                return
+        if w.strategy == "search_then_write":
+            self.write(item, UPDATE)
+        elif w.strategy == "update_only" and item.target_id is None:
+            self.fail(item, UPDATE, "no target record to update")
+        elif w.strategy == "update_only":
+            self.write(item, UPDATE)
+        else:
+            self.write(item, UPSERT if w.strategy == "upsert" else CREATE)
+
+    def write(self, item: PushItem, action: str) -> None:
+        op = self.w.op(action)
+        if op is None:
+            self.fail(item, action, f"{self.w.entity} has no {action} operation")
+        elif action == UPDATE and op.fetch_existing and item.existing is None:
+            self.queue.add(Job(LOAD, [item], action))
+        else:
+            self.queue.write(action, item)
+
+    def retry(self, item: PushItem, action: str, error: str) -> bool:
+        """The one place an item's attempt budget is spent: False (and parked) when it is used up."""
+        if item.attempts >= self.w.max_attempts:
+            self.fail(item, action, f"gave up after {item.attempts} attempts: {error}")
+            return False
+        item.attempts += 1
+        return True
+
+    def gone(self, item: PushItem, action: str, error: str) -> None:
+        """The target record was deleted: under search_then_write find or create it again, within the budget."""
+        if self.w.strategy != "search_then_write":
+            self.fail(item, action, error)
+        elif self.retry(item, action, error):
+            item.target_id, item.existing = None, None
+            self.route(item)
+
+    def unknown(self, item: PushItem, action: str, reason: str, failed_at: float) -> None:
+        """The answer leaves the outcome open: re-check before any re-send, or park."""
+        if _reported(item, action) == CREATE:
+            if self.w.finder.can_recheck and self.w.finder.key(item.match_value) is not None:
+                self.queue.add(Job(CHECK, [item], action, reason, failed_at))
             else:
-                self._remember(item, target)
-                results.append(PushResult(item, action, target_id=target))
-        return results
+                self.fail(item, action, f"outcome unknown: {reason}")
+        elif self.w.can_read_back:
+            self.queue.add(Job(REREAD, [item], action, reason))
+        else:
+            self.fail(item, action, f"outcome unknown: {reason}")
+
+    # ---- outcomes -----------------------------------------------------------------------------------------
+
+    def confirm(self, item: PushItem, action: str, target_id: str, created: bool | None = None) -> None:
+        if action == UPSERT:
+            action = CREATE if created or (created is None and item.target_id is None) else UPDATE
+        self.claims.setdefault(target_id, item.source_key)
+        self.w.finder.remember(item.match_value, {**item.payload, self.w.key_field: target_id})
+        self.results.append(PushResult(item, action, target_id=target_id))
+
+    def fail(self, item: PushItem, action: str, error: str) -> None:
+        self.results.append(PushResult(item, _reported(item, action), error=error))
+
+    def conflict(self, item: PushItem, target: str) -> str | None:
+        """Why a found target record cannot be this item's: another source key holds it (this push or id map)."""
+        owners = self.w.owners([target]).get(target, []) if self.w.owners is not None else []
+        others = [key for key in [self.claims.get(target), *owners] if key and key != item.source_key]
+        return f"target record {target} is already mapped to source key {others[0]}" if others else None
+
+    # ---- jobs ---------------------------------------------------------------------------------------------
+
+    async def step(self, job: Job) -> None:
+        if job.kind == RESOLVE:
+            await self._resolve(job.items[0])
+        elif job.kind == LOAD:
+            await self._load(job.items[0], job.action)
+        elif job.kind == WRITE:
+            await self._write(job.action, job.items)
+        elif job.kind == CHECK:
+            await self._check(job)
+        else:
+            await self._reread(job)
+
+    async def _find(self, item: PushItem, action: str) -> tuple[bool, dict[str, Any] | None]:
+        """(still going, the one target record matching the item or None); a failure is recorded here."""
+        try:
+            hits = await self.w.finder.find(item.match_value)
+        except RecordError as exc:
+            self.fail(item, action, str(exc))
+            return False, None
+        if len(hits) > 1:
+            ids = ", ".join(str(h.get(self.w.key_field)) for h in hits[:5])
+            self.fail(item, action, f"{len(hits)} target records match {self.w.match_field}={item.match_value!r} "
+                                    f"(ids {ids}); resolve the duplicate")
+            return False, None
+        if not hits:
+            return True, None
+        target = str(hits[0][self.w.key_field])
+        conflict = self.conflict(item, target)
+        if conflict is not None:
+            self.fail(item, action, conflict)
+            return False, None
+        self.claims[target] = item.source_key
+        return True, hits[0]
+
+    async def _resolve(self, item: PushItem) -> None:
+        going, hit = await self._find(item, CREATE)
+        if not going:
+            return
+        if hit is None:
+            self.write(item, CREATE)
+        else:
+            item.target_id, item.existing = str(hit[self.w.key_field]), hit
+            self.write(item, UPDATE)
+
+    async def _load(self, item: PushItem, action: str) -> None:
+        try:
+            item.existing = await self.w.fetch(str(item.target_id))
+        except RecordError as exc:
+            self.fail(item, action, str(exc))
+            return
+        if item.existing is None:
+            self.gone(item, action, f"target record {item.target_id} is gone")
+        else:
+            self.queue.write(action, item)
+
+    async def _check(self, job: Job) -> None:
+        """A create of unknown outcome: look in the consistent views; found = it landed, else send it again."""
+        [item] = job.items
+        await self.w.finder.refresh_after_uncertain(job.failed_at)
+        going, hit = await self._find(item, job.action)
+        if not going:
+            return
+        if hit is not None:
+            self.confirm(item, job.action, str(hit[self.w.key_field]), created=True)
+        elif self.retry(item, job.action, job.reason):
+            self.queue.write(job.action, item)
+
+    async def _reread(self, job: Job) -> None:
+        """An update of unknown outcome: read the record back; carrying what we sent = it landed."""
+        [item] = job.items
+        try:
+            record = await self.w.fetch(str(item.target_id))
+        except RecordError as exc:
+            self.fail(item, job.action, f"outcome unknown: {job.reason}; reading it back failed: {exc}")
+            return
+        if record is None:
+            self.gone(item, job.action, f"outcome unknown: {job.reason}; target record {item.target_id} is gone")
+            return
+        difference = first_difference(self.w.wire(item), record)
+        if difference is None:
+            self.confirm(item, job.action, str(item.target_id), created=False)
+        elif self.retry(item, job.action, f"outcome unknown: {job.reason}; read back, {difference} differs"):
+            item.existing = record
+            self.queue.write(job.action, item)
+
+    async def _write(self, action: str, items: list[PushItem]) -> None:
+        w = self.w
+        op = w.op(action)
+        assert op is not None  # write() checked
+        bodies = [w.record_body(op, item) for item in items]
+        if op.batch_body is not None:
+            context = {**w.client.context, "records": bodies}
+            body: Any = op.batch_body.evaluate(context)
+        else:
+            context, body = w.context(items[0]), bodies[0]
+        try:
+            reply = await w.client.request(op.method, str(op.path.evaluate(context)),
+                                           params=op.params.evaluate(context), json=body, quota=op.quota,
+                                           idempotent=op.idempotent)
+        except UncertainWrite as exc:
+            failed_at = time.monotonic()
+            for item in items:
+                self.unknown(item, action, str(exc), failed_at)
+            return
+        except TransientError as exc:  # the client spent the retries this call allows
+            for item in items:
+                self.fail(item, action, str(exc))
+            return
+        except RecordError as exc:
+            self._rejected(op, action, items, exc)
+            return
+        if op.batch_body is not None:
+            self._settle(op, action, items, op.answers(reply.body, self._sent(items)))
+            return
+        [item] = items
+        id_path = op.id_path
+        found = id_path.evaluate(reply.body) if id_path is not None and isinstance(reply.body, (dict, list)) else None
+        target = str(found) if found is not None else item.target_id
+        if target is None:
+            where = id_path.source if id_path is not None else None
+            self.fail(item, action, f"the {_reported(item, action)} response carries no id at {where!r}")
+        else:
+            self.confirm(item, action, target, op.created(reply.status, reply.body))
+
+    def _sent(self, items: list[PushItem]) -> list[Sent]:
+        return [Sent(item.match_value, item.target_id) for item in items]
+
+    def _rejected(self, op: WriteOp, action: str, items: list[PushItem], exc: RecordError) -> None:
+        """A call rejected as a whole: failures it names are parked, an unnamed rejection is split to find them."""
+        answers = op.answers(exc.body, self._sent(items)) if op.batch_body is not None else []
+        if any(a.error for a in answers):
+            self._settle(op, action, items, answers, exc)
+        elif len(items) > 1:  # halves, sent as they are: n records cost at most 2n - 1 calls in all
+            middle = len(items) // 2
+            self.queue.add(Job(WRITE, items[:middle], action))
+            self.queue.add(Job(WRITE, items[middle:], action))
+        elif exc.status == 404 and action == UPDATE:
+            self.gone(items[0], action, str(exc))
+        else:
+            self.fail(items[0], action, str(exc))
+
+    def _settle(self, op: WriteOp, action: str, items: list[PushItem], answers: list[Answer],
+                rejected: RecordError | None = None) -> None:
+        """Apply a batch answer item by item; an atomic batch with a failure saved nothing, so the rest go again."""
+        nothing_saved = op.atomic and any(a.error for a in answers)
+        failed_at = time.monotonic()
+        for item, answer in zip(items, answers, strict=True):
+            if answer.error is not None:
+                self.fail(item, action, f"{rejected}: {answer.error}" if rejected else answer.error)
+            elif nothing_saved:
+                self.queue.write(action, item)
+            elif not answer.confirmed:
+                self.unknown(item, action, answer.unknown, failed_at)
+            elif answer.target_id is None and item.target_id is None:
+                self.fail(item, action, "the batch response carries no id for this item")
+            else:
+                self.confirm(item, action, answer.target_id or str(item.target_id), answer.created)
+
+
+def _reported(item: PushItem, action: str) -> str:
+    """The action a result reports: an upsert is an update of a known target record, else a create."""
+    if action == UPSERT:
+        return UPDATE if item.target_id is not None else CREATE
+    return action

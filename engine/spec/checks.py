@@ -1,8 +1,9 @@
-"""Semantic checks run after schema validation: expressions, cross-file references, cycles, secrets.
+"""Semantic checks run after schema validation: cross-file references, cycles, secrets.
 
-Every check reads the data defensively: a file that failed its schema is still checked as far as its shape
-allows, so one run reports as much as possible. Flow checks live in `flow_checks`, workspace checks in
-`workspace_checks`; this module runs them all and checks connectors and integrations.
+Expressions are compiled as each file loads (`engine.spec.typed`). Every check reads the data defensively: a
+file that failed its schema is still checked as far as its shape allows, so one run reports as much as possible.
+Flow checks live in `flow_checks`, workspace checks in `workspace_checks`; this module runs them all and checks
+connectors and integrations.
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from engine.spec.checkutil import annotation, as_dict, get_path, problem, unknown
-from engine.spec.expressions import connector_jmespaths, is_template, jinja_error, jmespath_error, strings
+from engine.spec.checkutil import as_dict, get_path, problem, unknown
 from engine.spec.flow_checks import check_cycles, check_flow, schedule_seconds
 from engine.spec.model import Project, Spec
 from engine.spec.problems import JsonPath, SpecProblem
@@ -44,19 +44,12 @@ def run_checks(project: Project) -> list[SpecProblem]:
 
 
 def check_connector(spec: Spec) -> list[SpecProblem]:
-    """Expressions compile; paginator and quota names exist; search_lag has an incremental read to lean on."""
+    """Paginator and quota names exist; search_lag has an incremental read to lean on.
+
+    (Expressions are compiled when the file loads, see `engine.spec.typed`.)
+    """
     data = spec.data
     problems = []
-    selectors = dict(connector_jmespaths(data))
-    for path, expression in selectors.items():
-        error = jmespath_error(expression)
-        if error:
-            problems.append(problem(spec, path, error))
-    skip = frozenset({*selectors, ("title",), ("description",), ("connection",), ("connector",)})
-    for path, text in strings(data, (), skip):
-        error = jinja_error(text) if is_template(text) and not annotation(path) else None
-        if error:
-            problems.append(problem(spec, path, error))
     for path, name in _connector_refs(data, "paginator"):
         if name not in as_dict(data.get("paginators")):
             problems.append(problem(spec, path, unknown("paginator", name, data.get("paginators"))))

@@ -39,11 +39,6 @@ def listing(known: Iterable[Any]) -> str:
     return "known: " + ", ".join(names) if names else "none defined"
 
 
-def annotation(path: JsonPath) -> bool:
-    """A path under a top-level `x-` user annotation."""
-    return bool(path) and isinstance(path[0], str) and path[0].startswith("x-")
-
-
 def as_dict(value: Any) -> dict[Any, Any]:
     """`value` if it is a dict, else an empty one."""
     return value if isinstance(value, dict) else {}

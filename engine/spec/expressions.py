@@ -1,8 +1,8 @@
-"""Syntax checks of the two expression languages, and where each appears in a spec.
+"""The expressions of a spec: found by the schemas' `x-expression` tags, compiled as the runtime compiles them.
 
-Rules (spec language v1): in a mapping's `fields`, `filter`, `key`, `let` and `each`, a string containing `{{`
-is a Jinja template and any other string is JMESPath; connector fields that select from a response are
-JMESPath; any other connector string is a template when it contains `{{` or `{%`, else a plain literal.
+One list of expression fields (the tags) serves validator and runtime: every tagged value is compiled once by
+`engine.config.compile_expr` (the runtime's JMESPath, sandboxed Jinja environment and path templates), and what
+does not compile is a problem at its own field. See `engine.config.expr` for the four kinds.
 """
 
 from __future__ import annotations
@@ -11,64 +11,72 @@ from collections.abc import Iterator
 from typing import Any
 
 import jinja2
-import jmespath
 from jinja2 import nodes
-from jinja2.sandbox import SandboxedEnvironment
 from jmespath import exceptions as jmespath_errors
 
+from engine.config import EXPRESSION_KINDS, Expr, ExpressionKind, compile_expr
 from engine.spec.problems import JsonPath
-from engine.transform.expressions import is_template  # one definition for validator and runtime
+from engine.spec.schemas import Kind
+from engine.spec.schemawalk import schema_walk
+from engine.transform.expressions import ENV, PATH_ENV, is_template
 
 LOOKUP_FUNCTIONS = ("lookup", "lookup_source")
-_JINJA = SandboxedEnvironment()
+TAG = "x-expression"
+
+Located = tuple[JsonPath, str]
 
 
-def is_mapping_template(text: str) -> bool:
-    """A mapping expression that is Jinja (otherwise it is JMESPath)."""
-    return "{{" in text
+def tagged_values(kind: Kind, data: Any) -> dict[JsonPath, tuple[ExpressionKind, Any]]:
+    """(expression kind, value) of every value of `data` whose schema carries an `x-expression` tag."""
+    found: dict[JsonPath, tuple[ExpressionKind, Any]] = {}
+    for path, schema, value in schema_walk(kind).nodes(data):
+        tag = schema.get(TAG)
+        if tag is None:
+            continue
+        if tag not in EXPRESSION_KINDS:
+            raise ValueError(f"{kind} schema: {TAG} {tag!r} is not one of {', '.join(EXPRESSION_KINDS)}")
+        if path in found and found[path][0] != tag:
+            raise ValueError(f"{kind} schema: {path} is tagged both {found[path][0]} and {tag}")
+        found[path] = (tag, value)
+    return found
 
 
-def jmespath_error(expression: str) -> str | None:
-    """Why `expression` is not valid JMESPath, or None."""
+def compile_expressions(kind: Kind, data: Any) -> tuple[dict[JsonPath, Expr], list[Located]]:
+    """Every tagged value of `data` compiled, and the (path, message) of each that does not compile."""
+    compiled: dict[JsonPath, Expr] = {}
+    problems: list[Located] = []
+    for path, (expression_kind, value) in tagged_values(kind, data).items():
+        expr, errors = compile_value(expression_kind, value, path)
+        problems += errors
+        if expr is not None:
+            compiled[path] = expr
+    return compiled, problems
+
+
+def compile_value(kind: ExpressionKind, value: Any, path: JsonPath) -> tuple[Expr | None, list[Located]]:
+    """`value` compiled as `kind`, or the problems of each string inside it that does not compile."""
+    strings_only = kind in ("jmespath", "path")
+    if not isinstance(value, str) if strings_only else kind == "mapping" and isinstance(value, (dict, list)):
+        return None, []  # the schema reports the wrong type
     try:
-        jmespath.compile(expression)
-    except jmespath_errors.IncompleteExpressionError:
-        return "invalid JMESPath: incomplete expression"
-    except jmespath_errors.LexerError as exc:
-        return f"invalid JMESPath: {exc.message} at column {exc.lexer_position + 1}"
-    except jmespath_errors.ParseError as exc:
-        return f"invalid JMESPath: {exc.msg} at column {exc.lex_position + 1} (token {exc.token_value!r})"
-    except jmespath_errors.EmptyExpressionError:
-        return "invalid JMESPath: empty expression"
-    except jmespath_errors.JMESPathError as exc:
-        return f"invalid JMESPath: {str(exc).splitlines()[0]}"
-    return None
+        expr = compile_expr(kind, value)
+    except (jmespath_errors.JMESPathError, jinja2.TemplateError) as exc:  # say where inside `value`, and why
+        errors = [(leaf, error) for leaf, text in strings(value, path) if (error := _error(kind, text, True))]
+        return None, errors or [(path, str(exc))]
+    errors = [(leaf, error) for leaf, text in strings(value, path) if (error := _error(kind, text, False))]
+    return (None, errors) if errors else (expr, [])
 
 
-def jinja_error(template: str) -> str | None:
-    """Why `template` does not parse as a Jinja template, or None."""
-    try:
-        _JINJA.parse(template)
-    except jinja2.TemplateSyntaxError as exc:
-        where = f" (template line {exc.lineno})" if "\n" in template.strip() else ""
-        return f"invalid Jinja template: {exc.message}{where}"
-    return None
-
-
-def expression_error(text: str, *, mapping: bool) -> str | None:
-    """Syntax problem of an expression string: Jinja if it is a template, JMESPath otherwise."""
-    if is_mapping_template(text) if mapping else is_template(text):
-        return jinja_error(text)
-    error = jmespath_error(text)
-    if error and "{%" in text:
-        error += " (a Jinja template must contain '{{ ... }}')"
-    return error
+def jinja_sources(path: JsonPath, expr: Expr) -> Iterator[tuple[JsonPath, str]]:
+    """(path, text) of every Jinja template inside a compiled expression."""
+    if expr.kind != "jmespath":
+        yield from ((where, text) for where, text in strings(expr.source, path) if is_template(text))
 
 
 def lookup_calls(template: str) -> list[tuple[str, str]]:
     """`(function, flow)` of every `lookup('flow', …)` / `lookup_source('flow', …)` naming a literal flow."""
     try:
-        tree = _JINJA.parse(template)
+        tree = ENV.parse(template)
     except jinja2.TemplateSyntaxError:
         return []
     calls = []
@@ -84,97 +92,59 @@ def lookup_calls(template: str) -> list[tuple[str, str]]:
     return calls
 
 
-def mapping_expressions(data: dict[str, Any]) -> Iterator[tuple[JsonPath, str]]:
-    """Every expression string of a mapping: filter, key, let, from.each and fields (with child lists)."""
-    for name in ("filter", "key", "target_id"):
-        if isinstance(data.get(name), str):
-            yield (name,), data[name]
-    source = data.get("from")
-    if isinstance(source, dict) and isinstance(source.get("each"), str):
-        yield ("from", "each"), source["each"]
-    for name, value in _items(data.get("let")):
-        if isinstance(value, str):
-            yield ("let", name), value
-    yield from _field_expressions(data.get("fields"), ("fields",))
+def _error(kind: ExpressionKind, text: str, compile_it: bool) -> str | None:
+    """Why one string does not compile as `kind` (checked only when `compile_it`), or uses an unknown filter."""
+    if compile_it:
+        try:
+            compile_expr(kind, text)
+        except jmespath_errors.JMESPathError as exc:
+            return _jmespath_message(exc)
+        except jinja2.TemplateError as exc:
+            return _jinja_message(exc.message or str(exc), text, getattr(exc, "lineno", None))
+    if kind != "jmespath" and is_template(text):
+        unknown = _unknown_name(text, PATH_ENV if kind == "path" else ENV)
+        return _jinja_message(unknown, text, None) if unknown else None
+    return None
 
 
-def mapping_templates(data: dict[str, Any]) -> Iterator[tuple[JsonPath, str]]:
-    """Template strings of a mapping outside its expressions (`from.params`)."""
-    source = data.get("from")
-    if isinstance(source, dict):
-        yield from (
-            item for item in strings(source.get("params"), ("from", "params")) if is_template(item[1])
-        )
+def _unknown_name(template: str, env: jinja2.Environment) -> str | None:
+    """A filter or test the environment lacks; Jinja itself defers those inside `{% if %}` to run time."""
+    tree = env.parse(template)
+    for node in tree.find_all(nodes.Filter):
+        if node.name not in env.filters:
+            return f"no filter named '{node.name}'"
+    for test in tree.find_all(nodes.Test):
+        if test.name not in env.tests:
+            return f"no test named '{test.name}'"
+    return None
 
 
-def _field_expressions(fields: Any, path: JsonPath) -> Iterator[tuple[JsonPath, str]]:
-    for name, value in _items(fields):
-        if isinstance(value, str):
-            yield (*path, name), value
-        elif isinstance(value, dict):
-            if isinstance(value.get("each"), str):
-                yield (*path, name, "each"), value["each"]
-            yield from _field_expressions(value.get("fields"), (*path, name, "fields"))
+def _jinja_message(message: str, template: str, line: int | None) -> str:
+    message = message.rstrip(".")
+    message = message[:1].lower() + message[1:]
+    where = f" (template line {line})" if line and "\n" in template.strip() else ""
+    return f"invalid Jinja template: {message}{where}"
 
 
-def connector_jmespaths(data: dict[str, Any]) -> Iterator[tuple[JsonPath, str]]:
-    """Every JMESPath string of a connector (selectors into responses)."""
-    candidates: list[JsonPath] = []
-    for name, auth in _items(data.get("auth")):
-        if isinstance(auth, dict) and auth.get("type") == "session":
-            candidates += [("auth", name, "token"), ("auth", name, "expires_in")]
-    responses = data.get("responses")
-    for index in range(len(responses) if isinstance(responses, list) else 0):
-        candidates += [("responses", index, "when", "body"), ("responses", index, "wait", "body")]
-    for name, _ in _items(data.get("paginators")):
-        candidates += [("paginators", name, "next"), ("paginators", name, "has_more")]
-    for name, entity in _items(data.get("entities")):
-        base: JsonPath = ("entities", name)
-        candidates += [
-            (*base, "read", "records"),
-            (*base, "get", "record"),
-            (*base, "custom_fields", "catalog", "records"),
-            (*base, "write", "search", "records"),
-        ]
-        for child, _ in _items(_get(entity, ("expand",))):
-            candidates.append((*base, "expand", child, "records"))
-        for op in ("create", "update"):
-            candidates.append((*base, "write", op, "id"))
-            candidates += [
-                (*base, "write", op, "results", part) for part in ("items", "id", "errors", "error_index")
-            ]
-    for path in candidates:
-        value = _get(data, path)
-        if isinstance(value, str):
-            yield path, value
+def _jmespath_message(exc: jmespath_errors.JMESPathError) -> str:
+    if isinstance(exc, jmespath_errors.IncompleteExpressionError):
+        return "invalid JMESPath: incomplete expression"
+    if isinstance(exc, jmespath_errors.LexerError):
+        return f"invalid JMESPath: {exc.message} at column {exc.lexer_position + 1}"
+    if isinstance(exc, jmespath_errors.ParseError):
+        return f"invalid JMESPath: {exc.msg} at column {exc.lex_position + 1} (token {exc.token_value!r})"
+    if isinstance(exc, jmespath_errors.EmptyExpressionError):
+        return "invalid JMESPath: empty expression"
+    return f"invalid JMESPath: {str(exc).splitlines()[0]}"
 
 
-def strings(
-    value: Any, path: JsonPath, skip: frozenset[JsonPath] = frozenset()
-) -> Iterator[tuple[JsonPath, str]]:
-    """Every string inside `value` (keys excluded) with its path, leaving out the paths in `skip`."""
-    if path in skip:
-        return
+def strings(value: Any, path: JsonPath) -> Iterator[tuple[JsonPath, str]]:
+    """Every string inside `value` (keys excluded) with its path."""
     if isinstance(value, str):
         yield path, value
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from strings(item, (*path, key), skip)
+            yield from strings(item, (*path, key))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from strings(item, (*path, index), skip)
-
-
-def _items(value: Any) -> list[tuple[Any, Any]]:
-    return list(value.items()) if isinstance(value, dict) else []
-
-
-def _get(data: Any, path: JsonPath) -> Any:
-    for part in path:
-        if isinstance(data, dict):
-            data = data.get(part)
-        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
-            data = data[part]
-        else:
-            return None
-    return data
+            yield from strings(item, (*path, index))

@@ -1,4 +1,4 @@
-"""Semantic checks of flows: expressions, schedule, depends_on and lookups, connections, examples, cycles."""
+"""Semantic checks of flows: schedule, depends_on and lookups, connections, examples, cycles."""
 
 from __future__ import annotations
 
@@ -6,14 +6,7 @@ import re
 from typing import Any
 
 from engine.spec.checkutil import as_dict, as_list, listing, problem, unknown
-from engine.spec.expressions import (
-    expression_error,
-    is_mapping_template,
-    jinja_error,
-    lookup_calls,
-    mapping_expressions,
-    mapping_templates,
-)
+from engine.spec.expressions import jinja_sources, lookup_calls
 from engine.spec.graph import find_cycles
 from engine.spec.model import Project, Spec
 from engine.spec.problems import JsonPath, SpecProblem
@@ -30,20 +23,14 @@ def schedule_seconds(schedule: str) -> int | None:
 
 
 def check_flow(project: Project, spec: Spec) -> list[SpecProblem]:
-    """Expressions compile; schedule, depends_on, lookups, connections, entities and match are consistent."""
+    """Schedule, depends_on, lookups, connections, entities and match are consistent.
+
+    (Expressions are compiled when the file loads, see `engine.spec.typed`.)
+    """
     data = spec.data
     problems = []
-    for path, text in mapping_expressions(data):
-        error = expression_error(text, mapping=True)
-        if error:
-            problems.append(problem(spec, path, error))
-        elif is_mapping_template(text):
-            problems += _lookup_problems(project, spec, path, text)
-    for path, text in mapping_templates(data):
-        error = jinja_error(text)
-        if error:
-            problems.append(problem(spec, path, error))
-        else:
+    for where, expr in spec.expressions.items():
+        for path, text in jinja_sources(where, expr):
             problems += _lookup_problems(project, spec, path, text)
     for key in ("schedule", "reconcile"):
         schedule = data.get(key)

@@ -11,6 +11,7 @@ from engine.spec.checks import run_checks
 from engine.spec.model import Project, Spec, SpecKind
 from engine.spec.problems import SpecError, SpecProblem, field_name, sort_problems
 from engine.spec.schemas import validate_document
+from engine.spec.typed import type_spec
 from engine.spec.yamlload import load_yaml
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -107,8 +108,9 @@ class _Loader:
                 )
             )
             return None
-        self.problems += validate_document(kind, data, source, str(path))
+        invalid = validate_document(kind, data, source, str(path))
         spec = Spec(kind, _name(kind, data, path), path, data, source)
+        self.problems += invalid + type_spec(spec, valid=not invalid and not source.problems)
         self.specs[key] = spec
         return spec
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from engine.config import ConnectorConfig, Expr, MappingConfig
 from engine.spec.graph import topological_order
 from engine.spec.problems import JsonPath
 from engine.spec.yamlload import SourceMap
@@ -15,13 +16,21 @@ SpecKind = Literal["connector", "mapping", "integration", "workspace"]
 
 @dataclass
 class Spec:
-    """One spec file: its kind, name (connector / flow / integration name), data and line map."""
+    """One spec file: its kind, name (connector / flow / integration name), data and line map.
+
+    `data` is the file as written (what the line map describes); `normalised` has the schema's defaults filled
+    in; `expressions` holds every tagged expression compiled, by path; `config` is the typed config of a
+    connector or mapping spec, built when the file has no problem of its own (else None).
+    """
 
     kind: SpecKind
     name: str
     path: Path
     data: dict[str, Any]
     source: SourceMap
+    normalised: dict[str, Any] = field(default_factory=dict)
+    expressions: dict[JsonPath, Expr] = field(default_factory=dict)
+    config: ConnectorConfig | MappingConfig | None = None
 
     def line_of(self, path: JsonPath) -> int:
         """Line of a field of this spec (see `SourceMap.line_of`)."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from engine.errors import MlConnectorError
+
 JsonPath = tuple[str | int, ...]
 
 
@@ -37,7 +39,7 @@ def sort_problems(problems: Iterable[SpecProblem]) -> list[SpecProblem]:
     return sorted(set(problems), key=lambda p: (p.file, p.line, p.field, p.message))
 
 
-class SpecError(Exception):
+class SpecError(MlConnectorError):
     """Raised when specs do not load; `problems` lists every problem found."""
 
     def __init__(self, problems: Iterable[SpecProblem]) -> None:

@@ -20,24 +20,25 @@ class AuditRow:
     attempts: int = 1
     error: str | None = None
     payload_hash: str | None = None
+    note: str | None = None  # something else worth knowing, e.g. "future-stamped: …"
 
 
 class Audit:
     """Repository for audit rows."""
 
     COLUMNS = ("run_id", "flow", "source_key", "target_id", "action", "outcome", "attempts", "error",
-               "payload_hash")
+               "payload_hash", "note")
 
     TYPED_COLUMNS = (("run_id", "VARCHAR"), ("flow", "VARCHAR"), ("source_key", "VARCHAR"), ("target_id", "VARCHAR"),
                      ("action", "VARCHAR"), ("outcome", "VARCHAR"), ("attempts", "INTEGER"), ("error", "VARCHAR"),
-                     ("payload_hash", "VARCHAR"))
+                     ("payload_hash", "VARCHAR"), ("note", "VARCHAR"))
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
     def add(self, rows: Iterable[AuditRow]) -> None:
         batch = [(r.run_id, r.flow, r.source_key, r.target_id, r.action, r.outcome, r.attempts, r.error,
-                  r.payload_hash) for r in rows]
+                  r.payload_hash, r.note) for r in rows]
         self.db.insert_rows("audit", self.TYPED_COLUMNS, batch)
 
     def query(self, *, run_id: str | None = None, flow: str | None = None, source_key: str | None = None,

@@ -7,13 +7,14 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from engine.errors import MlConnectorError
 from engine.store.database import Database
 
 KEY_ENV = "ML_CONNECTOR_KEY"
 
 
-class CredentialError(Exception):
-    """A credential cannot be read (missing, or encrypted with another key)."""
+class CredentialError(MlConnectorError):
+    """A credential cannot be read: the workspace key is unusable, or the secret was stored with another key."""
 
 
 def load_or_create_key(state_path: str) -> bytes:
@@ -39,7 +40,11 @@ class Credentials:
 
     def __init__(self, db: Database, key: bytes) -> None:
         self.db = db
-        self._fernet = Fernet(key)
+        try:
+            self._fernet = Fernet(key)
+        except ValueError as exc:
+            raise CredentialError(f"the workspace key ({KEY_ENV}, or the .key file beside the state database) is "
+                                  "not a Fernet key (32 url-safe base64-encoded bytes)") from exc
 
     def put(self, name: str, value: str) -> None:
         """Store a secret atomically (one upsert statement)."""
@@ -55,7 +60,10 @@ class Credentials:
         try:
             return self._fernet.decrypt(row[0].encode()).decode()
         except InvalidToken as exc:
-            raise CredentialError(f"credential {name!r} cannot be decrypted with this workspace key") from exc
+            raise CredentialError(
+                f"credential {name!r} cannot be decrypted with this workspace key ({KEY_ENV}, or the .key file "
+                f"beside the state database): set the key it was stored with, or store it again with "
+                f"`ml-connector secret set {name}`") from exc
 
     def delete(self, name: str) -> None:
         self.db.execute("DELETE FROM credentials WHERE name = ?", [name])

@@ -10,6 +10,8 @@ from typing import Any
 
 import duckdb
 
+from engine.errors import MlConnectorError
+
 MIGRATIONS: list[str] = [
     # 1: the first schema
     """
@@ -41,10 +43,14 @@ MIGRATIONS: list[str] = [
     """
     CREATE TABLE full_reads (flow VARCHAR PRIMARY KEY, finished_at TIMESTAMP NOT NULL);
     """,
+    # 3: what else an audit row must say about its record (e.g. stamped after the read began)
+    """
+    ALTER TABLE audit ADD COLUMN note VARCHAR;
+    """,
 ]
 
 
-class StateError(Exception):
+class StateError(MlConnectorError):
     """The state database cannot be opened (locked by another process, unreadable, newer schema)."""
 
 

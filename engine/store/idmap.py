@@ -39,6 +39,19 @@ class IdMaps:
                                [flow, target_id])
         return row[0] if row else None
 
+    def sources_of(self, flow: str, target_ids: Iterable[str]) -> dict[str, list[str]]:
+        """Source keys by target id, for many target ids in one query (two keys on one record are a conflict)."""
+        ids = list(dict.fromkeys(target_ids))
+        if not ids:
+            return {}
+        rows = self.db.fetchall(
+            "SELECT target_id, source_key FROM id_map WHERE flow = ? AND target_id IN (SELECT unnest(?::VARCHAR[])) "
+            "ORDER BY source_key", [flow, ids])
+        found: dict[str, list[str]] = {}
+        for target, key in rows:
+            found.setdefault(target, []).append(key)
+        return found
+
     def save(self, flow: str, rows: Iterable[tuple[str, str, str | None]]) -> None:
         """Upsert (source_key, target_id, payload_hash) rows after the target confirmed the writes."""
         latest = {key: (flow, key, target, digest) for key, target, digest in rows}  # one row per key

@@ -6,19 +6,22 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Coroutine, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from engine.config import MappingConfig
+from engine.config.entity import EntityConfig
+from engine.errors import MlConnectorError
 from engine.http.catalog import FieldCatalog, LazyCatalog
 from engine.http.client import ConnectorClient
-from engine.http.errors import ConnectorError, RecordError
 from engine.http.matching import get_path
 from engine.http.reader import EntityReader, later
 from engine.http.redact import REDACTOR
-from engine.http.writer import CREATE, EntityWriter, PushItem, PushResult
+from engine.http.writer import CREATE, EntityWriter, PushAborted, PushItem, PushResult
 from engine.store import DEFERRED, FAILED, AuditRow, State
+from engine.sync.horizon import ReadHorizon
 from engine.sync.lookups import IdMapLookups
 from engine.sync.schedule import is_due
 from engine.transform.mapping import CompiledMapping, Deferred, MappingError, content_hash
@@ -47,6 +50,7 @@ class FlowSummary:
     seconds: float = 0.0
     error: str | None = None
     retried_pending: int = 0
+    future_stamped: int = 0  # read records stamped after the read began (synced; the watermark did not follow)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -73,8 +77,8 @@ class FlowContext:
     state: State
     source: ConnectorClient
     target: ConnectorClient
-    source_entity: Mapping[str, Any]
-    target_entity: Mapping[str, Any]
+    source_entity: EntityConfig
+    target_entity: EntityConfig
     mapping: CompiledMapping
     known_flows: set[str]
     source_catalog: LazyCatalog | None = None
@@ -82,6 +86,12 @@ class FlowContext:
     dry_run: bool = False
     full: bool = False
     audit_unchanged: bool = True
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # the clock (tests inject one)
+
+
+def describe_failure(exc: Exception) -> str:
+    """One line for a failed flow: a connector's own message, else the exception's type and message."""
+    return str(exc) if isinstance(exc, MlConnectorError) else f"{type(exc).__name__}: {exc}"
 
 
 def _unit_key_fallback(unit: Mapping[str, Any]) -> str:
@@ -92,17 +102,18 @@ def _unit_key_fallback(unit: Mapping[str, Any]) -> str:
 class FlowRun:
     """Runs one mapping spec once."""
 
-    def __init__(self, spec: Mapping[str, Any], ctx: FlowContext) -> None:
-        self.spec = spec
+    def __init__(self, config: MappingConfig, ctx: FlowContext) -> None:
+        self.config = config
         self.ctx = ctx
-        self.name: str = spec["flow"]
+        self.name = config.flow
         self.summary = FlowSummary(self.name)
-        self.match_field: str | None = (spec.get("match") or {}).get("target")
+        self.match_field = config.match.target if config.match is not None else None
         self.lookups = IdMapLookups(ctx.state.id_maps, ctx.known_flows)
         self._entity_writer: EntityWriter | None = None
+        self._unmet: set[str] = set()  # keys parked before this run that this run has not processed yet
 
     async def execute(self) -> FlowSummary:
-        """Pending records first, then everything changed since the watermark."""
+        """Everything changed since the watermark, then the parked records that read did not meet."""
         return await self._measured(self._execute())
 
     async def replay(self, units: list[dict[str, Any]]) -> FlowSummary:
@@ -117,9 +128,12 @@ class FlowRun:
         before = [c.stats.snapshot() for c in clients]
         try:
             await work
-        except ConnectorError as exc:
-            self.summary.status = "failed"
-            self.summary.error = REDACTOR(str(exc))
+        except Exception as exc:  # any failure fails this flow, said in one line; the run goes on
+            log.debug("%s failed", self.name, exc_info=exc)
+            self._fail(describe_failure(exc))
+        except BaseException as exc:  # interrupted: recorded as failed, and the interruption goes on
+            self._fail(f"interrupted ({type(exc).__name__})")
+            raise
         finally:
             for client, (reads, writes, limited, waited) in zip(clients, before, strict=True):
                 self.summary.api_reads += client.stats.reads - reads
@@ -129,60 +143,97 @@ class FlowRun:
             self.summary.seconds = round(time.monotonic() - started, 3)
         return self.summary
 
+    def _fail(self, error: str) -> None:
+        self.summary.status = "failed"
+        self.summary.error = REDACTOR(error)
+
     async def _execute(self) -> None:
+        """Everything changed since the watermark, then the parked records the read did not meet.
+
+        A parked record the read meets again is processed once, in its newer source version; retrying the parked
+        copy too would count it twice and could send an older version after the newer one.
+        """
         state = self.ctx.state
         pending = state.pending.list(flow=self.name)
-        self.summary.retried_pending = len(pending)
-        for start in range(0, len(pending), PENDING_PAGE):  # retried in pages, like records read from a source
-            await self._process([p.record for p in pending[start:start + PENDING_PAGE]])
-        source_from = self.spec["from"]
-        reader = EntityReader(self.ctx.source, source_from["entity"], self.ctx.source_entity,
+        self._unmet = {p.source_key for p in pending}
+        source_from = self.config.source
+        reader = EntityReader(self.ctx.source, source_from.entity, self.ctx.source_entity,
                               self.ctx.source_catalog)
         stored = state.watermarks.get(self.name)
         since = None if self._full_read_due() else stored
         newest = stored
         log.info("%s: reading %s", self.name, f"changes since {since}" if since else "everything")
         watermark_field = reader.watermark_field if reader.incremental else None
-        async for page in reader.pages(since=since, params=source_from.get("params"),
-                                       expand=source_from.get("expand")):
-            if watermark_field:
-                for record in page:
-                    value = record.get(watermark_field)
-                    if isinstance(value, str) and value:
-                        newest = later(newest, value)
-            units = [unit for record in page for unit in self.ctx.mapping.explode(record)]
+        began = self.ctx.now()
+        horizon: ReadHorizon | None = None
+        async for page in reader.pages(since=since, params=source_from.params, expand=source_from.expand):
+            horizon = horizon or ReadHorizon.of(began, reader.server_date, reader.lookback)
+            units: list[dict[str, Any]] = []
+            notes: dict[int, str] = {}  # by position in ``units``
+            for record in page:
+                children = self.ctx.mapping.explode(record)
+                stamp = record.get(watermark_field) if watermark_field else None
+                if watermark_field and isinstance(stamp, str) and stamp:
+                    newest = later(newest, stamp)
+                    if horizon.is_future(stamp):
+                        note = horizon.note(watermark_field, stamp)
+                        notes.update((len(units) + i, note) for i in range(len(children)))
+                units.extend(children)
             self.summary.read += len(units)
-            await self._process(units)
+            self.summary.future_stamped += len(notes)
+            await self._process(units, notes)
             log.info("%s: %d read so far (%d created, %d updated, %d unchanged, %d deferred, %d failed)", self.name,
                      self.summary.read, self.summary.created, self.summary.updated, self.summary.unchanged,
                      self.summary.deferred, self.summary.failed)
+        retry = [p.record for p in pending if p.source_key in self._unmet]
+        self.summary.retried_pending = len(retry)
+        for start in range(0, len(retry), PENDING_PAGE):  # retried in pages, like records read from a source
+            await self._process(retry[start:start + PENDING_PAGE])
         if self.ctx.dry_run:
             return
-        if newest and newest != stored:
-            state.watermarks.set(self.name, newest)  # advanced last: everything before it is synced or parked
+        if horizon is not None:
+            self._advance(since, stored, newest, horizon)
         if since is None:
             state.watermarks.full_read_done(self.name)
+
+    def _advance(self, since: str | None, stored: str | None, newest: str | None, horizon: ReadHorizon) -> None:
+        """Move the watermark last (everything before it is synced or parked), never past the read's start."""
+        watermarks = self.ctx.state.watermarks
+        if since is not None and horizon.is_future(since):  # left by an unbounded engine: what it skipped is unknown
+            log.warning("%s: watermark %s is after the read began; dropped, the next run reads everything",
+                        self.name, since)
+            watermarks.reset(self.name)
+        elif newest and newest != stored:
+            watermarks.set(self.name, horizon.cap(newest))
 
     def _full_read_due(self) -> bool:
         """Forced for this run, or the flow's ``reconcile`` interval has passed since its last full read."""
         if self.ctx.full:
             return True
-        reconcile = self.spec.get("reconcile")
+        reconcile = self.config.reconcile
         if not reconcile:
             return False
         last = self.ctx.state.watermarks.last_full_read(self.name)
-        return is_due(reconcile, last, datetime.now(UTC).replace(tzinfo=None))
+        return is_due(reconcile, last, self.ctx.now().astimezone(UTC).replace(tzinfo=None))
 
-    async def _process(self, units: list[dict[str, Any]]) -> None:
+    async def _process(self, units: list[dict[str, Any]], notes: Mapping[int, str] | None = None) -> None:
+        """Map, diff, push and record one page of records (``notes``: audit notes by position in ``units``)."""
         mapped: dict[str, _Mapped] = {}
         deferred: list[tuple[str, dict[str, Any], str]] = []
         failed: list[tuple[str, dict[str, Any], str]] = []
         filtered: list[str] = []
-        for unit in units:
+        keyed_notes: dict[str, str] = {}
+        for index, unit in enumerate(units):
+            error: str | None = None
             try:
                 key = self.ctx.mapping.source_key(unit)
             except MappingError as exc:
-                failed.append((_unit_key_fallback(unit), unit, str(exc)))
+                key, error = _unit_key_fallback(unit), str(exc)
+            self._unmet.discard(key)
+            if notes and index in notes:
+                keyed_notes[key] = notes[index]
+            if error is not None:
+                failed.append((key, unit, error))
                 continue
             try:
                 result = self.ctx.mapping.map(unit, self.lookups.lookup, self.lookups.lookup_source)
@@ -211,29 +262,34 @@ class FlowRun:
             self.summary.failed += len(failed)
             return
         results = await self._push(changed, entries) if changed else []
-        self._record(results, {m.key: m for m in changed}, unchanged, deferred, failed, filtered, entries)
+        self._record(results, {m.key: m for m in changed}, unchanged, deferred, failed, filtered, entries,
+                     keyed_notes)
 
     async def _writer(self) -> EntityWriter:
         if self._entity_writer is None:
             catalog: FieldCatalog | None = None
             if self.ctx.target_catalog is not None:
                 catalog = await self.ctx.target_catalog.get()
-            self._entity_writer = EntityWriter(self.ctx.target, self.spec["to"]["entity"], self.ctx.target_entity,
-                                               match_field=self.match_field, catalog=catalog,
-                                               recent=self._recent_target_records, everything=self._all_target_records)
+            self._entity_writer = EntityWriter(
+                self.ctx.target, self.config.target.entity, self.ctx.target_entity, match_field=self.match_field,
+                catalog=catalog, recent=self._recent_target_records, everything=self._all_target_records,
+                match_normalize=self.config.match.normalize if self.config.match is not None else (),
+                owners=lambda target_ids: self.ctx.state.id_maps.sources_of(self.name, target_ids))
         return self._entity_writer
 
     async def _recent_target_records(self) -> list[dict[str, Any]]:
         """Target records changed within the entity's ``search_lag`` (its search index may not show them yet)."""
-        lag = float(self.ctx.target_entity["write"]["search_lag"])
-        since = (datetime.now(UTC) - timedelta(seconds=lag)).isoformat().replace("+00:00", "Z")
-        reader = EntityReader(self.ctx.target, self.spec["to"]["entity"], self.ctx.target_entity,
+        write = self.ctx.target_entity.write
+        assert write is not None and write.search_lag is not None  # TargetFinder calls this only with a search_lag
+        lag = write.search_lag
+        since = (self.ctx.now() - timedelta(seconds=lag)).astimezone(UTC).isoformat().replace("+00:00", "Z")
+        reader = EntityReader(self.ctx.target, self.config.target.entity, self.ctx.target_entity,
                               self.ctx.target_catalog)
         return [record async for page in reader.pages(since=since) for record in page]
 
     async def _all_target_records(self) -> list[dict[str, Any]]:
         """Every record of the target entity (largest pages), for matching locally instead of searching."""
-        reader = EntityReader(self.ctx.target, self.spec["to"]["entity"], self.ctx.target_entity,
+        reader = EntityReader(self.ctx.target, self.config.target.entity, self.ctx.target_entity,
                               self.ctx.target_catalog)
         return [record async for page in reader.pages() for record in page]
 
@@ -246,12 +302,13 @@ class FlowRun:
                  for m in changed]
         try:
             return await writer.push(items)
-        except RecordError as exc:  # a failure outside any single item: park them all
-            return [PushResult(item, CREATE, error=str(exc)) for item in items]
+        except PushAborted as exc:  # record what the target confirmed before the failure, then fail the flow
+            self._record(exc.results, {m.key: m for m in changed}, [], [], [], [], entries, {})
+            raise exc.cause from None
 
     def _record(self, results: list[PushResult], by_key: Mapping[str, _Mapped], unchanged: list[_Mapped],
                 deferred: list[tuple[str, dict[str, Any], str]], failed: list[tuple[str, dict[str, Any], str]],
-                filtered: list[str], entries: Mapping[str, Any]) -> None:
+                filtered: list[str], entries: Mapping[str, Any], notes: Mapping[str, str]) -> None:
         state, run_id, flow = self.ctx.state, self.ctx.run_id, self.name
         failures = [(r.item.source_key, by_key[r.item.source_key].unit, REDACTOR(str(r.error)))
                     for r in results if not r.ok] + [(k, u, REDACTOR(e)) for k, u, e in failed]
@@ -260,23 +317,26 @@ class FlowRun:
         saved = []
         for r in results:
             if r.ok:
-                digest = by_key[r.item.source_key].digest
-                saved.append((r.item.source_key, str(r.target_id), digest))
-                rows.append(AuditRow(run_id, flow, r.item.source_key, r.target_id, r.action, "ok",
-                                     attempts.get(r.item.source_key, 0) + r.item.attempts, None, digest))
+                key = r.item.source_key
+                digest = by_key[key].digest
+                saved.append((key, str(r.target_id), digest))
+                rows.append(AuditRow(run_id, flow, key, r.target_id, r.action, "ok",
+                                     attempts.get(key, 0) + r.item.attempts, None, digest, notes.get(key)))
                 if r.action == CREATE:
                     self.summary.created += 1
                 else:
                     self.summary.updated += 1
         for key, _unit, error in failures:
             target = entries[key].target_id if key in entries else None
-            rows.append(AuditRow(run_id, flow, key, target, "park", "failed", attempts.get(key, 0) + 1, error))
+            rows.append(AuditRow(run_id, flow, key, target, "park", "failed", attempts.get(key, 0) + 1, error,
+                                 note=notes.get(key)))
         for key, _unit, reason in deferred:
-            rows.append(AuditRow(run_id, flow, key, None, "defer", "deferred", attempts.get(key, 0) + 1, reason))
-        if self.ctx.audit_unchanged:
-            rows.extend(AuditRow(run_id, flow, m.key, entries[m.key].target_id, "skip", "unchanged", 1, None,
-                                 m.digest) for m in unchanged)
-        rows.extend(AuditRow(run_id, flow, key, None, "filter", "filtered") for key in filtered)
+            rows.append(AuditRow(run_id, flow, key, None, "defer", "deferred", attempts.get(key, 0) + 1, reason,
+                                 note=notes.get(key)))
+        rows.extend(AuditRow(run_id, flow, m.key, entries[m.key].target_id, "skip", "unchanged", 1, None,
+                             m.digest, notes.get(m.key))
+                    for m in unchanged if self.ctx.audit_unchanged or m.key in notes)
+        rows.extend(AuditRow(run_id, flow, key, None, "filter", "filtered", note=notes.get(key)) for key in filtered)
         self.summary.failed += len(failures)
         with state.db.transaction():
             state.id_maps.save(flow, saved)  # hashes move only after the target confirmed the write

@@ -1,4 +1,4 @@
-"""Lookups into other flows' id maps from mapping templates; a miss defers the record."""
+"""Lookups into other flows' id maps from mapping templates; a miss defers the record, an empty value parks it."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.store import IdMaps
-from engine.transform.mapping import Deferred
+from engine.transform.mapping import Deferred, require_reference
 
 
 class IdMapLookups:
@@ -31,9 +31,7 @@ class IdMapLookups:
               missing: str) -> str:
         if flow not in self.known_flows:
             raise ValueError(f"lookup into unknown flow {flow!r}")
-        if value is None or value == "":
-            raise Deferred(f"lookup into {flow!r} got an empty value")
-        key = (direction, flow, str(value))
+        key = (direction, flow, require_reference(flow, value))
         if key not in self._cache:
             self._cache[key] = query(flow, str(value))
         found = self._cache[key]

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
+from engine.config import ConnectorConfig, MappingConfig
+from engine.config.entity import EntityConfig
 from engine.connection import Connection
 from engine.http.catalog import LazyCatalog
 from engine.http.client import ClientOptions, ConnectorClient
-from engine.http.errors import ConnectorError, FatalError
+from engine.http.errors import FatalError
 from engine.http.redact import REDACTOR
 from engine.spec import Project
 from engine.store import State
-from engine.sync.flow import FlowContext, FlowRun, FlowSummary
+from engine.sync.flow import FlowContext, FlowRun, FlowSummary, describe_failure
 from engine.sync.schedule import is_due
 from engine.transform.mapping import CompiledMapping
 
@@ -27,10 +29,11 @@ class RunSummary:
     run_id: str
     mode: str
     flows: list[FlowSummary] = field(default_factory=list)
+    interrupted: bool = False  # stopped by an exception between or inside flows
 
     @property
     def status(self) -> str:
-        if any(f.status != "ok" for f in self.flows):
+        if self.interrupted or any(f.status != "ok" for f in self.flows):
             return "failed"
         return "partial" if self.failed_records else "ok"
 
@@ -40,7 +43,8 @@ class RunSummary:
 
     def as_dict(self) -> dict[str, Any]:
         totals = {name: sum(getattr(f, name) for f in self.flows)
-                  for name in ("read", "created", "updated", "unchanged", "deferred", "failed", "filtered")}
+                  for name in ("read", "created", "updated", "unchanged", "deferred", "failed", "filtered",
+                               "future_stamped")}
         totals["api_calls"] = {"reads": sum(f.api_reads for f in self.flows),
                                "writes": sum(f.api_writes for f in self.flows),
                                "rate_limited": sum(f.rate_limited for f in self.flows),
@@ -53,8 +57,10 @@ class Runner:
     """Owns the clients of one run and runs flows through them."""
 
     def __init__(self, project: Project, state: State, *, transport: httpx.AsyncBaseTransport | None = None,
-                 client_options: ClientOptions | None = None, audit_unchanged: bool = True) -> None:
+                 client_options: ClientOptions | None = None, audit_unchanged: bool = True,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.project = project
+        self.now = now  # the clock: run ids, schedules, and the moment each read begins
         self.state = state
         self.transport = transport
         self.client_options = client_options
@@ -71,7 +77,13 @@ class Runner:
         if name not in entries:
             raise FatalError(f"the workspace has no connection named {name!r}")
         entry = entries[name]
-        return Connection.from_workspace(name, entry, self.project.connectors[entry["connector"]].data)
+        return Connection.from_workspace(name, entry, self._connector(entry["connector"]))
+
+    def _connector(self, name: str) -> ConnectorConfig:
+        config = self.project.connectors[name].config
+        if not isinstance(config, ConnectorConfig):  # a loaded project has none; a caller that skipped validation
+            raise FatalError(f"connector {name} has spec problems; run `ml-connector validate`")
+        return config
 
     def client(self, name: str) -> ConnectorClient:
         if name not in self._clients:
@@ -79,19 +91,24 @@ class Runner:
                                                   transport=self.transport, options=self.client_options)
         return self._clients[name]
 
-    def catalog(self, connection: str, entity: str, spec: Mapping[str, Any]) -> LazyCatalog:
+    def catalog(self, connection: str, entity: str, config: EntityConfig) -> LazyCatalog:
         """The entity's custom-field catalog, shared by the flows of this run and read on first use."""
         key = (connection, entity)
         if key not in self._catalogs:
-            self._catalogs[key] = LazyCatalog(self.client(connection), entity, spec.get("custom_fields"))
+            self._catalogs[key] = LazyCatalog(self.client(connection), entity, config.custom_fields)
         return self._catalogs[key]
 
-    def entity(self, connection: str, entity: str) -> Mapping[str, Any]:
+    def entity(self, connection: str, entity: str) -> EntityConfig:
         connector = self.connection(connection).connector
-        entities: Mapping[str, Any] = connector.get("entities") or {}
-        if entity not in entities:
-            raise FatalError(f"connector {connector['connector']} has no entity {entity!r}")
-        return entities[entity]
+        if entity not in connector.entities:
+            raise FatalError(f"connector {connector.connector} has no entity {entity!r}")
+        return connector.entities[entity]
+
+    def flow_config(self, name: str) -> MappingConfig:
+        config = self.project.flows[name].config
+        if not isinstance(config, MappingConfig):
+            raise FatalError(f"flow {name} has spec problems; run `ml-connector validate`")
+        return config
 
     async def aclose(self) -> None:
         for client in self._clients.values():
@@ -108,47 +125,55 @@ class Runner:
             raise FatalError(f"unknown flow(s): {', '.join(unknown)}")
         order = self.project.flow_order(flows)
         if due:
-            moment = (now or datetime.now(UTC)).replace(tzinfo=None)
-            order = [f for f in order if is_due(self.project.flows[f].data.get("schedule"),
+            moment = (now or self.now()).astimezone(UTC).replace(tzinfo=None)
+            order = [f for f in order if is_due(self.flow_config(f).schedule,
                                                  self.state.runs.last_finished(f), moment)]
         return order
 
-    async def _context(self, run_id: str, spec: Mapping[str, Any], dry_run: bool, full: bool) -> FlowContext:
-        source, target = spec["from"], spec["to"]
-        source_entity = self.entity(source["connection"], source["entity"])
-        target_entity = self.entity(target["connection"], target["entity"])
-        name = spec["flow"]
+    async def _context(self, run_id: str, config: MappingConfig, dry_run: bool, full: bool) -> FlowContext:
+        source, target = config.source, config.target
+        source_entity = self.entity(source.connection, source.entity)
+        target_entity = self.entity(target.connection, target.entity)
+        name = config.flow
         if name not in self._mappings:
-            self._mappings[name] = CompiledMapping(spec)
+            self._mappings[name] = CompiledMapping(config)
         return FlowContext(
-            run_id=run_id, state=self.state, source=self.client(source["connection"]),
-            target=self.client(target["connection"]), source_entity=source_entity, target_entity=target_entity,
+            run_id=run_id, state=self.state, source=self.client(source.connection),
+            target=self.client(target.connection), source_entity=source_entity, target_entity=target_entity,
             mapping=self._mappings[name], known_flows=set(self.project.flows),
-            source_catalog=self.catalog(source["connection"], source["entity"], source_entity),
-            target_catalog=self.catalog(target["connection"], target["entity"], target_entity),
-            dry_run=dry_run, full=full, audit_unchanged=self.audit_unchanged)
+            source_catalog=self.catalog(source.connection, source.entity, source_entity),
+            target_catalog=self.catalog(target.connection, target.entity, target_entity),
+            dry_run=dry_run, full=full, audit_unchanged=self.audit_unchanged, now=self.now)
 
     async def run(self, flows: list[str] | None = None, *, dry_run: bool = False, due: bool = False,
                   full: bool = False, replay: Mapping[str, list[dict[str, Any]]] | None = None) -> RunSummary:
         """Run the selected flows once (``full``: re-read whole sources; ``replay``: only these parked records)."""
         mode = "plan" if dry_run else ("replay" if replay is not None else "run")
         names = list(replay) if replay is not None else self.select(flows, due=due)
-        summary = RunSummary(datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8], mode)
+        summary = RunSummary(self.now().astimezone(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8],
+                             mode)
         if not dry_run:
             self.state.runs.start(summary.run_id, mode)
         try:
             for name in self.project.flow_order(names) if names else []:
                 if not dry_run:
                     self.state.runs.start_flow(summary.run_id, name)
+                result = FlowSummary(name, status="failed", error="interrupted")  # until the flow reports
                 try:
-                    context = await self._context(summary.run_id, self.project.flows[name].data, dry_run, full)
-                    flow = FlowRun(self.project.flows[name].data, context)
+                    config = self.flow_config(name)
+                    context = await self._context(summary.run_id, config, dry_run, full)
+                    flow = FlowRun(config, context)
+                    result = flow.summary  # an interrupted flow marks it failed, then the interruption goes on
                     result = await (flow.replay(replay[name]) if replay is not None else flow.execute())
-                except ConnectorError as exc:
-                    result = FlowSummary(name, status="failed", error=REDACTOR(str(exc)))
-                summary.flows.append(result)
-                if not dry_run:
-                    self.state.runs.finish_flow(summary.run_id, name, result.status, result.as_dict())
+                except Exception as exc:  # the flow could not even start (unknown connection or entity, ...)
+                    result = FlowSummary(name, status="failed", error=REDACTOR(describe_failure(exc)))
+                finally:  # the flow is never left 'running' in state, whatever happened
+                    summary.flows.append(result)
+                    if not dry_run:
+                        self.state.runs.finish_flow(summary.run_id, name, result.status, result.as_dict())
+        except BaseException:
+            summary.interrupted = True
+            raise
         finally:
             if not dry_run:
                 self.state.runs.finish(summary.run_id, summary.status, summary.as_dict())

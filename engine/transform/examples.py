@@ -6,7 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engine.transform.mapping import CompiledMapping, Deferred, MappingError
+from engine.config import MappingConfig
+from engine.config.mapping import ExampleConfig
+from engine.transform.mapping import CompiledMapping, Deferred, MappingError, require_reference
 
 
 @dataclass(frozen=True)
@@ -17,16 +19,17 @@ class ExampleResult:
     message: str
 
 
-def _lookup_table(example: Mapping[str, Any]) -> tuple[Any, Any]:
-    table: Mapping[str, Mapping[str, Any]] = example.get("lookups") or {}
+def _lookup_table(example: ExampleConfig) -> tuple[Any, Any]:
+    table: Mapping[str, Mapping[str, Any]] = example.lookups
 
     def lookup(flow: str, key: Any) -> Any:
-        found = (table.get(flow) or {}).get(str(key))
+        found = (table.get(flow) or {}).get(require_reference(flow, key))
         if found is None:
             raise Deferred(f"{flow} has not synced source key {key!r} yet")
         return found
 
     def lookup_source(flow: str, target: Any) -> Any:
+        require_reference(flow, target)
         for source_key, target_id in (table.get(flow) or {}).items():
             if str(target_id) == str(target):
                 return source_key
@@ -35,30 +38,36 @@ def _lookup_table(example: Mapping[str, Any]) -> tuple[Any, Any]:
     return lookup, lookup_source
 
 
-def run_examples(spec: Mapping[str, Any]) -> list[ExampleResult]:
+def run_examples(config: MappingConfig) -> list[ExampleResult]:
     """Check every example of one mapping spec."""
-    mapping = CompiledMapping(spec)
+    mapping = CompiledMapping(config)
+    flow = config.flow
     results = []
-    for index, example in enumerate(spec.get("examples") or []):
+    for index, example in enumerate(config.examples):
         lookup, lookup_source = _lookup_table(example)
-        expected_deferred = bool(example.get("deferred"))
+        expected_deferred = bool(example.deferred)
+        expected_error = example.error
         try:
-            units = mapping.explode(example["in"])
+            units = mapping.explode(dict(example.input))
             outputs = [mapping.map(unit, lookup, lookup_source).payload for unit in units]
             actual: Any = outputs[0] if mapping.each is None else outputs
         except Deferred as exc:
             ok = expected_deferred
-            results.append(ExampleResult(spec["flow"], index, ok, "deferred as expected" if ok else
+            results.append(ExampleResult(flow, index, ok, "deferred as expected" if ok else
                                          f"deferred unexpectedly: {exc}"))
             continue
         except MappingError as exc:
-            results.append(ExampleResult(spec["flow"], index, False, f"mapping error: {exc}"))
+            ok = expected_error is not None and expected_error in str(exc)
+            results.append(ExampleResult(flow, index, ok, "parked as expected" if ok else
+                                         f"mapping error: {exc}"))
             continue
-        if expected_deferred:
-            results.append(ExampleResult(spec["flow"], index, False, f"expected deferral, got {actual!r}"))
-        elif actual == example.get("out"):
-            results.append(ExampleResult(spec["flow"], index, True, "ok"))
+        if expected_error:
+            results.append(ExampleResult(flow, index, False,
+                                         f"expected a mapping error containing {expected_error!r}, got {actual!r}"))
+        elif expected_deferred:
+            results.append(ExampleResult(flow, index, False, f"expected deferral, got {actual!r}"))
+        elif actual == example.out:
+            results.append(ExampleResult(flow, index, True, "ok"))
         else:
-            results.append(ExampleResult(spec["flow"], index, False,
-                                         f"expected {example.get('out')!r}, got {actual!r}"))
+            results.append(ExampleResult(flow, index, False, f"expected {example.out!r}, got {actual!r}"))
     return results

@@ -9,15 +9,67 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 from urllib.parse import quote
 
 import jmespath
-from jinja2 import StrictUndefined, Undefined
+from jinja2 import ChainableUndefined, Undefined, nodes
+from jinja2.compiler import CodeGenerator, Frame
+from jinja2.filters import make_attrgetter
 from jinja2.sandbox import SandboxedEnvironment
 
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
+
+
+class Missing(ChainableUndefined):
+    """A missing key or attribute. It behaves as null: renders empty, is ``none``, equals ``none``, chains."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return other is None or isinstance(other, Undefined)
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return hash(None)
+
+
+def _text(value: Any) -> str:
+    """A value as template text: null (and missing) is the empty string, never "None"."""
+    return "" if value is None or isinstance(value, Undefined) else str(value)
+
+
+def plain(value: Any) -> Any:
+    """A value a template returned, as data: missing is null and tuples are lists, however deep."""
+    if isinstance(value, Undefined):
+        return None
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    return value
+
+
+class _CodeGenerator(CodeGenerator):
+    """Compiles ``a ~ b`` to join null as empty text, the way ``{{ a }}`` renders it (not Python's "None")."""
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.concat_text((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+
+class _Environment(SandboxedEnvironment):
+    code_generator_class = _CodeGenerator
+
+    @staticmethod
+    def concat_text(values: Iterable[Any]) -> str:
+        return "".join(_text(value) for value in values)
 
 
 def _coalesce(*values: Any) -> Any:
@@ -33,15 +85,23 @@ def _sha256(value: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _make_environment(strict: bool) -> SandboxedEnvironment:
-    env = SandboxedEnvironment(undefined=StrictUndefined if strict else Undefined, autoescape=False)
+def _join(env: _Environment, value: Iterable[Any], separator: str = "", attribute: str | int | None = None) -> str:
+    if attribute is not None:
+        value = map(make_attrgetter(env, attribute), value)
+    return str(separator).join(_text(item) for item in value)
+
+
+def _environment() -> _Environment:
+    env = _Environment(undefined=Missing, autoescape=False, finalize=lambda value: "" if value is None else value)
     env.globals.update(coalesce=_coalesce)
-    env.filters.update(sha256=_sha256, tojson_compact=lambda v: json.dumps(v, separators=(",", ":")))
+    env.tests["none"] = lambda value: value is None or isinstance(value, Undefined)
+    env.filters.update(sha256=_sha256, tojson_compact=lambda v: json.dumps(v, separators=(",", ":")),
+                       string=_text, join=lambda value, d="", attribute=None: _join(env, value, d, attribute))
     return env
 
 
-ENV = _make_environment(strict=False)
-PATH_ENV = _make_environment(strict=False)
+ENV = _environment()
+PATH_ENV = _environment()
 PATH_ENV.finalize = lambda value: quote(str(value), safe="")  # a value can never add a path segment
 
 
@@ -95,8 +155,7 @@ class JinjaExpression:
 
     def evaluate(self, context: Mapping[str, Any]) -> Any:
         if self._native is not None:
-            value = self._native(**context)
-            return None if isinstance(value, Undefined) else value
+            return plain(self._native(**context))
         assert self._template is not None
         return self._template.render(**context)
 
@@ -147,6 +206,15 @@ class TemplateTree:
 
     def render(self, context: Mapping[str, Any]) -> Any:
         return self._render(self._tree, context)
+
+    def parts(self) -> dict[str, TemplateTree]:
+        """The compiled values of an object by key (so that a failure can name the part that failed)."""
+        found: dict[str, TemplateTree] = {}
+        for key, node in self._tree.items():
+            part = TemplateTree.__new__(TemplateTree)
+            part._tree = node
+            found[key] = part
+        return found
 
     @classmethod
     def _render(cls, node: Any, context: Mapping[str, Any]) -> Any:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engine.transform.expressions import Expression, compile_expression
+from engine.config import Expr, MappingConfig
+from engine.config.mapping import ChildListConfig, FieldConfig
 
 
 class Deferred(Exception):
@@ -17,6 +19,13 @@ class Deferred(Exception):
 
 class MappingError(Exception):
     """A record could not be mapped (bad data, not bad spec)."""
+
+
+def require_reference(flow: str, value: Any) -> str:
+    """A lookup's value as a key; an empty one is the record's own problem (no later sync can resolve it)."""
+    if value is None or value == "":
+        raise MappingError(f"lookup into {flow!r} got an empty value")
+    return str(value)
 
 
 Lookup = Callable[[str, Any], Any]
@@ -29,21 +38,21 @@ class MapResult:
     target_id: str | None = None  # given by the mapping's `target_id`, else the id map decides
 
 
-@dataclass
+@dataclass(frozen=True)
 class _ChildList:
-    each: Expression
+    each: Expr
     fields: list[tuple[tuple[str, ...], Any]]
 
 
-def _compile_fields(fields: Mapping[str, Any]) -> list[tuple[tuple[str, ...], Any]]:
+def _field_paths(fields: Mapping[str, FieldConfig]) -> list[tuple[tuple[str, ...], Any]]:
+    """The mapped fields by their dotted target path split (child lists likewise)."""
     compiled: list[tuple[tuple[str, ...], Any]] = []
     for path, value in fields.items():
         target = tuple(path.split("."))
-        if isinstance(value, dict):
-            compiled.append((target, _ChildList(compile_expression(value["each"]),
-                                                _compile_fields(value["fields"]))))
+        if isinstance(value, ChildListConfig):
+            compiled.append((target, _ChildList(value.each, _field_paths(value.fields))))
         else:
-            compiled.append((target, compile_expression(value)))
+            compiled.append((target, value))
     return compiled
 
 
@@ -54,6 +63,37 @@ def _assign(payload: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     node[path[-1]] = value
 
 
+def _type_name(value: Any) -> str:
+    return "null" if value is None else f"a {type(value).__name__}"
+
+
+def _not_json(value: Any, where: str = "") -> tuple[str, str] | None:
+    """Where inside ``value`` something is not JSON, and what (None when it all is).
+
+    A payload goes to the target exactly as mapped, so a value JSON cannot carry (an object a template made,
+    NaN) is the record's problem, found here with its path, not a crash at send time.
+    """
+    if value is None or isinstance(value, (str, bool, int)):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (where, f"{value} is not a JSON number")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return where, f"the key {key!r} is not text"
+            found = _not_json(item, f"{where}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _not_json(item, f"{where}[{index}]")
+            if found:
+                return found
+        return None
+    return where, f"{_type_name(value)} is not a JSON value"
+
+
 def content_hash(payload: Any) -> str:
     """A stable hash of a mapped payload (key order does not matter)."""
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
@@ -61,16 +101,16 @@ def content_hash(payload: Any) -> str:
 
 
 class CompiledMapping:
-    """One flow's transformation from a source record to a target payload."""
+    """One flow's transformation from a source record to a target payload (expressions compiled at load)."""
 
-    def __init__(self, spec: Mapping[str, Any]) -> None:
-        self.flow: str = spec["flow"]
-        self.filter = compile_expression(spec["filter"]) if "filter" in spec else None
-        self.key = compile_expression(spec.get("key", "id"))
-        self.each = compile_expression(spec["from"]["each"]) if spec["from"].get("each") else None
-        self.lets = [(name, compile_expression(expr)) for name, expr in (spec.get("let") or {}).items()]
-        self.fields = _compile_fields(spec.get("fields") or {})
-        self.target_id = compile_expression(spec["target_id"]) if spec.get("target_id") else None
+    def __init__(self, config: MappingConfig) -> None:
+        self.flow = config.flow
+        self.filter = config.filter
+        self.key = config.key
+        self.each = config.source.each
+        self.lets = list(config.let.items())
+        self.fields = _field_paths(config.fields)
+        self.target_id = config.target_id
 
     def explode(self, record: dict[str, Any]) -> list[dict[str, Any]]:
         """The records this flow maps from one source record (children with ``_parent`` when ``each`` is set)."""
@@ -80,7 +120,7 @@ class CompiledMapping:
         return [{**child, "_parent": record} for child in children if isinstance(child, dict)]
 
     def source_key(self, record: Mapping[str, Any]) -> str:
-        key = self.key.evaluate(record)
+        key = self._evaluate(self.key, record, "key")
         if key is None or key == "":
             raise MappingError(f"key expression {self.key.source!r} gave no value")
         return str(key)
@@ -104,20 +144,31 @@ class CompiledMapping:
     def _map_fields(self, fields: list[tuple[tuple[str, ...], Any]], context: dict[str, Any]) -> dict[str, Any]:
         payload: dict[str, Any] = {}
         for path, expr in fields:
+            name = ".".join(path)
             if isinstance(expr, _ChildList):
-                items = self._evaluate(expr.each, context, ".".join(path)) or []
+                items = self._evaluate(expr.each, context, name)
+                if items is None:
+                    items = []
+                if not isinstance(items, list):
+                    raise MappingError(f"field {name}: {_type_name(items)} is not a list of objects")
                 children = []
                 for index, item in enumerate(items):
+                    if not isinstance(item, dict):
+                        raise MappingError(f"field {name}[{index}]: {_type_name(item)} is not an object")
                     child_context = {**context, **item, "_parent": context,
                                      "loop": {"index": index + 1, "index0": index}}
                     children.append(self._map_fields(expr.fields, child_context))
                 _assign(payload, path, children)
             else:
-                _assign(payload, path, self._evaluate(expr, context, ".".join(path)))
+                value = self._evaluate(expr, context, name)
+                problem = _not_json(value)
+                if problem:
+                    raise MappingError(f"field {name}{problem[0]}: {problem[1]}")
+                _assign(payload, path, value)
         return payload
 
     @staticmethod
-    def _evaluate(expr: Expression, context: dict[str, Any], field: str) -> Any:
+    def _evaluate(expr: Expr, context: Mapping[str, Any], field: str) -> Any:
         try:
             return expr.evaluate(context)
         except Deferred:

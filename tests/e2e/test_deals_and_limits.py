@@ -5,12 +5,26 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
 import yaml
 
 from sandbox.workspace import SANDBOX_ENV, write_workspace
 from tests.e2e.conftest import Env, flows
+from tests.e2e.requestlog import (
+    CRM_PARAMS,
+    QAD_PARAMS,
+    call,
+    calls,
+    crm_catalog,
+    crm_list,
+    erp_run,
+    instant,
+    lookback,
+    page_size,
+    watermarks,
+)
 from tests.e2e.test_first_integration import assert_no_duplicates, expected_counts
 
 
@@ -49,7 +63,7 @@ def test_won_deal_with_three_lines_becomes_one_order_with_three_lines(env: Env) 
     assert order is not None
     org_code_key = env.crm.store.field_key("organizations", "ERP Customer Id")
     org = env.crm.store.get("organizations", deal["org_id"])
-    assert order["customerCode"] == org["custom_fields"][org_code_key]
+    assert org is not None and order["customerCode"] == org["custom_fields"][org_code_key]
     assert order["currencyCode"] == "USD" and order["totalAmount"] == deal["value"]
     assert [line["itemCode"] for line in order["lines"]] == [p["code"] for p in products]
     assert [line["quantityOrdered"] for line in order["lines"]] == [2, 3, 4]
@@ -57,15 +71,36 @@ def test_won_deal_with_three_lines_becomes_one_order_with_three_lines(env: Env) 
     assert len(env.qad.store.all("salesOrders")) == 1
     # the order number goes back onto the deal: identifiers aligned both ways
     order_key = env.crm.store.field_key("deals", "ERP Order Number")
-    assert env.crm.store.get("deals", deal["id"])["custom_fields"][order_key] == order["salesOrderNumber"]
+    written_back = env.crm.store.get("deals", deal["id"])
+    assert written_back is not None and written_back["custom_fields"][order_key] == order["salesOrderNumber"]
 
     env.crm.log.reset()
     env.qad.log.reset()
+    marks = watermarks(env)
     code, again = env.run_json()
     assert code == 0
     assert all(f["api_calls"]["writes"] == 0 for f in again["flows"]), again
-    assert env.crm_writes() == {}
-    assert env.qad.log.summary()["writes"] == 0  # the cached access token is reused: not even a token grant
+    # Exactly the reads an unchanged run needs: every source from its watermark less its lookback, the lines of
+    # the won deals read, the cached tokens reused (not even a token grant), not one write.
+    customers_since = marks["customers_to_organizations"]
+    assert customers_since is not None and marks["contacts_to_persons"] == customers_since
+    assert calls(env.qad, QAD_PARAMS) == erp_run(
+        env, _since(marks["items_to_products"], "item"), customers_since - lookback("qad", "customer"),
+        _since(marks["sales_orders_to_deals"], "sales_order"))
+    deals_since = marks["won_deals_to_sales_orders"]
+    assert deals_since is not None and not lookback("pipedrive", "deal")
+    read = [d["id"] for d in sorted(env.crm.store.all("deals"), key=lambda d: (d["update_time"], d["id"]))
+            if d["status"] == "won" and instant(d["update_time"]) >= deals_since]
+    assert read == [deal["id"]]
+    assert Counter(calls(env.crm, CRM_PARAMS)) == Counter([
+        crm_list("deals", status="won", updated_since=deals_since), crm_catalog("deal"),
+        call("GET", "/api/v2/deals/products", limit=str(page_size("pipedrive", "cursor")),
+             deal_ids=",".join(map(str, read)))])
+
+
+def _since(watermark: datetime | None, entity: str) -> datetime:
+    assert watermark is not None
+    return watermark - lookback("qad", entity)
 
 
 def test_deal_with_a_product_unknown_to_the_id_map_waits_for_the_product_flow(env: Env) -> None:

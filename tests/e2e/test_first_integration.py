@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
+from typing import Any
 
 from sandbox.workspace import SANDBOX_ENV
 from tests.e2e.conftest import REPO, Env, flows
+from tests.e2e.requestlog import (
+    CRM_PARAMS,
+    QAD_PARAMS,
+    call,
+    calls,
+    connector,
+    crm_catalog,
+    crm_list,
+    erp_run,
+    instant,
+    lookback,
+    newest,
+    page_size,
+)
 
 
 def expected_counts(env: Env) -> dict[str, int]:
@@ -30,10 +46,28 @@ def assert_no_duplicates(env: Env) -> None:
         assert duplicates == {}, f"duplicate {entity}: {duplicates}"
 
 
+WON_DEALS = crm_list("deals", status="won")  # never a watermark: there are no deals, so always read in full
+
+
 def test_first_run_creates_everything_second_run_writes_nothing_then_exactly_three_updates(env: Env) -> None:
     expected = expected_counts(env)
+    entities = connector("pipedrive")["entities"]
+    for flow, entity in (("customers_to_organizations", "organization"), ("contacts_to_persons", "person"),
+                         ("items_to_products", "product")):  # so many unknown records that listing beats search
+        assert expected[flow] >= entities[entity]["write"]["prefetch"]["min"]
+        assert expected[flow] < page_size("pipedrive", "cursor")
     code, first = env.run_json()
     assert code == 0, first
+    # the target is listed once per entity (it is empty: one page), never searched record by record
+    assert Counter(calls(env.crm, CRM_PARAMS)) == Counter({
+        crm_catalog("product"): 1, crm_list("products"): 1, call("POST", "/api/v2/products"): expected[
+            "items_to_products"],
+        crm_catalog("organization"): 1, crm_list("organizations"): 1,
+        call("POST", "/api/v2/organizations"): expected["customers_to_organizations"],
+        crm_catalog("person"): 1, crm_list("persons"): 1,
+        call("POST", "/api/v2/persons"): expected["contacts_to_persons"],
+        WON_DEALS: 1})
+    assert calls(env.qad, QAD_PARAMS) == [call("POST", "/clouderp/oauth/token"), *erp_run(env, None, None)]
     by_flow = flows(first)
     for flow, count in expected.items():
         assert by_flow[flow]["created"] == count and by_flow[flow]["failed"] == 0, by_flow[flow]
@@ -48,30 +82,92 @@ def test_first_run_creates_everything_second_run_writes_nothing_then_exactly_thr
     assert_no_duplicates(env)
 
     env.crm.log.reset()
+    env.qad.log.reset()
     code, second = env.run_json()
     assert code == 0
     assert all(f["created"] == 0 and f["updated"] == 0 and f["api_calls"]["writes"] == 0 for f in second["flows"])
-    assert env.crm_writes() == {}  # the sandbox agrees: not one write call
+    # Exactly the reads an unchanged run needs: each source from its watermark less the lookback, the cached
+    # ERP token reused (no grant), and not one call to the target beyond reading won deals.
+    items_since = newest(env.qad.store.all("items")) - lookback("qad", "item")
+    customers_since = newest(env.qad.store.all("customerV2s")) - lookback("qad", "customer")
+    assert calls(env.qad, QAD_PARAMS) == erp_run(env, items_since, customers_since)
+    assert calls(env.crm, CRM_PARAMS) == [WON_DEALS]
 
     changed = [i for i in env.qad.store.all("items") if i["itemStatus"] == "ACTIVE"][:3]
     for item in changed:
         env.qad.store.patch("items", item["itemCode"], {"listPrice": round(item["listPrice"] + 2.25, 2)})
     env.crm.log.reset()
+    env.qad.log.reset()
     code, third = env.run_json()
     assert code == 0
     assert flows(third)["items_to_products"]["updated"] == 3
     assert sum(f["created"] + f["updated"] for f in third["flows"]) == 3
-    assert env.crm_writes() == {"PATCH /api/v2/products/{id}": 3}
     code_key = {p["code"]: p for p in env.crm.store.all("products")}
+    assert calls(env.qad, QAD_PARAMS) == erp_run(env, items_since, customers_since)
+    assert Counter(calls(env.crm, CRM_PARAMS)) == Counter(  # updates by id-map target id: no list, no search
+        [crm_catalog("product"), WON_DEALS, *(call("PATCH", f"/api/v2/products/{code_key[i['itemCode']]['id']}")
+                                             for i in changed)])
     for item in changed:
         assert code_key[item["itemCode"]]["prices"][0]["price"] == round(item["listPrice"] + 2.25, 2)
 
 
-def test_plan_counts_without_writing(env: Env) -> None:
+def plan(env: Env) -> dict[str, tuple[int, int, int, int, int]]:
+    """`plan --json` through the CLI: per flow (create, update, unchanged, deferred, failed)."""
     result = env.cli("plan", "--json")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert env.crm_writes() == {}
+    return {f["flow"]: (f["created"], f["updated"], f["unchanged"], f["deferred"], f["failed"])
+            for f in json.loads(result.stdout)["flows"]}
+
+
+def key_contacts(customers: list[dict[str, Any]]) -> int:
+    return sum(1 for c in customers if c["isActive"] for p in c["contacts"] if p["isKeyContact"])
+
+
+def test_plan_counts_exactly_what_a_run_would_do_and_calls_only_the_sources(env: Env) -> None:
+    expected = expected_counts(env)
+    nothing = (0, 0, 0, 0, 0)
+    assert plan(env) == {
+        "items_to_products": (expected["items_to_products"], 0, 0, 0, 0),
+        "customers_to_organizations": (expected["customers_to_organizations"], 0, 0, 0, 0),
+        # a contact's organization is not in the id map until its customer is synced for real
+        "contacts_to_persons": (0, 0, 0, expected["contacts_to_persons"], 0),
+        "won_deals_to_sales_orders": nothing, "sales_orders_to_deals": nothing}
+    assert calls(env.crm, CRM_PARAMS) == [WON_DEALS]
+    assert calls(env.qad, QAD_PARAMS) == [call("POST", "/clouderp/oauth/token"), *erp_run(env, None, None)]
     assert env.crm.store.all("organizations") == []
+
+    code, _ = env.run_json()
+    assert code == 0
+    items_since = newest(env.qad.store.all("items")) - lookback("qad", "item")
+    customers_since = newest(env.qad.store.all("customerV2s")) - lookback("qad", "customer")
+    changed = [i for i in env.qad.store.all("items") if i["itemStatus"] == "ACTIVE"][:3]
+    for item in changed:
+        env.qad.store.patch("items", item["itemCode"], {"listPrice": round(item["listPrice"] + 1.5, 2)})
+    template = next(c for c in env.qad.store.all("customerV2s") if c["isActive"])
+    contact = {**template["contacts"][0], "contactId": "PLAN-01", "isKeyContact": True}
+    env.qad.store.insert("customerV2s", {**{k: v for k, v in template.items() if k not in {
+        "uri", "lastModifiedDate", "concurrencyHash", "dataOperation"}}, "customerCode": "PLAN1",
+        "name": "Planned Customer", "contacts": [contact]})
+    window_items = [i for i in env.qad.store.all("items")
+                    if instant(i["lastModifiedDate"]) >= items_since and i["itemStatus"] == "ACTIVE"]
+    window_customers = [c for c in env.qad.store.all("customerV2s")
+                        if instant(c["lastModifiedDate"]) >= customers_since and c["customerCode"] != "PLAN1"]
+    env.crm.log.reset()
+    env.qad.log.reset()
+    assert plan(env) == {
+        "items_to_products": (0, 3, len(window_items) - 3, 0, 0),
+        "customers_to_organizations": (1, 0, sum(1 for c in window_customers if c["isActive"]), 0, 0),
+        "contacts_to_persons": (0, 0, key_contacts(window_customers), 1, 0),
+        "won_deals_to_sales_orders": nothing, "sales_orders_to_deals": nothing}
+    assert calls(env.crm, CRM_PARAMS) == [WON_DEALS]
+    assert calls(env.qad, QAD_PARAMS) == erp_run(env, items_since, customers_since)
+
+    code, summary = env.run_json()  # the plan changed nothing: the run does exactly what it said
+    assert code == 0, summary
+    done = {f["flow"]: (f["created"], f["updated"]) for f in summary["flows"]}
+    assert done == {"items_to_products": (0, 3), "customers_to_organizations": (1, 0),
+                    "contacts_to_persons": (1, 0), "won_deals_to_sales_orders": (0, 0),
+                    "sales_orders_to_deals": (0, 0)}
 
 
 def test_sigkill_mid_run_then_rerun_leaves_no_duplicates(env: Env) -> None:
@@ -191,7 +287,7 @@ def test_a_flow_that_fails_midway_keeps_its_watermark_so_nothing_is_skipped(env:
     env.crm.faults.add(Fault(method="POST", path="/api/v2/products", status=401, times=10_000,
                              body={"success": False, "error": "unauthorized access", "errorCode": 401}))
     code, summary = env.run_json("--flow", "items_to_products")
-    assert code == 1 and flows(summary)["items_to_products"]["status"] == "failed"
+    assert code == 3 and flows(summary)["items_to_products"]["status"] == "failed"  # exit 3: a flow failed
     assert "credentials refused" in flows(summary)["items_to_products"]["error"]
     status = __import__("json").loads(env.cli("status", "--json").stdout)
     assert {f["flow"]: f["watermark"] for f in status["flows"]}["items_to_products"] is None

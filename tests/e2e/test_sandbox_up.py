@@ -21,7 +21,7 @@ def test_sandbox_up_prints_urls_serves_and_stops_on_interrupt(tmp_path: Path) ->
          "--write-workspace", str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
-        lines = []
+        lines: list[str] = []
         while not lines or "serving" not in lines[-1]:
             line = process.stdout.readline()
             assert line, f"sandbox up ended early: {process.stderr.read() if process.stderr else ''}"

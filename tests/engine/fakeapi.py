@@ -16,6 +16,9 @@ class FakeAPI:
 
     Strict: ``verify()`` (run after every engine test by the conftest) fails on a request nobody expected and on
     a queued answer that was never asked for.
+
+    A route is a decoded path (``/v2/things/5``) or, to pin percent-encoding, the raw path as sent
+    (``/v2/things/a%2Fb``); a raw route wins. Each kept request has ``path`` (decoded) and ``raw_path`` (as sent).
     """
 
     instances: list[FakeAPI] = []
@@ -43,17 +46,20 @@ class FakeAPI:
 
     def calls(self, method: str | None = None, path: str | None = None) -> list[dict[str, Any]]:
         return [r for r in self.requests if (method is None or r["method"] == method)
-                and (path is None or r["path"] == path)]
+                and (path is None or path in (r["path"], r["raw_path"]))]
 
     async def _handle(self, request: Request) -> Response:
         body = await request.body()
-        self.requests.append({"method": request.method, "path": request.url.path,
+        path: str = request.scope["path"]  # decoded (request.url.path re-encodes "?", "#" and "\\")
+        raw_path = (request.scope.get("raw_path") or path.encode()).decode("ascii", "replace")
+        self.requests.append({"method": request.method, "path": path, "raw_path": raw_path,
                               "params": dict(request.query_params), "headers": dict(request.headers),
                               "body": body.decode()})
-        queue = self.answers.get((request.method, request.url.path))
+        route = (request.method, raw_path if (request.method, raw_path) in self.queued else path)
+        queue = self.answers.get(route)
         if not queue:
-            self.unexpected.append(f"{request.method} {request.url.path}")
+            self.unexpected.append(f"{request.method} {raw_path}")
             return JSONResponse({"error": "no such route"}, status_code=404)
-        self.served[(request.method, request.url.path)] += 1
+        self.served[route] += 1
         status, payload, headers = queue[0] if len(queue) == 1 else queue.popleft()
         return JSONResponse(payload, status_code=status, headers=headers)

@@ -9,10 +9,11 @@ import httpx
 import pytest
 
 from engine.connection import Connection
-from engine.http.client import ClientOptions, ConnectorClient
+from engine.http.client import ConnectorClient
 from engine.http.errors import FatalError, ReauthorizeError, RecordError
 from engine.http.reader import EntityReader
 from engine.store import State
+from tests.engine import configs
 from tests.engine.fakeapi import FakeAPI
 
 BASE = "http://api.test"
@@ -20,16 +21,15 @@ BASE = "http://api.test"
 
 def make_client(api: FakeAPI, spec: dict[str, Any], secrets: dict[str, str] | None = None,
                 state: State | None = None, waits: list[float] | None = None) -> ConnectorClient:
-    connector = {"connector": "fake", "base_url": BASE + "/v2", **spec}
-    connection = Connection("fake", connector, {}, secrets or {}, None)
+    config = configs.connector({"connector": "fake", "base_url": BASE + "/v2", "retries": 3, **spec})
+    connection = Connection("fake", config, {}, secrets or {}, None)
     recorded = waits if waits is not None else []
 
     async def sleep(seconds: float) -> None:
         recorded.append(seconds)
 
     return ConnectorClient(connection, (state or State(":memory:")).credentials,
-                           transport=httpx.ASGITransport(app=api.app),
-                           options=ClientOptions(max_retries=3), sleep=sleep)
+                           transport=httpx.ASGITransport(app=api.app), sleep=sleep)
 
 
 API_KEY = {"auth": {"key": {"type": "api_key", "header": "x-key", "value": "{{ secrets.key }}"}}}
@@ -144,7 +144,7 @@ def test_reader_follows_cursor_and_expands_children_in_batches() -> None:
                                     "incremental": {"param": "since", "field": "t", "format": "%Y-%m-%dT%H:%M:%SZ"}},
               "expand": {"lines": {"path": "/lines", "params": {"ids": "{{ keys | join(',') }}"}, "batch": 100,
                                    "records": "data", "parent_key": "deal"}}}
-    reader = EntityReader(client, "deal", entity)
+    reader = EntityReader(client, "deal", configs.entity(entity))
 
     async def collect() -> list[list[dict[str, Any]]]:
         return [page async for page in reader.pages(since="2026-01-02T03:04:05.678Z", expand=["lines"])]
@@ -216,8 +216,8 @@ def test_custom_fields_are_read_by_label_and_written_by_key() -> None:
     client = make_client(api, spec, {"key": "env:FAKE_KEY"})
     custom = {"object": "cf", "catalog": {"path": "/fields", "records": "data", "paginator": "o", "key": "key",
                                           "label": "name"}}
-    reader = EntityReader(client, "org", {"key": "id", "read": {"path": "/orgs", "records": "data"}},
-                          LazyCatalog(client, "org", custom))
+    org = configs.entity({"key": "id", "read": {"path": "/orgs", "records": "data"}, "custom_fields": custom})
+    reader = EntityReader(client, "org", org, LazyCatalog(client, "org", org.custom_fields))
 
     async def read() -> list[dict[str, Any]]:
         return [r async for page in reader.pages() for r in page]
@@ -225,7 +225,8 @@ def test_custom_fields_are_read_by_label_and_written_by_key() -> None:
     [record] = asyncio.run(read())
     assert record["cf"] == {"ERP Id": "C1", "Region": "EU", "other": 3}
     assert [c["params"]["start"] for c in api.calls("GET", "/v2/fields")] == ["0", "1"]
-    catalog = asyncio.run(FieldCatalog.load(client, "org", custom))
+    assert org.custom_fields is not None
+    catalog = asyncio.run(FieldCatalog.load(client, "org", org.custom_fields))
     assert catalog.to_keys({"name": "x", "cf": {"Region": "US"}}) == {"name": "x", "cf": {"b" * 40: "US"}}
     with pytest.raises(FatalError, match="no custom field labelled 'Regoin'"):
         catalog.to_keys({"cf": {"Regoin": "US"}})

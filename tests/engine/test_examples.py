@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from engine.cli import main
+from engine.config import MappingConfig
 from engine.spec import load_specs
 from engine.transform.examples import run_examples
 
@@ -17,7 +18,9 @@ PROJECT, _ = load_specs([REPO / "connectors", REPO / "mappings"])
 
 @pytest.mark.parametrize("flow", sorted(PROJECT.flows))
 def test_shipped_examples_pass(flow: str) -> None:
-    results = run_examples(PROJECT.flows[flow].data)
+    config = PROJECT.flows[flow].config
+    assert isinstance(config, MappingConfig)
+    results = run_examples(config)
     assert results, f"{flow} has no examples"
     assert [r.message for r in results if not r.ok] == []
 

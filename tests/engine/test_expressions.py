@@ -7,6 +7,7 @@ from jinja2.exceptions import SecurityError
 
 from engine.transform.expressions import JinjaExpression, TemplateTree, compile_expression
 from engine.transform.mapping import CompiledMapping, Deferred, MappingError, content_hash
+from tests.engine import configs
 
 
 def test_plain_string_is_jmespath_and_template_is_jinja() -> None:
@@ -62,7 +63,7 @@ SPEC = {
 
 
 def test_mapping_nests_paths_and_child_lists() -> None:
-    mapping = CompiledMapping(SPEC)
+    mapping = CompiledMapping(configs.flow(**SPEC))
     record = {"code": "C1", "active": True, "name": "Acme", "lines": [{"qty": 2}, {"qty": 5}]}
     result = mapping.map(record, lambda flow, key: f"{flow}:{key}", lambda flow, key: None)
     assert result.key == "C1"
@@ -72,7 +73,7 @@ def test_mapping_nests_paths_and_child_lists() -> None:
 
 
 def test_mapping_filter_defer_and_errors() -> None:
-    mapping = CompiledMapping(SPEC)
+    mapping = CompiledMapping(configs.flow(**SPEC))
     assert mapping.map({"code": "C2", "active": False}, lambda f, k: 1, lambda f, k: 1).payload is None
 
     def missing(flow: str, key: str) -> str:
@@ -82,7 +83,7 @@ def test_mapping_filter_defer_and_errors() -> None:
         mapping.map({"code": "C3", "active": True, "lines": []}, missing, missing)
     with pytest.raises(MappingError, match="key expression"):
         mapping.map({"active": True}, lambda f, k: 1, lambda f, k: 1)
-    broken = CompiledMapping({**SPEC, "fields": {"x": "{{ 1 / zero }}"}})
+    broken = CompiledMapping(configs.flow(**{**SPEC, "fields": {"x": "{{ 1 / zero }}"}}))
     with pytest.raises(MappingError, match="field x"):
         broken.map({"code": "C4", "active": True, "zero": 0}, lambda f, k: 1, lambda f, k: 1)
 
@@ -94,3 +95,39 @@ def test_values_inserted_into_paths_are_encoded() -> None:
     assert path.evaluate({"id": "../customers/C1"}) == "/api/orders/..%2Fcustomers%2FC1"
     assert path.evaluate({"id": 42}) == "/api/orders/42"
     assert compile_path("/plain").evaluate({}) == "/plain"
+
+
+def test_a_missing_key_is_null_everywhere_even_deep_inside_what_a_template_returns() -> None:
+    record = {"address": {"city": "Zürich"}}
+    assert compile_expression("{{ [address.postalCode, address.city] }}").evaluate(record) == [None, "Zürich"]
+    assert compile_expression("{{ {'zip': address.postalCode, 'deep': [{'x': nothing.at.all}]} }}").evaluate(
+        record) == {"zip": None, "deep": [{"x": None}]}
+    assert compile_expression("{{ (address.postalCode, 1) }}").evaluate(record) == [None, 1]
+    assert compile_expression("{{ address.postalCode is none and address.postalCode == none }}").evaluate(record)
+    assert compile_expression("{{ address.postalCode }}").evaluate(record) is None
+
+
+def test_null_never_renders_as_the_text_none() -> None:
+    record = {"zip": None, "city": "Zürich", "country": None}
+    assert compile_expression("{{ zip }} {{ city }}").evaluate(record) == " Zürich"
+    assert compile_expression("{{ zip ~ ' ' ~ city }}").evaluate(record) == " Zürich"
+    assert compile_expression("{{ city }}, {{ zip ~ country }}").evaluate(record) == "Zürich, "
+    assert compile_expression("{{ [zip, city, country] | join('/') }}").evaluate(record) == "/Zürich/"
+    assert compile_expression("{{ zip | string }}").evaluate(record) == ""
+    assert compile_expression("{{ zip }}").evaluate(record) is None  # a single expression stays native null
+    assert TemplateTree({"q": "in {{ country }}"}).render(record) == {"q": "in "}
+
+
+@pytest.mark.parametrize(("fields", "record", "reason"), [
+    ({"tags": "{{ tags | select }}"}, {"tags": ["a", ""]}, "field tags: a generator is not a JSON value"),
+    ({"a.b": "{{ [1, x] }}"}, {"x": float("nan")}, "field a.b[1]: nan is not a JSON number"),
+    ({"lines": {"each": "lines", "fields": {"q": "q"}}}, {"lines": "abc"},
+     "field lines: a str is not a list of objects"),
+])
+def test_a_value_that_is_not_json_is_a_mapping_error_naming_the_field(fields: dict, record: dict,
+                                                                     reason: str) -> None:
+    mapping = CompiledMapping(configs.flow(**{"flow": "f", "from": {"connection": "a", "entity": "x"},
+                                              "key": "code", "fields": fields}))
+    with pytest.raises(MappingError) as raised:
+        mapping.map({"code": "C1", **record}, lambda f, k: 1, lambda f, k: 1)
+    assert str(raised.value) == reason

@@ -17,6 +17,7 @@ from engine.connection import Connection
 from engine.http.client import ConnectorClient
 from engine.http.reader import EntityReader
 from engine.store import State
+from tests.engine import configs
 
 
 def collection_app(size: int) -> Starlette:
@@ -52,11 +53,11 @@ def test_every_record_is_read_exactly_once(size: int, limit: int, kind: str) -> 
     paginator = {**PAGINATORS[kind], "limit": {**PAGINATORS[kind]["limit"], "max": limit}}
     connector = {"connector": "c", "base_url": "http://c.test", "paginators": {"p": paginator},
                  "auth": {"none": {"type": "api_key", "header": "x-k", "value": "static-key"}}}
-    client = ConnectorClient(Connection("c", connector), State(":memory:").credentials,
+    client = ConnectorClient(Connection("c", configs.connector(connector)), State(":memory:").credentials,
                              transport=httpx.ASGITransport(app=collection_app(size)))
     records = "rows" if kind == "page" else "data"
-    reader = EntityReader(client, "thing", {"key": "id", "read": {"path": f"/{kind}", "records": records,
-                                                                  "paginator": "p"}})
+    thing = configs.entity({"key": "id", "read": {"path": f"/{kind}", "records": records, "paginator": "p"}})
+    reader = EntityReader(client, "thing", thing)
 
     async def read_all() -> list[Any]:
         return [r["id"] async for page in reader.pages() for r in page]

@@ -18,6 +18,7 @@ from engine.http.client import ConnectorClient
 from engine.http.reader import EntityReader
 from engine.http.writer import EntityWriter, PushItem
 from engine.store import State
+from tests.engine import configs
 from tests.engine.fakeapi import FakeAPI
 from tests.engine.test_client import API_KEY, make_client
 
@@ -50,12 +51,13 @@ def test_post_read_restarts_from_the_newest_value_when_paging_is_capped() -> Non
     connector = {"connector": "c", "base_url": "http://c.test/v2", **API_KEY,
                  "paginators": {"o": {"type": "offset", "param": "offset", "has_more": "more",
                                       "limit": {"param": "limit", "max": 5}}}}
-    client = ConnectorClient(Connection("c", connector, {}, {"key": "env:FAKE_KEY"}), State(":memory:").credentials,
+    client = ConnectorClient(Connection("c", configs.connector(connector), {}, {"key": "env:FAKE_KEY"}),
+                             State(":memory:").credentials,
                              transport=httpx.ASGITransport(app=capped_query_api(records, 10, seen)))
     entity = {"key": "id", "read": {"path": "/query", "method": "POST", "records": "rows", "paginator": "o",
                                     "body": {"select": "id, ts", "since": "{{ since }}"}, "max_depth": 10,
                                     "incremental": {"field": "ts", "format": "iso"}}}
-    reader = EntityReader(client, "thing", entity)
+    reader = EntityReader(client, "thing", configs.entity(entity))
 
     async def read_all(since: str | None) -> list[int]:
         return [r["id"] async for page in reader.pages(since=since) for r in page]
@@ -82,7 +84,8 @@ def test_batch_results_are_matched_by_key_when_the_api_reorders_and_lists_failur
     api = FakeAPI().on("POST", "/v2/upsert", 200, {
         "saved": [{"code": "C", "id": 30}, {"code": "A", "id": 10}],
         "failed": [{"input": {"code": "B"}, "message": "B is locked"}]})
-    writer = EntityWriter(make_client(api, API_KEY, {"key": "env:FAKE_KEY"}), "thing", BULK, match_field="code")
+    writer = EntityWriter(make_client(api, API_KEY, {"key": "env:FAKE_KEY"}), "thing", configs.entity(BULK),
+                          match_field="code")
     items = [PushItem(k.lower(), {"code": k}, k) for k in "ABC"]
     results = {r.item.source_key: r for r in asyncio.run(writer.push(items))}
     assert results["a"].target_id == "10" and results["c"].target_id == "30"

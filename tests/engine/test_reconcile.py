@@ -7,12 +7,15 @@ from typing import Any
 
 from engine.store import State
 from engine.sync.flow import FlowContext, FlowRun
+from tests.engine import configs
 
 
 def flow_run(state: State, spec: dict[str, Any], full: bool = False) -> FlowRun:
-    context = FlowContext(run_id="r", state=state, source=None, target=None, source_entity={},  # type: ignore[arg-type]
-                          target_entity={}, mapping=None, known_flows=set(), full=full)  # type: ignore[arg-type]
-    return FlowRun(spec, context)
+    thing = configs.entity({"key": "id"})
+    context = FlowContext(run_id="r", state=state, source=None, target=None,  # type: ignore[arg-type]
+                          source_entity=thing, target_entity=thing, mapping=None, known_flows=set(),  # type: ignore[arg-type]
+                          full=full)
+    return FlowRun(configs.flow(**spec), context)
 
 
 def test_full_read_is_due_by_interval_or_when_forced() -> None:

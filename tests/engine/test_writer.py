@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from engine.http.writer import EntityWriter, PushItem
+from tests.engine import configs
 from tests.engine.fakeapi import FakeAPI
 from tests.engine.test_client import API_KEY, make_client
 
@@ -30,7 +31,8 @@ SEARCH_ENTITY = {
 
 
 def writer(api: FakeAPI, entity: dict[str, Any]) -> EntityWriter:
-    return EntityWriter(make_client(api, API_KEY, {"key": "env:FAKE_KEY"}), "thing", entity, match_field="code")
+    return EntityWriter(make_client(api, API_KEY, {"key": "env:FAKE_KEY"}), "thing", configs.entity(entity),
+                        match_field="code")
 
 
 def test_search_then_write_creates_updates_and_refuses_ambiguity() -> None:
@@ -45,7 +47,7 @@ def test_search_then_write_creates_updates_and_refuses_ambiguity() -> None:
     assert by_key["b"].action == "update" and by_key["b"].target_id == "5"
     assert len(api.calls("GET")) == 1  # the id map already knew b: no search
 
-    api2 = FakeAPI().on("GET", "/v2/things/search", 200, {"data": [{"id": 1}, {"id": 2}]})
+    api2 = FakeAPI().on("GET", "/v2/things/search", 200, {"data": [{"id": 1, "code": "C"}, {"id": 2, "code": "C"}]})
     [result] = asyncio.run(writer(api2, SEARCH_ENTITY).push([PushItem("c", {"code": "C"}, "C")]))
     assert result.error and "2 target records match code='C'" in result.error
     assert api2.calls("POST") == []
@@ -54,21 +56,21 @@ def test_search_then_write_creates_updates_and_refuses_ambiguity() -> None:
 def test_uncertain_create_searches_before_creating_again() -> None:
     api = FakeAPI()
     api.on("GET", "/v2/things/search", 200, {"data": []})
-    api.on("GET", "/v2/things/search", 200, {"data": [{"id": 77}]})  # the first create did land
+    api.on("GET", "/v2/things/search", 200, {"data": [{"id": 77, "code": "A"}]})  # it did land
     api.on("POST", "/v2/things", 502, {"error": "bad gateway"})
     [result] = asyncio.run(writer(api, SEARCH_ENTITY).push([PushItem("a", {"code": "A"}, "A")]))
     assert result.ok and result.target_id == "77"
     assert len(api.calls("POST")) == 1  # never re-posted blindly
 
 
-BATCH_ENTITY = {
+BATCH_ENTITY: dict[str, Any] = {
     "key": "code",
     "write": {
         "strategy": "create_only",
         "create": {"method": "POST", "path": "/bulk",
                    "batch": {"size": 3, "body": {"items": "{{ records }}"}, "atomic": True},
-                   "results": {"items": "saved", "id": "code", "errors": "errors", "error_index": "index",
-                               "error_message": "{{ error.message }}"}},
+                   "results": {"items": "saved", "id": "code", "match": "position", "errors": "errors",
+                               "error_index": "index", "error_message": "{{ error.message }}"}},
     },
 }
 
@@ -76,18 +78,18 @@ BATCH_ENTITY = {
 def test_atomic_batch_parks_named_failures_and_resends_the_rest() -> None:
     api = FakeAPI()
     api.on("POST", "/v2/bulk", 200, {"success": False, "saved": [], "errors": [{"index": 1, "message": "bad qty"}]})
-    api.on("POST", "/v2/bulk", 200, {"success": True, "saved": [{"code": "X1"}, {"code": "X3"}], "errors": []})
-    api.on("POST", "/v2/bulk", 200, {"success": True, "saved": [{"code": "X4"}], "errors": []})
+    api.on("POST", "/v2/bulk", 200, {"success": True, "saved": [{"code": "X4"}, {"code": "X1"}, {"code": "X3"}],
+                                     "errors": []})
     entity = {**BATCH_ENTITY}
     client = make_client(api, {**API_KEY, "responses": [{"when": {"body": "success == `false`"},
                                                          "do": "record_error"}]}, {"key": "env:FAKE_KEY"})
-    w = EntityWriter(client, "thing", entity, match_field=None)
+    w = EntityWriter(client, "thing", configs.entity(entity), match_field=None)
     items = [PushItem(f"k{i}", {"code": f"X{i}"}) for i in range(1, 5)]
     results = {r.item.source_key: r for r in asyncio.run(w.push(items))}
     assert results["k2"].error and "bad qty" in results["k2"].error
     assert {k: r.target_id for k, r in results.items() if r.ok} == {"k1": "X1", "k3": "X3", "k4": "X4"}
     sent = [json.loads(c["body"])["items"] for c in api.calls("POST")]
-    assert [[i["code"] for i in batch] for batch in sent] == [["X1", "X2", "X3"], ["X1", "X3"], ["X4"]]
+    assert [[i["code"] for i in batch] for batch in sent] == [["X1", "X2", "X3"], ["X4", "X1", "X3"]]  # full again
 
 
 def test_batch_rejected_without_culprits_is_split_until_the_bad_record_is_alone() -> None:

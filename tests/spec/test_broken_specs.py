@@ -93,10 +93,9 @@ def test_invalid_jmespath_in_connector(specs: SpecCopy, cli: Callable[..., Resul
 
 
 def test_invalid_jinja(specs: SpecCopy, cli: Callable[..., Result]) -> None:
-    specs.edit(CONTACTS, '"{{ firstName }} {{ lastName }}"', '"{{ firstName }} {{ lastName }"')
-    result = cli("validate")
-    line = specs.line(CONTACTS, "firstName }}")
-    assert "invalid Jinja template: unexpected '}'" in reported(result, f"{CONTACTS}:{line}: fields.name")
+    specs.write(CRM, CRM_SPEC)
+    specs.write(LOOSE, LOOSE_SPEC.replace('"{{ title }}"', '"{{ title }"'))
+    assert problems_of(cli("validate")) == [f"{LOOSE}:6: fields.title: invalid Jinja template: unexpected '}}'"]
 
 
 def test_invalid_jinja_in_connector(specs: SpecCopy, cli: Callable[..., Result]) -> None:
@@ -262,3 +261,52 @@ def test_on_delete_other_than_ignore_is_refused_until_implemented(specs: SpecCop
     line = specs.line(ITEMS, "on_delete")
     message = reported(result, f"{ITEMS}:{line}: on_delete")
     assert "not implemented yet" in message
+
+
+CRM = "connectors/crm.yaml"
+CRM_SPEC = """\
+connector: crm
+base_url: https://api.example.com
+auth:
+  key: {type: api_key, header: X-Key, value: "{{ secrets.key }}"}
+responses:
+  - when: {status: 422}
+    do: record_error
+    message: "{{ body.error }}"
+entities:
+  deal:
+    key: id
+    write:
+      strategy: create_only
+      create:
+        method: POST
+        path: /deals
+        batch: {size: 10, body: {deals: "{{ records }}"}}
+        results: {items: saved, id: id, match: position}
+"""
+LOOSE = "mappings/extra/deals.yaml"
+LOOSE_SPEC = """\
+flow: deals
+from: {connection: crm, entity: deal}
+to: {connection: crm, entity: deal}
+key: id
+fields:
+  title: "{{ title }}"
+"""
+
+
+def test_unknown_jinja_filter_in_connector_and_mapping(specs: SpecCopy, cli: Callable[..., Result]) -> None:
+    specs.write(CRM, CRM_SPEC.replace("{{ body.error }}", "{{ body.error | nosuchfilter }}"))
+    specs.write(LOOSE, LOOSE_SPEC.replace("{{ title }}", "{% if title %}{{ title | nosuchfilter }}{% endif %}"))
+    assert problems_of(cli("validate")) == [
+        f"{CRM}:8: responses[0].message: invalid Jinja template: no filter named 'nosuchfilter'",
+        f"{LOOSE}:6: fields.title: invalid Jinja template: no filter named 'nosuchfilter'",
+    ]
+
+
+def test_invalid_jmespath_in_batch_result_key(specs: SpecCopy, cli: Callable[..., Result]) -> None:
+    specs.write(CRM, CRM_SPEC.replace("id: id, match: position}", 'id: id, match: key, key: "saved[?"}'))
+    line = specs.line(CRM, "saved[?")
+    assert problems_of(cli("validate")) == [
+        f"{CRM}:{line}: entities.deal.write.create.results.key: invalid JMESPath: incomplete expression",
+    ]

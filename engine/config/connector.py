@@ -1,0 +1,201 @@
+"""Typed connector config: connection declarations, auth strategies, response rules, quotas, paginators.
+
+Field names are the spec's keys; see docs/spec-language.md and schema/connector.schema.json for their meaning.
+Defaults are the schema's (filled in by the loader); a field that defaults to None may be absent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from engine.config.entity import EntityConfig
+from engine.config.expr import Expr
+
+Scalar = str | int | float | bool
+WaitUnit = Literal["seconds", "ms", "epoch", "epoch_ms", "http_date"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SettingDecl:
+    """A plain setting a workspace connection gives (`connection.<name>` in templates)."""
+
+    description: str | None = None
+    required: bool
+    default: Scalar | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecretDecl:
+    """A secret a workspace connection refers to (`secrets.<name>` in templates)."""
+
+    description: str | None = None
+    required: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConnectionDecl:
+    """What a workspace connection provides."""
+
+    settings: Mapping[str, SettingDecl]
+    secrets: Mapping[str, SecretDecl]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiKeyAuthConfig:
+    """A static key in a header or a query parameter."""
+
+    type: Literal["api_key"]
+    header: str | None = None
+    query: str | None = None
+    value: Expr
+
+
+@dataclass(frozen=True, kw_only=True)
+class OAuth2AuthConfig:
+    """An OAuth 2.0 grant with proactive renewal."""
+
+    type: Literal["oauth2"]
+    grant: Literal["refresh_token", "client_credentials", "password"]
+    token_url: Expr
+    client_auth: Literal["basic", "body"]
+    client_id: Expr | None = None
+    client_secret: Expr | None = None
+    refresh_token: Expr | None = None
+    username: Expr | None = None
+    password: Expr | None = None
+    scope: Expr | None = None
+    extra: Expr
+    refresh_ahead: float
+    base_url_from: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoginConfig:
+    """The login request of a session."""
+
+    method: Literal["GET", "POST", "PUT", "PATCH"]
+    url: Expr
+    params: Expr
+    form: Expr | None = None
+    json: Expr | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionAuthConfig:
+    """A login call returning a session token, sent in templated headers."""
+
+    type: Literal["session"]
+    login: LoginConfig
+    token: Expr
+    expires_in: Expr | None = None
+    ttl: int | None = None
+    header: Expr
+    refresh_ahead: float
+
+
+AuthConfig = ApiKeyAuthConfig | OAuth2AuthConfig | SessionAuthConfig
+
+
+@dataclass(frozen=True, kw_only=True)
+class WhenConfig:
+    """What a response must look like for a rule to match (all given parts)."""
+
+    status: tuple[int, ...] | None = None
+    header: Mapping[str, str]
+    body: Expr | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class WaitConfig:
+    """How long to wait before the next call: a header, a body field, or a fixed number of seconds."""
+
+    header: str | None = None
+    body: Expr | None = None
+    seconds: float | None = None
+    unit: WaitUnit | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuleConfig:
+    """A response rule: the first match wins, then the built-in defaults."""
+
+    when: WhenConfig
+    do: Literal["retry", "reauth", "rate_limited", "record_error", "request_error", "fatal"]
+    wait: WaitConfig | None = None
+    message: Expr | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuotaConfig:
+    """A pool of calls shared by the operations that name it."""
+
+    remaining_header: str | None = None
+    reset_header: str | None = None
+    reset_unit: WaitUnit
+    concurrency: int
+    calls: int | None = None
+    window: float | None = None
+    limit_header: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class LimitConfig:
+    """Page size parameter and the largest page the API allows (readers always ask for it)."""
+
+    param: str
+    max: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class CursorPaginatorConfig:
+    """An opaque cursor read from each response and sent back."""
+
+    type: Literal["cursor"]
+    param: str
+    next: Expr
+    limit: LimitConfig
+
+
+@dataclass(frozen=True, kw_only=True)
+class OffsetPaginatorConfig:
+    """A record offset advanced by the number of records received (the first offset is 0)."""
+
+    type: Literal["offset"]
+    param: str
+    limit: LimitConfig
+    has_more: Expr | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PagePaginatorConfig:
+    """A page number starting at `first`."""
+
+    type: Literal["page"]
+    param: str
+    first: int
+    limit: LimitConfig
+    has_more: Expr | None = None
+
+
+PaginatorConfig = CursorPaginatorConfig | OffsetPaginatorConfig | PagePaginatorConfig
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConnectorConfig:
+    """A connector spec, typed and normalised."""
+
+    connector: str
+    title: str | None = None
+    description: str | None = None
+    connection: ConnectionDecl
+    base_url: Expr
+    headers: Expr
+    auth: Mapping[str, AuthConfig]
+    retries: int
+    max_wait: float
+    responses: tuple[RuleConfig, ...]
+    quotas: Mapping[str, QuotaConfig]
+    paginators: Mapping[str, PaginatorConfig]
+    entities: Mapping[str, EntityConfig]

@@ -1,0 +1,172 @@
+"""Typed entity config: custom fields, read (incremental), get, expand, and write with its operations.
+
+Field names are the spec's keys; see docs/spec-language.md and schema/connector.schema.json for their meaning.
+Defaults are the schema's (filled in by the loader); a field that defaults to None may be absent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from engine.config.expr import Expr
+
+
+@dataclass(frozen=True, kw_only=True)
+class CatalogConfig:
+    """Where the label -> id catalog of custom fields is read."""
+
+    path: Expr
+    params: Expr
+    records: Expr
+    paginator: str | None = None
+    key: str
+    label: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CustomFieldsConfig:
+    """A record sub-object keyed by opaque ids that mappings name by label."""
+
+    object: str
+    catalog: CatalogConfig
+
+
+@dataclass(frozen=True, kw_only=True)
+class IncrementalConfig:
+    """Read only what changed since the watermark."""
+
+    param: str | None = None
+    field: str
+    format: str
+    lookback: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReadConfig:
+    """How to list records."""
+
+    path: Expr
+    params: Expr
+    records: Expr
+    paginator: str | None = None
+    incremental: IncrementalConfig | None = None
+    method: Literal["GET", "POST"]
+    body: Expr | None = None
+    max_depth: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class GetConfig:
+    """How to get one record by id."""
+
+    path: Expr
+    params: Expr
+    record: Expr
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExpandConfig:
+    """Children fetched per page of parents."""
+
+    path: Expr
+    params: Expr
+    batch: int
+    records: Expr
+    paginator: str | None = None
+    parent_key: str | None = None  # None: one parent per call (batch 1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchConfig:
+    """How to find an existing target record by the match value."""
+
+    path: Expr
+    params: Expr
+    records: Expr
+    not_found: tuple[int, ...]
+    quota: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchConfig:
+    """Up to `size` records in one call."""
+
+    size: int
+    body: Expr
+    atomic: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResultsConfig:
+    """Per-item outcomes of a batch response, matched to the records sent by `match`."""
+
+    match: Literal["key", "id", "position"]
+    created: Expr | None = None
+    error_id: Expr | None = None
+    items: Expr
+    id: Expr | None = None
+    errors: Expr | None = None
+    error_index: Expr | None = None
+    error_message: Expr | None = None
+    key: Expr | None = None
+    error_key: Expr | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CreatedConfig:
+    """How a single-record answer tells a created record from an updated one (a status, or a body field)."""
+
+    status: tuple[int, ...] | None = None
+    body: Expr | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class WriteOpConfig:
+    """A create or update operation."""
+
+    method: Literal["POST", "PUT", "PATCH", "DELETE"]
+    path: Expr
+    params: Expr
+    body: Expr | None = None
+    id: Expr | None = None
+    quota: str | None = None
+    batch: BatchConfig | None = None
+    results: ResultsConfig | None = None
+    created: CreatedConfig | None = None
+    merge: Expr | None = None
+    fetch_existing: bool
+    idempotent: bool | None = None  # None: true for PUT/PATCH/DELETE, false for POST
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrefetchConfig:
+    """List the whole target once when many records of a run are unresolved."""
+
+    min: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class WriteConfig:
+    """How records of an entity are written."""
+
+    strategy: Literal["search_then_write", "upsert", "create_only", "update_only"]
+    search: SearchConfig | None = None
+    create: WriteOpConfig | None = None
+    update: WriteOpConfig | None = None
+    prefetch: PrefetchConfig | None = None
+    search_lag: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EntityConfig:
+    """An entity (record type) of a system."""
+
+    key: str
+    updated: str | None = None
+    custom_fields: CustomFieldsConfig | None = None
+    read: ReadConfig | None = None
+    get: GetConfig | None = None
+    expand: Mapping[str, ExpandConfig]
+    write: WriteConfig | None = None
