@@ -6,10 +6,12 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
-import time
+import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -21,6 +23,7 @@ from engine.http.redact import REDACTOR
 from engine.report import run_table, table
 from engine.spec import SpecError, SpecProblem, load_specs
 from engine.store import StateError
+from engine.store.database import StateLocked
 from engine.sync.runner import Runner, RunSummary
 from engine.sync.schedule import parse_schedule
 from engine.transform.examples import run_examples
@@ -33,6 +36,8 @@ EXIT_RECORDS_FAILED = 1  # the run went on; some records were parked (`ml-connec
 EXIT_INVALID = 2  # specs, workspace or state cannot be used as they are; a usage error (click's own code)
 EXIT_FLOW_FAILED = 3  # a flow stopped: connection, auth, an API refusal, or a wait longer than max_wait
 EXIT_UNEXPECTED = 4  # a bug: -vv shows the traceback
+EXIT_SIGNALLED = 128  # + the signal's number, as shells report it: 130 after SIGINT (Ctrl-C), 143 after SIGTERM
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 EXIT_CODES_HELP = """\b
 Exit codes:
   0  ok
@@ -41,6 +46,8 @@ Exit codes:
   2  specs, workspace or state invalid, or a usage error
   3  a flow failed (connection, auth, API refusal, or a wait beyond max_wait); it resumes next run
   4  unexpected error (run with -vv for the traceback)
+  130, 143  interrupted by SIGINT (Ctrl-C) or SIGTERM: what was confirmed is
+     recorded, the run is marked interrupted; the next run continues
 """
 #: Errors the package raises on purpose, by exit code (the first match wins): the rest of ours are connection,
 #: auth and credential failures; any other exception is unexpected.
@@ -85,6 +92,7 @@ def _fail(ctx: click.Context, exc: Exception) -> NoReturn:
                                                   "traceback of an error.")
 def main(verbose: int) -> None:
     """ml-connector: a declarative, config-driven sync engine."""
+    os.umask(0o077)  # files we create (state, its write-ahead log, key, workspaces) are the owner's alone
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("httpx", "httpcore"):  # their lines carry full URLs (query strings may hold keys)
@@ -147,12 +155,78 @@ def _check_flows(workspace: Workspace, flows: tuple[str, ...]) -> list[str] | No
     return list(flows) or None
 
 
-def _run(workspace: Workspace, action: Callable[[Runner], Any]) -> Any:
-    state = workspace.state()
+class Interrupted(Exception):
+    """SIGINT or SIGTERM stopped a command; ``summary`` is what its run did until then (None: no run was on)."""
+
+    def __init__(self, signum: int, summary: RunSummary | None) -> None:
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+        self.signum, self.summary = signum, summary
+
+
+async def _stoppable(work: Coroutine[Any, Any, Any], received: list[int]) -> Any:
+    """Await ``work``; a stop signal cancels it (the run records what it did on the way out).
+
+    A second signal is not caught: it stops the process at once, for when the way out itself hangs.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    catching = threading.current_thread() is threading.main_thread()  # signals reach the main thread only
+
+    def stop(signum: int) -> None:
+        received.append(signum)
+        for number in STOP_SIGNALS:
+            loop.remove_signal_handler(number)
+        assert task is not None
+        task.cancel(signal.Signals(signum).name)
+
+    if catching:
+        for number in STOP_SIGNALS:
+            loop.add_signal_handler(number, stop, number)
     try:
-        return asyncio.run(action(Runner(workspace.project, state)))
+        return await work
+    finally:
+        if catching and not received:
+            for number in STOP_SIGNALS:
+                loop.remove_signal_handler(number)
+
+
+def _until_stopped(work: Coroutine[Any, Any, Any], progress: Callable[[], RunSummary | None]) -> Any:
+    """Run ``work`` to its end, or raise Interrupted with ``progress()`` when a stop signal cancelled it."""
+    received: list[int] = []
+    try:
+        return asyncio.run(_stoppable(work, received))
+    except asyncio.CancelledError:
+        if not received:
+            raise
+        raise Interrupted(received[0], progress()) from None
+
+
+def _run(workspace: Workspace, action: Callable[[Runner], Coroutine[Any, Any, Any]]) -> Any:
+    state = workspace.state()
+    runner = Runner(workspace.project, state)
+    try:
+        return _until_stopped(action(runner), lambda: runner.last)
     finally:
         state.close()
+
+
+def _run_and_report(workspace: Workspace, action: Callable[[Runner], Coroutine[Any, Any, RunSummary]],
+                    as_json: bool, plan: bool = False) -> None:
+    try:
+        summary = _run(workspace, action)
+    except Interrupted as stop:
+        _stopped(stop, as_json, plan)
+    _report(summary, as_json, plan)
+
+
+def _stopped(stop: Interrupted, as_json: bool, plan: bool = False) -> NoReturn:
+    """Print what the interrupted run did, say so in one line, and exit with 128 + the signal's number."""
+    if stop.summary is not None:
+        data = stop.summary.as_dict()
+        click.echo(json.dumps(data, indent=2, default=str) if as_json else run_table(data, plan=plan))
+    click.echo(f"ml-connector: {stop}; what the targets confirmed is recorded, the next run continues from there",
+               err=True)
+    raise SystemExit(EXIT_SIGNALLED + stop.signum)
 
 
 def _report(summary: RunSummary, as_json: bool, plan: bool = False) -> None:
@@ -172,8 +246,7 @@ def plan(workspace_path: Path, flows: tuple[str, ...], as_json: bool) -> None:
     """Dry run: per flow, how many records would be created, updated, left unchanged or deferred. No writes."""
     workspace = Workspace.open(workspace_path)
     selected = _check_flows(workspace, flows)
-    summary = _run(workspace, lambda runner: runner.run(selected, dry_run=True))
-    _report(summary, as_json, plan=True)
+    _run_and_report(workspace, lambda runner: runner.run(selected, dry_run=True), as_json, plan=True)
 
 
 @main.command()
@@ -186,8 +259,7 @@ def run(workspace_path: Path, flows: tuple[str, ...], due: bool, full: bool, as_
     """Run flows once: pull, map, diff, push, record. Exit code 1 when records were parked, 3 when a flow failed."""
     workspace = Workspace.open(workspace_path)
     selected = _check_flows(workspace, flows)
-    summary = _run(workspace, lambda runner: runner.run(selected, due=due, full=full))
-    _report(summary, as_json)
+    _run_and_report(workspace, lambda runner: runner.run(selected, due=due, full=full), as_json)
 
 
 @main.command()
@@ -195,15 +267,49 @@ def run(workspace_path: Path, flows: tuple[str, ...], due: bool, full: bool, as_
 @click.option("--interval", default=30.0, show_default=True, help="Seconds between schedule checks.")
 @click.option("--once", is_flag=True, help="Check the schedules once and exit (for cron).")
 def serve(workspace_path: Path, interval: float, once: bool) -> None:
-    """Run each flow on its own schedule (`schedule: every 15m`) until interrupted."""
-    workspace = Workspace.open(workspace_path)
-    while True:
-        summary = _run(workspace, lambda runner: runner.run(due=True))
-        if summary.flows:
-            click.echo(run_table(summary.as_dict()))
-        if once:
-            return
-        time.sleep(interval)
+    """Run each flow on its own schedule (`schedule: every 15m`) until interrupted (SIGINT, SIGTERM)."""
+    service = Service(Workspace.open(workspace_path), interval)
+    try:
+        _until_stopped(service.loop(once), lambda: service.runner.last if service.runner else None)
+    except Interrupted as stop:
+        _stopped(stop, as_json=False)
+
+
+async def _pause(seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
+@dataclass
+class Service:
+    """`serve`: a tick every ``interval`` seconds runs the flows that are due.
+
+    The state is opened per tick, so that a manual `run` can take it in between; a tick that finds it held waits
+    and tries again instead of ending the service.
+    """
+
+    workspace: Workspace
+    interval: float
+    runner: Runner | None = None  # the tick's runner while it runs
+
+    async def loop(self, once: bool) -> None:
+        while True:
+            try:
+                state = self.workspace.state()
+            except StateLocked as exc:
+                click.echo(f"ml-connector: {exc}; trying again in {self.interval:g}s", err=True)
+                await _pause(self.interval)
+                continue
+            self.runner = Runner(self.workspace.project, state)
+            try:
+                summary = await self.runner.run(due=True)
+            finally:
+                state.close()
+            self.runner = None
+            if summary.flows:
+                click.echo(run_table(summary.as_dict()))
+            if once:
+                return
+            await _pause(self.interval)
 
 
 @main.command()
@@ -302,8 +408,7 @@ def replay(workspace_path: Path, flow: str | None, run_id: str | None, error_lik
     by_flow: dict[str, list[dict[str, Any]]] = {}
     for record in selected:
         by_flow.setdefault(record.flow, []).append(record.record)
-    summary = _run(workspace, lambda runner: runner.run(replay=by_flow))
-    _report(summary, as_json)
+    _run_and_report(workspace, lambda runner: runner.run(replay=by_flow), as_json)
 
 
 @main.command("test")

@@ -65,6 +65,7 @@ class Connection:
     auth_name: str | None = None
     quota_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     max_wait: float | None = None  # this account's override of the connector's max_wait
+    sandbox: bool = False  # the workspace says this account is a local sandbox (loopback API bases allowed)
 
     @classmethod
     def from_workspace(cls, name: str, entry: Mapping[str, Any], connector: ConnectorConfig) -> Connection:
@@ -72,7 +73,7 @@ class Connection:
         settings.update(entry.get("settings") or {})
         return cls(name, connector, settings, dict(entry.get("secrets") or {}), entry.get("auth"),
                    {pool: dict(values) for pool, values in (entry.get("quotas") or {}).items()},
-                   entry.get("max_wait"))
+                   entry.get("max_wait"), entry.get("sandbox") is True)
 
     def quotas(self) -> dict[str, QuotaConfig]:
         """The connector's quota pools with this account's overrides applied."""

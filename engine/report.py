@@ -36,6 +36,8 @@ def run_table(summary: dict[str, Any], plan: bool = False) -> str:
         out.append("errors:\n" + "\n".join(errors))
     future = [f"  {f['flow']}: {f['future_stamped']} record(s) stamped after the read began (synced; the watermark "
               "stays at the read's start; audit notes name them)" for f in summary["flows"] if f.get("future_stamped")]
+    future += [f"  {f['flow']}: {f['waiting']} parked record(s) waiting for their back-off or a lost create's grace "
+               "period (`ml-connector replay` sends them now)" for f in summary["flows"] if f.get("waiting")]
     if future:
         out.append("notes:\n" + "\n".join(future))
     out.append(f"run {summary['run_id']}: {summary['status']}")

@@ -30,11 +30,12 @@ def apply_env(environ: dict[str, str] | None = None) -> None:
 
 
 def connections(urls: dict[str, str], pipedrive_auth: str = "api_token") -> dict[str, Any]:
-    """Workspace connection entries for sandboxes served at ``urls``."""
+    """Workspace connection entries for sandboxes served at ``urls`` (marked as sandboxes: loopback is fine)."""
     entries: dict[str, Any] = {}
     if "qad" in urls:
         entries["qad"] = {
             "connector": "qad",
+            "sandbox": True,
             "auth": "password",
             "settings": {"tenant_url": urls["qad"], "domain": "10USA", "entity": "10USACO"},
             "secrets": {"client_id": "env:ML_SANDBOX_QAD_CLIENT_ID", "username": "env:ML_SANDBOX_QAD_USERNAME",
@@ -47,6 +48,7 @@ def connections(urls: dict[str, str], pipedrive_auth: str = "api_token") -> dict
             "refresh_token": "env:ML_SANDBOX_PIPEDRIVE_REFRESH_TOKEN"}
         entries["pipedrive"] = {
             "connector": "pipedrive",
+            "sandbox": True,
             "auth": pipedrive_auth,
             "settings": {"api_url": urls["pipedrive"], "oauth_url": urls["pipedrive"]},
             "secrets": secrets,

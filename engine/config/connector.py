@@ -69,6 +69,7 @@ class OAuth2AuthConfig:
     extra: Expr
     refresh_ahead: float
     base_url_from: str | None = None
+    base_url_hosts: tuple[str, ...]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -183,6 +184,15 @@ PaginatorConfig = CursorPaginatorConfig | OffsetPaginatorConfig | PagePaginatorC
 
 
 @dataclass(frozen=True, kw_only=True)
+class BoundsConfig:
+    """The connector's `limits`: what the API may make the engine do (pages per read, body size, time per call)."""
+
+    max_pages: int
+    max_response_bytes: int
+    request_timeout: float
+
+
+@dataclass(frozen=True, kw_only=True)
 class ConnectorConfig:
     """A connector spec, typed and normalised."""
 
@@ -195,6 +205,7 @@ class ConnectorConfig:
     auth: Mapping[str, AuthConfig]
     retries: int
     max_wait: float
+    limits: BoundsConfig
     responses: tuple[RuleConfig, ...]
     quotas: Mapping[str, QuotaConfig]
     paginators: Mapping[str, PaginatorConfig]

@@ -19,9 +19,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-import jmespath
-
-from engine.transform.expressions import TemplateTree, compile_expression, compile_path, compile_template
+from engine.transform.expressions import (
+    TemplateTree,
+    compile_expression,
+    compile_jmespath,
+    compile_path,
+    compile_template,
+)
 
 ExpressionKind = Literal["jmespath", "template", "mapping", "path"]
 EXPRESSION_KINDS: tuple[str, ...] = get_args(ExpressionKind)
@@ -48,7 +52,7 @@ def compile_expr(kind: ExpressionKind, source: Any) -> Expr:
     """Compile `source` as an expression of `kind`; raises the compiler's own error when it does not compile."""
     compiled: Any
     if kind == "jmespath":
-        compiled = jmespath.compile(source)
+        compiled = compile_jmespath(source)
     elif kind == "path":
         compiled = compile_path(source)
     elif kind == "mapping":

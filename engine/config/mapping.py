@@ -63,6 +63,15 @@ class ExampleConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ParkingConfig:
+    """When a parked record is sent again: after a lost create's grace period, or a poison pill's back-off."""
+
+    unknown_outcome_grace: float  # seconds before a create of unknown outcome is looked for (next run at the earliest)
+    backoff: float  # the wait after a record failed on two runs in a row; doubles with each further failure
+    backoff_max: float
+
+
+@dataclass(frozen=True, kw_only=True)
 class MappingConfig:
     """A mapping spec (one flow), typed and normalised."""
 
@@ -80,5 +89,7 @@ class MappingConfig:
     target_id: Expr | None = None
     let: Mapping[str, Expr]
     fields: Mapping[str, FieldConfig]
+    max_value_length: int
     on_delete: Literal["ignore", "clear", "delete"]
+    parking: ParkingConfig
     examples: tuple[ExampleConfig, ...]

@@ -12,7 +12,9 @@ from typing import Any, Protocol
 import httpx
 
 from engine.config.connector import ApiKeyAuthConfig, AuthConfig, OAuth2AuthConfig, SessionAuthConfig
+from engine.errors import MlConnectorError
 from engine.http.errors import FatalError, ReauthorizeError, TransientError
+from engine.http.hosts import BaseUrlPolicy
 from engine.http.redact import REDACTOR
 from engine.http.rules import parse_body
 
@@ -61,10 +63,11 @@ class ApiKeyAuth:
 class _TokenAuth:
     """Shared token lifecycle: cache, expiry with a safety margin, one refresh at a time."""
 
-    def __init__(self, name: str, vault: Vault, refresh_ahead: float) -> None:
+    def __init__(self, name: str, vault: Vault, refresh_ahead: float, policy: BaseUrlPolicy) -> None:
         self.name = name
         self.vault = vault
         self.refresh_ahead = refresh_ahead
+        self.policy = policy
         self.token: str | None = None
         self.expires_at = 0.0
         self.lifetime = 3600.0
@@ -76,12 +79,18 @@ class _TokenAuth:
         return f"{self.name}.access_token"
 
     def _load_cached(self) -> None:
-        cached = self.vault.get(self._cache_key())
-        if cached:
-            data = json.loads(cached)
-            self.token, self.expires_at, self.base_url = data["token"], data["expires_at"], data.get("base_url")
-            self.lifetime = float(data.get("lifetime", self.lifetime))
-            REDACTOR.add(self.token)
+        """A cached token is only a saving: one this key cannot read, or naming a base not allowed, is fetched anew."""
+        try:
+            cached = self.vault.get(self._cache_key())
+            data = json.loads(cached or "{}")
+            token, expires_at, base_url = str(data["token"]), float(data["expires_at"]), data.get("base_url")
+            lifetime = float(data.get("lifetime", self.lifetime))
+        except (MlConnectorError, ValueError, KeyError, TypeError):
+            return
+        if base_url and not self.policy.allows(base_url):
+            return
+        self.token, self.expires_at, self.base_url, self.lifetime = token, expires_at, base_url, lifetime
+        REDACTOR.add(token)
 
     def _remember(self, token: str, expires_in: float | None) -> None:
         REDACTOR.add(token)
@@ -131,8 +140,9 @@ _OAUTH_VALUES = ("client_id", "client_secret", "username", "password", "refresh_
 class OAuth2Auth(_TokenAuth):
     """OAuth 2.0 token grants with proactive renewal and stored rotation of refresh tokens."""
 
-    def __init__(self, name: str, config: OAuth2AuthConfig, context: Mapping[str, Any], vault: Vault) -> None:
-        super().__init__(name, vault, config.refresh_ahead)
+    def __init__(self, name: str, config: OAuth2AuthConfig, context: Mapping[str, Any], vault: Vault,
+                 policy: BaseUrlPolicy) -> None:
+        super().__init__(name, vault, config.refresh_ahead, policy)
         self.config = config
         self.grant: str = config.grant
         self.token_url = str(config.token_url.evaluate(context))
@@ -165,8 +175,9 @@ class OAuth2Auth(_TokenAuth):
     async def _post(self, http: httpx.AsyncClient, grant: str) -> tuple[httpx.Response, Any]:
         headers = {}
         if self.config.client_auth == "basic":
-            pair = f"{self.values.get('client_id', '')}:{self.values.get('client_secret', '')}"
-            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+            client_id, client_secret = self.values.get("client_id") or "", self.values.get("client_secret") or ""
+            REDACTOR.add_pair(client_id, client_secret)
+            headers["Authorization"] = "Basic " + base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
         try:
             response = await http.post(self.token_url, data=self._form(grant), headers=headers)
         except httpx.TransportError as exc:
@@ -192,8 +203,15 @@ class OAuth2Auth(_TokenAuth):
             self.vault.put(self._refresh_key(), rotated)  # stored before the new access token is used
         base_url_from = self.config.base_url_from
         if base_url_from and body.get(base_url_from):
-            self.base_url = str(body[base_url_from]).rstrip("/")
+            self.base_url = self._checked_base(str(body[base_url_from]).rstrip("/"))
         self._remember(str(body["access_token"]), body.get("expires_in"))
+
+    def _checked_base(self, named: str) -> str:
+        """The API base a token names, if the connector allows its host: the token and every payload go there."""
+        if not self.policy.allows(named):
+            raise FatalError(f"connection {self.name}: the token response names the API base {named[:200]}, which "
+                             f"this connector does not allow ({self.policy.describe()}); nothing was sent there")
+        return named
 
     async def apply(self, http: httpx.AsyncClient, headers: dict[str, str], params: dict[str, Any]) -> None:
         headers["Authorization"] = f"Bearer {await self.ensure(http)}"
@@ -202,8 +220,9 @@ class OAuth2Auth(_TokenAuth):
 class SessionAuth(_TokenAuth):
     """A login call that returns a session token (JWT or opaque), sent in templated headers."""
 
-    def __init__(self, name: str, config: SessionAuthConfig, context: Mapping[str, Any], vault: Vault) -> None:
-        super().__init__(name, vault, config.refresh_ahead)
+    def __init__(self, name: str, config: SessionAuthConfig, context: Mapping[str, Any], vault: Vault,
+                 policy: BaseUrlPolicy) -> None:
+        super().__init__(name, vault, config.refresh_ahead, policy)
         login = config.login
         self.method = login.method
         self.url = str(login.url.evaluate(context))
@@ -233,10 +252,16 @@ class SessionAuth(_TokenAuth):
         headers.update({k: str(v) for k, v in self.header.evaluate({"token": token}).items()})
 
 
-def build_auth(name: str, config: AuthConfig, context: Mapping[str, Any], vault: Vault) -> Auth:
-    """The auth strategy a connector's auth method describes."""
+def build_auth(name: str, config: AuthConfig, context: Mapping[str, Any], vault: Vault, *, base_url: str,
+               sandbox: bool) -> Auth:
+    """The auth strategy a connector's auth method describes.
+
+    ``base_url`` is the connection's configured base and ``sandbox`` the workspace's word that it is a local
+    sandbox: together with the connector's ``base_url_hosts`` they bound where a token response may send calls.
+    """
     if isinstance(config, ApiKeyAuthConfig):
         return ApiKeyAuth(config, context)
     if isinstance(config, OAuth2AuthConfig):
-        return OAuth2Auth(name, config, context, vault)
-    return SessionAuth(name, config, context, vault)
+        policy = BaseUrlPolicy(base_url, config.base_url_hosts, sandbox=sandbox)
+        return OAuth2Auth(name, config, context, vault, policy)
+    return SessionAuth(name, config, context, vault, BaseUrlPolicy(base_url, (), sandbox=sandbox))

@@ -6,7 +6,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from engine.config.entity import CustomFieldsConfig
+from engine.http.bodies import RecordsAt
 from engine.http.errors import FatalError
+from engine.http.paginators import PageGuard
 
 
 class LazyCatalog:
@@ -42,15 +44,17 @@ class FieldCatalog:
         """Read every field definition (all pages) from the catalog endpoint."""
         catalog = config.catalog
         paginator = client.paginator(catalog.paginator)
-        params: dict[str, Any] | None = {**catalog.params.evaluate(client.context), **paginator.first()}
         path = str(catalog.path.evaluate(client.context))
+        where = f"{client.connection.name}.{entity}: GET {path}"
+        guard = PageGuard(where, client.connection.connector.limits.max_pages)
+        params: dict[str, Any] | None = guard.start({**catalog.params.evaluate(client.context), **paginator.first()})
         label_to_key: dict[str, str] = {}
         while params is not None:
-            reply = await client.request("GET", path, params=params)
-            rows = catalog.records.evaluate(reply.body) or []
+            reply = await client.request("GET", path, params=params, records=RecordsAt(catalog.records))
+            rows = reply.records or []
             for row in rows:
                 label_to_key.setdefault(str(row[catalog.label]), str(row[catalog.key]))
-            params = paginator.next(params, reply.body, rows)
+            params = guard.next(paginator.next(params, reply.body, rows), rows)
         return cls(config.object, label_to_key, f"{client.connection.name}.{entity}")
 
     def to_labels(self, record: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from engine.config import Expr
 from engine.connection import Connection
 from engine.errors import MlConnectorError
 from engine.http.auth import Auth, Vault, build_auth
+from engine.http.bodies import BodyMismatch, BodyTooLarge, RecordsAt, receive
 from engine.http.errors import (
     FatalError,
     NeedsReauth,
@@ -69,6 +70,7 @@ class Reply:
     status: int
     body: Any
     headers: Mapping[str, str]
+    records: list[Any] | None = None  # what `request(records=...)` found at the records path
 
 
 @dataclass
@@ -78,20 +80,29 @@ class ClientOptions:
     max_rate_limited: int = 50
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
-    timeout: float = 60.0
+    timeout: float = 60.0  # per phase (connect, each read, ...): the whole attempt is bounded by request_timeout
+    max_response_bytes: int = 52428800  # connector `limits.max_response_bytes`
+    request_timeout: float = 120.0  # connector `limits.request_timeout`: one attempt, connect to last byte
 
     @classmethod
     def of(cls, connection: Connection) -> ClientOptions:
-        """The options a connection sets: the connector's `retries` and `max_wait`, which the workspace may override."""
-        return cls(max_retries=connection.connector.retries, max_wait=connection.max_wait_seconds)
+        """The options a connection sets: the connector's `retries`, `max_wait` (the workspace may override it) and
+        `limits`."""
+        limits = connection.connector.limits
+        return cls(max_retries=connection.connector.retries, max_wait=connection.max_wait_seconds,
+                   max_response_bytes=limits.max_response_bytes, request_timeout=limits.request_timeout)
 
 
 def _join(base: str, path: str) -> httpx.URL:
-    """The URL for ``path`` under ``base``; a path that would leave the base is refused."""
+    """The URL for ``path`` under ``base``; a path that would leave the base is refused.
+
+    The check reads the path as sent: an encoded ``x%2F..%2Fy`` is one segment, not a way out.
+    """
     base_url = httpx.URL(base.rstrip("/") + "/")
     url = httpx.URL(path) if path.startswith(("http://", "https://")) else base_url.join(path.lstrip("/"))
+    sent, under = (u.raw_path.split(b"?", 1)[0].decode("ascii") for u in (url, base_url))
     if (url.scheme, url.host, url.port) != (base_url.scheme, base_url.host, base_url.port) or not \
-            url.path.startswith(base_url.path) or "/../" in f"{url.path}/":
+            sent.startswith(under) or "/../" in f"{sent}/":
         raise FatalError(f"request path {path!r} leaves the connection's base URL {base}")
     return url
 
@@ -111,7 +122,8 @@ class ConnectorClient:
         self.headers = {name: str(self._render(f"headers.{name}", part))
                         for name, part in config.headers.compiled.parts().items()}
         auth_name, auth_config = connection.auth_spec
-        self.auth: Auth = build_auth(connection.name, auth_config, self.context, vault)
+        self.auth: Auth = build_auth(connection.name, auth_config, self.context, vault,
+                                     base_url=self._configured_base, sandbox=connection.sandbox)
         self.rules = ResponseRules(config.responses, clock=clock)
         max_wait = self.options.max_wait
         self.quotas = {name: Quota(q, max_wait=max_wait, label=f"connection {connection.name}, quota {name}")
@@ -154,10 +166,11 @@ class ConnectorClient:
 
     async def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                       json: Any = None, quota: str | None = None, idempotent: bool | None = None,
-                      reads: bool | None = None) -> Reply:
+                      reads: bool | None = None, records: RecordsAt | None = None) -> Reply:
         """One logical call: retried on transient failures, re-authenticated once on a reauth signal.
 
         ``reads``: whether the call counts as a read (default: GET does); a query sent as POST is a read.
+        ``records``: where the records of a read are; a body without them is a transient failure (``Reply.records``).
         """
         method = method.upper()
         safe = method in SAFE_METHODS if idempotent is None else idempotent
@@ -168,11 +181,11 @@ class ConnectorClient:
         async for attempt in retrying:
             with attempt:
                 try:
-                    return await self._once(method, path, params, json, pool, safe, is_read)
+                    return await self._once(method, path, params, json, pool, safe, is_read, records)
                 except NeedsReauth:
                     self.auth.invalidate()
                     try:
-                        return await self._once(method, path, params, json, pool, safe, is_read)
+                        return await self._once(method, path, params, json, pool, safe, is_read, records)
                     except NeedsReauth as again:
                         raise FatalError(f"connection {self.connection.name}: credentials refused after "
                                          f"renewal ({method} {path})") from again
@@ -203,11 +216,11 @@ class ConnectorClient:
         await self._sleep(seconds)
 
     async def _once(self, method: str, path: str, params: Mapping[str, Any] | None, json: Any, pool: Quota,
-                    safe: bool, is_read: bool) -> Reply:
-        url = _join(self.base_url, path)
+                    safe: bool, is_read: bool, records: RecordsAt | None = None) -> Reply:
         headers = dict(self.headers)
         query: dict[str, Any] = {k: v for k, v in (params or {}).items() if v is not None}
-        await self.auth.apply(self.http, headers, query)
+        await self.auth.apply(self.http, headers, query)  # first: a token may name the base URL
+        url = _join(self.base_url, path)
         queued = time.monotonic()
         async with pool:
             self.stats.waited_seconds += time.monotonic() - queued
@@ -216,8 +229,17 @@ class ConnectorClient:
             else:
                 self.stats.writes += 1
             started = time.monotonic()
+            request = self.http.build_request(method, url, params=query, json=json, headers=headers)
             try:
-                response = await self.http.request(method, url, params=query, json=json, headers=headers)
+                async with asyncio.timeout(self.options.request_timeout):  # a trickling body must not outlive it
+                    response, content = await receive(self.http, request, self.options.max_response_bytes)
+            except TimeoutError as exc:
+                message = (f"{method} {url.path}: no complete answer within {self.options.request_timeout:g} s "
+                           "(the connector's limits.request_timeout)")
+                raise (TransientError(message) if safe else UncertainWrite(message)) from exc
+            except BodyTooLarge as exc:  # the same next time: refused, not retried (a write may have happened)
+                message = f"{method} {url.path} -> HTTP {exc.status}: {exc}"
+                raise (FatalError(message) if safe else UncertainWrite(message)) from None
             except httpx.ConnectError as exc:  # nothing was sent: always safe to retry
                 raise TransientError(f"{method} {url.path}: cannot connect ({type(exc).__name__})") from exc
             except httpx.TransportError as exc:
@@ -226,12 +248,16 @@ class ConnectorClient:
             pool.observe(response)
             log.debug("%s %s %s -> %s in %.0f ms", self.connection.name, method, url.path, response.status_code,
                       (time.monotonic() - started) * 1000)
-        body = parse_body(response)
+        body = parse_body(response, content)
         decision = self.rules.classify(response, body)
-        if decision.action == OK:
-            return Reply(response.status_code, body, response.headers)
-        detail = REDACTOR(decision.message or _describe(body))[:500]
         where = f"{method} {url.path} -> HTTP {response.status_code}"
+        if decision.action == OK:
+            try:
+                rows = records.of(body) if records is not None else None
+            except BodyMismatch as exc:  # a maintenance page or a cut-off body: worth another try, never "none"
+                raise (TransientError(f"{where}: {exc}") if safe else UncertainWrite(f"{where}: {exc}")) from None
+            return Reply(response.status_code, body, response.headers, rows)
+        detail = REDACTOR(decision.message or _describe(body))[:500]
         if decision.action == RETRY:
             if not safe:
                 raise UncertainWrite(f"{where}: {detail}", decision.wait)

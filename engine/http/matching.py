@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from engine.config.entity import WriteConfig
+from engine.http.bodies import RecordsAt
 from engine.http.client import ConnectorClient
 from engine.http.errors import RecordError
 
@@ -142,15 +143,12 @@ class TargetFinder:
         try:
             reply = await self.client.request(
                 "GET", str(search.path.evaluate(context)), params=search.params.evaluate(context),
-                quota=search.quota)
+                quota=search.quota, records=RecordsAt(search.records, single=True))
         except RecordError as exc:
             if exc.status in search.not_found:
                 return []
             raise
-        hits = search.records.evaluate(reply.body)
-        if isinstance(hits, dict):
-            hits = [hits]
-        found = [await self._confirmed(hit, key) for hit in hits or [] if isinstance(hit, dict)]
+        found = [await self._confirmed(hit, key) for hit in reply.records or () if isinstance(hit, dict)]
         return [hit for hit in found if hit is not None]
 
     async def _confirmed(self, hit: dict[str, Any], key: str) -> dict[str, Any] | None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from engine.config.connector import (
@@ -10,6 +13,7 @@ from engine.config.connector import (
     PagePaginatorConfig,
     PaginatorConfig,
 )
+from engine.http.errors import FatalError
 
 
 class Paginator(Protocol):
@@ -92,6 +96,54 @@ class SinglePage:
 
     def next(self, params: dict[str, Any], body: Any, records: list[Any]) -> dict[str, Any] | None:
         return None
+
+
+class PageGuard:
+    """Bounds one query's paging, whatever the server says.
+
+    A server that hands out a cursor already used (A, B, A, B), repeats a page already read (a fresh cursor with the
+    same or an empty page; "more" forever while ignoring the offset) or never stops would be read forever. Each
+    stops the read with an error naming the endpoint. Pages are remembered by a digest of their records' keys (or
+    of their content), so memory grows with pages read, not with records.
+    """
+
+    def __init__(self, where: str, max_pages: int, key: Callable[[Any], Any] | None = None) -> None:
+        """``where``: the endpoint, for messages; ``key``: a record's identity (None: the record's whole content)."""
+        self.where = where
+        self.max_pages = max_pages
+        self.key = key
+        self.pages = 0
+        self._asked: set[bytes] = set()
+        self._read: dict[bytes, int] = {}
+
+    def start(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The first page's request, remembered."""
+        self._asked.add(_digest(params))
+        return params
+
+    def next(self, params: dict[str, Any] | None, records: list[Any]) -> dict[str, Any] | None:
+        """``params`` (the paginator's next request after a page of ``records``) when paging may go on."""
+        self.pages += 1
+        if params is None:
+            return None
+        fault = None
+        seen = self._read.setdefault(_digest([self.key(r) for r in records] if self.key else records), self.pages)
+        asked = _digest(params)
+        if seen != self.pages:
+            fault = f"page {self.pages} repeats page {seen}"
+        elif asked in self._asked:
+            fault = f"page {self.pages} leads back to a page already asked for"
+        elif self.pages >= self.max_pages:
+            fault = f"more than {self.max_pages} pages (the connector's limits.max_pages)"
+        if fault:
+            raise FatalError(f"{self.where}: paging does not end: {fault}")
+        self._asked.add(asked)
+        return params
+
+
+def _digest(value: Any) -> bytes:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
 
 def build_paginator(config: PaginatorConfig | None) -> Paginator:

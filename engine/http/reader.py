@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engine.config import Expr
 from engine.config.entity import EntityConfig, ExpandConfig
+from engine.http.bodies import RecordsAt
 from engine.http.catalog import LazyCatalog
 from engine.http.client import ConnectorClient
 from engine.http.errors import FatalError
+from engine.http.paginators import PageGuard
 
 
 def parse_timestamp(value: str) -> datetime:
@@ -49,7 +51,7 @@ class EntityReader:
         self.config = config
         self.read = config.read
         self.catalog = catalog
-        self.records_path = self.read.records
+        self.records = RecordsAt(self.read.records)
         self.incremental = self.read.incremental
         self._max_depth = self.read.max_depth
         self.server_date: str | None = None  # the HTTP Date of the last read's first page: the source's clock
@@ -81,16 +83,17 @@ class EntityReader:
         while True:  # one query, or several when the API caps how deep a query may page
             query, formatted = self._query(base, since, lookback)
             body = self.read.body.evaluate({**context, "since": formatted}) if self.read.body is not None else None
-            page_params: dict[str, Any] | None = {**query, **paginator.first()}
+            guard = self._guard(self.read.method, path, self._key)
+            page_params: dict[str, Any] | None = guard.start({**query, **paginator.first()})
             depth, newest = 0, None
             seen_at_newest: set[str] = set()
             restart = False
             while page_params is not None:
                 reply = await self.client.request(self.read.method, path, params=page_params, json=body, reads=True,
-                                                  idempotent=True)
+                                                  idempotent=True, records=self.records)
                 if first:
                     self.server_date, first = reply.headers.get("date"), False
-                rows = [r for r in (self.records_path.evaluate(reply.body) or []) if isinstance(r, dict)]
+                rows = [r for r in reply.records or () if isinstance(r, dict)]
                 depth += len(rows)
                 newest, seen_at_newest = self._track_newest(rows, newest, seen_at_newest)
                 records = [r for r in rows if self._key(r) not in boundary] if boundary else rows
@@ -100,7 +103,7 @@ class EntityReader:
                 for name in expand:
                     await self._expand(records, name)
                 yield records
-                page_params = paginator.next(page_params, reply.body, rows)
+                page_params = guard.next(paginator.next(page_params, reply.body, rows), rows)
                 if page_params is not None and self._max_depth and depth >= self._max_depth:
                     restart = True
                     break
@@ -118,6 +121,11 @@ class EntityReader:
         formatted = format_watermark(since, self.incremental.format, lookback)
         param = self.incremental.param
         return ({**base, param: formatted} if param else dict(base)), formatted
+
+    def _guard(self, method: str, path: str, key: Callable[[Any], Any] | None = None) -> PageGuard:
+        """Bounds for paging one query of ``path`` (the connector's ``limits.max_pages``)."""
+        where = f"{self.client.connection.name}.{self.entity}: {method} {path}"
+        return PageGuard(where, self.client.connection.connector.limits.max_pages, key)
 
     def _key(self, record: Mapping[str, Any]) -> str:
         return str(record.get(self.config.key))
@@ -149,15 +157,16 @@ class EntityReader:
             chunk = keys[start:start + expansion.batch]
             context = {**self.client.context, "keys": chunk, "id": chunk[0]}
             paginator = self.client.paginator(expansion.paginator)
-            params: dict[str, Any] | None = {**expansion.params.evaluate(context), **paginator.first()}
             path = str(expansion.path.evaluate(context))
+            guard = self._guard("GET", path)
+            params: dict[str, Any] | None = guard.start({**expansion.params.evaluate(context), **paginator.first()})
             while params is not None:
-                reply = await self.client.request("GET", path, params=params)
-                rows = [r for r in (expansion.records.evaluate(reply.body) or []) if isinstance(r, dict)]
+                reply = await self.client.request("GET", path, params=params, records=RecordsAt(expansion.records))
+                rows = [r for r in reply.records or () if isinstance(r, dict)]
                 for row in rows:
                     owner = str(row.get(expansion.parent_key)) if expansion.parent_key else chunk[0]
                     children[owner].append(row)
-                params = paginator.next(params, reply.body, rows)
+                params = guard.next(paginator.next(params, reply.body, rows), rows)
         for record in records:
             record[name] = children.get(str(record.get(key_field)), [])
 

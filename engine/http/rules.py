@@ -29,14 +29,16 @@ class Decision:
     message: str | None = None
 
 
-def parse_body(response: httpx.Response) -> Any:
-    """The JSON body, or the text when the body is not JSON."""
-    if not response.content:
+def parse_body(response: httpx.Response, content: bytes | None = None) -> Any:
+    """The JSON body, or the text when the body is not JSON (``content``: the body when it was streamed)."""
+    if content is None:
+        content = response.content
+    if not content:
         return None
     try:
-        return response.json()
+        return json.loads(content)
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return response.text
+        return content.decode(response.charset_encoding or "utf-8", errors="replace")
 
 
 class Rule:

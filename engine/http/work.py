@@ -17,7 +17,8 @@ from engine.http.errors import ConnectorError
 RESOLVE = "resolve"  # find the target record a record matches
 LOAD = "load"  # read the current target record before an update that merges from it
 WRITE = "write"  # send records (one call)
-CHECK = "check"  # a create of unknown outcome: did it land? (consistent views, before any re-send)
+CHECK = "check"  # a create of unknown outcome: did it land? (consistent views; not found: parked, never re-sent)
+LOOK = "look"  # a create an earlier run left unknown: look for it before creating it again
 REREAD = "reread"  # an update of unknown outcome: read the record back
 
 

@@ -2,8 +2,10 @@
 
 Every push is one work-queue loop (engine.http.work): records are resolved, loaded, written, re-checked, re-read
 as jobs, never by a step calling back into the writer. A record counts as written only when the target's answer
-confirms it; an answer that leaves it unknown sends it to a re-check (creates) or a read-back (updates) before any
-re-send, and every re-send spends the record's attempt budget, checked in one place (``_Push.retry``).
+confirms it; an answer that leaves it unknown sends it to a re-check (creates) or a read-back (updates). A create
+the re-check does not find is never re-sent in the same run (the target may apply it late): it is parked as an
+unknown outcome, and a later run looks for it before creating it again. Every re-send spends the record's attempt
+budget, checked in one place (``_Push.retry``).
 """
 
 from __future__ import annotations
@@ -13,14 +15,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from engine.config import Expr
 from engine.config.entity import EntityConfig
 from engine.http.catalog import FieldCatalog
 from engine.http.client import ConnectorClient, UncertainWrite
 from engine.http.errors import FatalError, RecordError, TransientError
 from engine.http.matching import Records, TargetFinder
-from engine.http.work import CHECK, LOAD, REREAD, RESOLVE, WRITE, Job, PushAborted, WorkQueue, root_cause
+from engine.http.work import CHECK, LOAD, LOOK, REREAD, RESOLVE, WRITE, Job, PushAborted, WorkQueue, root_cause
 from engine.http.write_ops import WriteOp
 from engine.http.write_results import Answer, Sent
+from engine.transform.expressions import UnsafePath
 
 CREATE = "create"
 UPDATE = "update"
@@ -41,6 +45,9 @@ class PushItem:
     target_id: str | None = None
     existing: dict[str, Any] | None = None
     attempts: int = 1  # times sent; a re-send needs budget left
+    pinned: bool = False  # the mapping names the target id: if it is gone, nothing else may take its place
+    unknown_create: bool = False  # an earlier create of this record may have landed: look for it first
+    on_demand: bool = False  # a person asked for it (replay): sent even when nothing can look for it first
 
 
 @dataclass
@@ -49,6 +56,7 @@ class PushResult:
     action: str
     target_id: str | None = None
     error: str | None = None
+    unknown: bool = False  # a create whose outcome is unknown: a later run looks for it before creating it again
 
     @property
     def ok(self) -> bool:
@@ -120,7 +128,7 @@ class EntityWriter:
         get = self._get
         context = {**self.client.context, "id": target_id}
         try:
-            reply = await self.client.request("GET", str(get.path.evaluate(context)),
+            reply = await self.client.request("GET", str(_path(get.path, context)),
                                               params=get.params.evaluate(context))
         except RecordError as exc:
             if exc.status == 404:
@@ -178,8 +186,8 @@ class _Push:
             self.route(item)
         try:
             await self.queue.drain()
-        except Exception as exc:  # an ExceptionGroup from the task group, or a failure of the loop itself
-            raise PushAborted(root_cause(exc), self.results) from exc
+        except BaseException as exc:  # a failure group from the task group, the loop's own, or a cancellation:
+            raise PushAborted(root_cause(exc), self.results) from exc  # confirmed writes are recorded all the same
         return self.results
 
     # ---- where a record goes next -------------------------------------------------------------------------
@@ -187,6 +195,15 @@ class _Push:
     def route(self, item: PushItem) -> None:
         """Find the target record first when the strategy says so, else write."""
         w = self.w
+        if item.target_id is None and item.unknown_create:
+            if w.finder.can_recheck and w.finder.key(item.match_value) is not None:
+                self.queue.add(Job(LOOK, [item], self._create_action()))
+            elif item.on_demand:
+                self.write(item, self._create_action())
+            else:
+                self.fail(item, CREATE, "outcome unknown (an earlier create may have landed) and nothing can look "
+                                        "for it: check the target, then replay it", unknown=True)
+            return
         if item.target_id is None:
             key = w.finder.key(item.match_value)
             holder = self.matching.setdefault(key, item.source_key) if key is not None else item.source_key
@@ -206,6 +223,9 @@ class _Push:
         else:
             self.write(item, UPSERT if w.strategy == "upsert" else CREATE)
 
+    def _create_action(self) -> str:
+        return UPSERT if self.w.strategy == "upsert" else CREATE
+
     def write(self, item: PushItem, action: str) -> None:
         op = self.w.op(action)
         if op is None:
@@ -224,20 +244,22 @@ class _Push:
         return True
 
     def gone(self, item: PushItem, action: str, error: str) -> None:
-        """The target record was deleted: under search_then_write find or create it again, within the budget."""
-        if self.w.strategy != "search_then_write":
-            self.fail(item, action, error)
+        """The target record was deleted: parked, unless search_then_write may find or create it again (within the
+        budget), which it may only when the mapping does not name the target id itself."""
+        if self.w.strategy != "search_then_write" or item.pinned:
+            self.fail(item, action, f"target record not found: {item.target_id} ({error})")
         elif self.retry(item, action, error):
             item.target_id, item.existing = None, None
             self.route(item)
 
     def unknown(self, item: PushItem, action: str, reason: str, failed_at: float) -> None:
-        """The answer leaves the outcome open: re-check before any re-send, or park."""
+        """The answer leaves the outcome open: a create is re-checked (never re-sent in this run) or parked, an
+        update is read back before any re-send."""
         if _reported(item, action) == CREATE:
             if self.w.finder.can_recheck and self.w.finder.key(item.match_value) is not None:
                 self.queue.add(Job(CHECK, [item], action, reason, failed_at))
             else:
-                self.fail(item, action, f"outcome unknown: {reason}")
+                self.fail(item, action, f"outcome unknown: {reason}", unknown=True)
         elif self.w.can_read_back:
             self.queue.add(Job(REREAD, [item], action, reason))
         else:
@@ -252,8 +274,8 @@ class _Push:
         self.w.finder.remember(item.match_value, {**item.payload, self.w.key_field: target_id})
         self.results.append(PushResult(item, action, target_id=target_id))
 
-    def fail(self, item: PushItem, action: str, error: str) -> None:
-        self.results.append(PushResult(item, _reported(item, action), error=error))
+    def fail(self, item: PushItem, action: str, error: str, *, unknown: bool = False) -> None:
+        self.results.append(PushResult(item, _reported(item, action), error=error, unknown=unknown))
 
     def conflict(self, item: PushItem, target: str) -> str | None:
         """Why a found target record cannot be this item's: another source key holds it (this push or id map)."""
@@ -272,6 +294,8 @@ class _Push:
             await self._write(job.action, job.items)
         elif job.kind == CHECK:
             await self._check(job)
+        elif job.kind == LOOK:
+            await self._look(job)
         else:
             await self._reread(job)
 
@@ -319,7 +343,11 @@ class _Push:
             self.queue.write(action, item)
 
     async def _check(self, job: Job) -> None:
-        """A create of unknown outcome: look in the consistent views; found = it landed, else send it again."""
+        """A create of unknown outcome: look in the consistent views; found = it landed, else it is parked.
+
+        Not found yet is no proof it failed (a target may apply a create after its answer was lost): sending it
+        again now could create it twice, so a later run looks for it after the grace period.
+        """
         [item] = job.items
         await self.w.finder.refresh_after_uncertain(job.failed_at)
         going, hit = await self._find(item, job.action)
@@ -327,8 +355,25 @@ class _Push:
             return
         if hit is not None:
             self.confirm(item, job.action, str(hit[self.w.key_field]), created=True)
-        elif self.retry(item, job.action, job.reason):
-            self.queue.write(job.action, item)
+        else:
+            self.fail(item, job.action, f"outcome unknown: {job.reason}", unknown=True)
+
+    async def _look(self, job: Job) -> None:
+        """A create an earlier run left unknown: found = it landed (sent again as an update when the record has
+        changed since); not found = it never did, create it."""
+        [item] = job.items
+        going, hit = await self._find(item, job.action)
+        if not going:
+            return
+        if hit is None:
+            self.write(item, job.action)
+            return
+        target = str(hit[self.w.key_field])
+        if first_difference(self.w.wire(item), hit) is None or self.w.update is None:
+            self.confirm(item, job.action, target, created=True)
+        else:
+            item.target_id, item.existing = target, hit
+            self.write(item, UPDATE)
 
     async def _reread(self, job: Job) -> None:
         """An update of unknown outcome: read the record back; carrying what we sent = it landed."""
@@ -359,7 +404,7 @@ class _Push:
         else:
             context, body = w.context(items[0]), bodies[0]
         try:
-            reply = await w.client.request(op.method, str(op.path.evaluate(context)),
+            reply = await w.client.request(op.method, str(_path(op.path, context)),
                                            params=op.params.evaluate(context), json=body, quota=op.quota,
                                            idempotent=op.idempotent)
         except UncertainWrite as exc:
@@ -380,12 +425,14 @@ class _Push:
         [item] = items
         id_path = op.id_path
         found = id_path.evaluate(reply.body) if id_path is not None and isinstance(reply.body, (dict, list)) else None
-        target = str(found) if found is not None else item.target_id
-        if target is None:
-            where = id_path.source if id_path is not None else None
-            self.fail(item, action, f"the {_reported(item, action)} response carries no id at {where!r}")
-        else:
-            self.confirm(item, action, target, op.created(reply.status, reply.body))
+        if found is not None or (id_path is None and item.target_id is not None):
+            # confirmed by the id the spec says the answer carries, or (no id declared) by the status alone
+            self.confirm(item, action, str(found) if found is not None else str(item.target_id),
+                         op.created(reply.status, reply.body))
+        else:  # a 2xx that confirms nothing (a proxy's page, a body without the record): it may or may not have landed
+            where = id_path.source if id_path is not None else "(no id declared)"
+            self.unknown(item, action, f"the {_reported(item, action)} answer (HTTP {reply.status}) carries no id at "
+                                       f"{where}", time.monotonic())
 
     def _sent(self, items: list[PushItem]) -> list[Sent]:
         return [Sent(item.match_value, item.target_id) for item in items]
@@ -420,6 +467,14 @@ class _Push:
                 self.fail(item, action, "the batch response carries no id for this item")
             else:
                 self.confirm(item, action, answer.target_id or str(item.target_id), answer.created)
+
+
+def _path(path: Expr, context: Mapping[str, Any]) -> Any:
+    """A request path built from a record: a value that makes it unsafe is that record's error, not the flow's."""
+    try:
+        return path.evaluate(context)
+    except UnsafePath as exc:
+        raise RecordError(str(exc)) from None
 
 
 def _reported(item: PushItem, action: str) -> str:

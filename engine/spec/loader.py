@@ -12,7 +12,7 @@ from engine.spec.model import Project, Spec, SpecKind
 from engine.spec.problems import SpecError, SpecProblem, field_name, sort_problems
 from engine.spec.schemas import validate_document
 from engine.spec.typed import type_spec
-from engine.spec.yamlload import load_yaml
+from engine.spec.yamlload import DEFAULT_LIMITS, YamlLimits, load_yaml
 
 YAML_SUFFIXES = (".yaml", ".yml")
 #: Top-level key -> kind; checked in this order (an integration also has `connections`).
@@ -44,12 +44,15 @@ def discover(paths: Iterable[Path]) -> list[Path]:
     return _unique(found)
 
 
-def load_specs(paths: Iterable[Path], workspace: Path | None = None) -> tuple[Project, list[SpecProblem]]:
+def load_specs(
+    paths: Iterable[Path], workspace: Path | None = None, limits: YamlLimits = DEFAULT_LIMITS
+) -> tuple[Project, list[SpecProblem]]:
     """Load and check every spec under `paths` (and a workspace with its connectors and integrations).
 
     Integrations' `flows` are loaded from beside them; a flow that no integration claims is still checked.
+    Every file is read within `limits` (size, expanded nodes, depth).
     """
-    return _Loader().load(list(paths), workspace)
+    return _Loader(limits).load(list(paths), workspace)
 
 
 def load_workspace(path: Path) -> Project:
@@ -63,7 +66,8 @@ def load_workspace(path: Path) -> Project:
 class _Loader:
     """One load: reads each file once, keeps problems, and builds the Project."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: YamlLimits) -> None:
+        self.limits = limits
         self.specs: dict[Path, Spec | None] = {}
         self.files: list[Path] = []
         self.problems: list[SpecProblem] = []
@@ -91,7 +95,7 @@ class _Loader:
         self.specs[key] = None
         self.files.append(path)
         try:
-            data, source = load_yaml(path)
+            data, source = load_yaml(path, self.limits)
         except SpecError as error:
             self.problems += error.problems
             return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,45 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 
 
+@dataclass(frozen=True)
+class YamlLimits:
+    """What one spec file may hold. A spec is small hand-written data; these bounds make a hostile file (an alias
+    bomb, a huge or deeply nested file) a located problem found in milliseconds, before anything walks it."""
+
+    max_bytes: int = 1_000_000
+    max_nodes: int = 100_000  # nodes once every alias is expanded: what the validator and the engine will walk
+    max_depth: int = 32
+
+
+DEFAULT_LIMITS = YamlLimits()
+
+
+class _Refused(yaml.YAMLError):
+    """A file over one of the limits, at the line where it went over."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
 class SpecLoader(yaml.SafeLoader):
-    """SafeLoader that keeps dates and times as text: spec data is JSON data, where a date is a string."""
+    """SafeLoader that keeps dates and times as text (spec data is JSON data, where a date is a string) and
+    refuses nesting deeper than its limits while composing (the composer recurses once per level)."""
+
+    def __init__(self, stream: str, limits: YamlLimits) -> None:
+        super().__init__(stream)
+        self.limits = limits
+        self._depth = 0
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        self._depth += 1
+        try:
+            if self._depth > self.limits.max_depth:
+                raise _Refused(self.peek_event().start_mark.line + 1, _too_deep(self.limits))
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 SpecLoader.yaml_implicit_resolvers = {
@@ -52,35 +90,97 @@ class SourceMap:
         return isinstance(path, tuple) and path in self._lines
 
 
-def load_yaml(path: Path) -> tuple[Any, SourceMap]:
-    """Parse one YAML file; a syntax error raises SpecError with the parser's line."""
+def load_yaml(path: Path, limits: YamlLimits = DEFAULT_LIMITS) -> tuple[Any, SourceMap]:
+    """Parse one YAML file; a syntax error, or a file over `limits`, raises SpecError with its line.
+
+    At most `max_bytes + 1` bytes are read, so an oversized file (or a device that never ends) costs nothing.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as stream:
+            raw = stream.read(limits.max_bytes + 1)
+        if len(raw) > limits.max_bytes:
+            raise SpecError([SpecProblem(str(path), 1, "(root)", _too_big(limits))])
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(
             [SpecProblem(str(path), 1, "(root)", f"cannot read file: {_os_reason(exc)}")]
         ) from None
-    return parse_yaml(text, str(path))
+    return parse_yaml(text, str(path), limits)
 
 
-def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
+def parse_yaml(text: str, file: str, limits: YamlLimits = DEFAULT_LIMITS) -> tuple[Any, SourceMap]:
     """Parse YAML text (one document) named `file` in problems; see `load_yaml`."""
-    loader = SpecLoader(text)
+    if len(text) > limits.max_bytes or len(text.encode("utf-8")) > limits.max_bytes:
+        raise SpecError([SpecProblem(file, 1, "(root)", _too_big(limits))])
+    loader = SpecLoader(text, limits)
     try:
         node = loader.get_single_node()
         if node is None:
             return None, SourceMap()
+        _measure(node, limits)
         problems = _duplicate_keys(node, file)
         data = loader.construct_document(node)
         lines: dict[JsonPath, int] = {(): node.start_mark.line + 1}
         _record_lines(loader, node, (), lines, problems, file, set())
         return data, SourceMap(lines, problems)
+    except _Refused as exc:
+        raise SpecError([SpecProblem(file, exc.line, "(root)", exc.message)]) from None
     except yaml.MarkedYAMLError as exc:
         raise SpecError([_syntax_problem(exc, file)]) from None
     except yaml.YAMLError as exc:
         raise SpecError([SpecProblem(file, 1, "(root)", f"YAML error: {type(exc).__name__}")]) from None
     finally:
         loader.dispose()
+
+
+def _measure(root: Node, limits: YamlLimits) -> None:
+    """Refuse a document whose expanded tree (every alias replaced by its anchor's content) is too big or deep.
+
+    Aliases share their anchor's node, so each distinct node is measured once and its (nodes, depth) reused:
+    linear in the file, however many times a billion-laughs document would repeat itself when expanded.
+    """
+    measured: dict[int, tuple[int, int]] = {}
+    open_nodes: set[int] = set()
+
+    def measure(node: Node, depth: int) -> tuple[int, int]:
+        known = measured.get(id(node))
+        if known is not None:
+            return known
+        if id(node) in open_nodes:
+            message = "an alias repeats a node that contains it (recursive data); refused"
+            raise _Refused(node.start_mark.line + 1, message)
+        open_nodes.add(id(node))
+        children: list[Node] = []
+        if isinstance(node, MappingNode):
+            children = [part for pair in node.value for part in pair]
+        elif isinstance(node, SequenceNode):
+            children = node.value
+        count, deepest = 1, 0
+        for child in children:
+            child_count, child_depth = measure(child, depth + 1)
+            count += child_count
+            deepest = max(deepest, child_depth)
+            if count > limits.max_nodes:
+                raise _Refused(node.start_mark.line + 1, _too_many(limits))
+            if depth + child_depth > limits.max_depth:
+                raise _Refused(node.start_mark.line + 1, _too_deep(limits))
+        open_nodes.discard(id(node))
+        measured[id(node)] = (count, deepest + 1)
+        return count, deepest + 1
+
+    measure(root, 1)
+
+
+def _too_big(limits: YamlLimits) -> str:
+    return f"the file is larger than {limits.max_bytes} bytes; refused"
+
+
+def _too_many(limits: YamlLimits) -> str:
+    return f"the YAML expands to more than {limits.max_nodes} nodes (aliases repeat what their anchor holds); refused"
+
+
+def _too_deep(limits: YamlLimits) -> str:
+    return f"the YAML is nested deeper than {limits.max_depth} levels; refused"
 
 
 def _syntax_problem(exc: yaml.MarkedYAMLError, file: str) -> SpecProblem:

@@ -23,7 +23,11 @@ class State:
         self.pending = Pending(self.db)
         self.audit = Audit(self.db)
         self.runs = Runs(self.db)
-        self.credentials = Credentials(self.db, load_or_create_key(str(path)))
+        try:
+            self.credentials = Credentials(self.db, load_or_create_key(self.db))
+        except CredentialError:  # the key is unusable: leave the state closed, as this process found it
+            self.db.close()
+            raise
 
     def close(self) -> None:
         self.db.close()

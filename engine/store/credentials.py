@@ -17,18 +17,31 @@ class CredentialError(MlConnectorError):
     """A credential cannot be read: the workspace key is unusable, or the secret was stored with another key."""
 
 
-def load_or_create_key(state_path: str) -> bytes:
-    """The encryption key: from ``ML_CONNECTOR_KEY``, else a 0600 key file beside the state database."""
+def load_or_create_key(db: Database) -> bytes:
+    """The encryption key: from ``ML_CONNECTOR_KEY``, else a 0600 key file beside the state database.
+
+    A key file is made only for a state that holds no encrypted values: a lost key file replaced by a new key
+    would turn every stored secret and token into ciphertext nothing can read, so that is refused with a way out.
+    """
     from_env = os.environ.get(KEY_ENV)
     if from_env:
         return from_env.encode()
-    if state_path == ":memory:":
+    if db.path == ":memory:":
         return Fernet.generate_key()
-    key_file = Path(state_path).with_suffix(".key")
+    key_file = Path(db.path).with_suffix(".key")
     if key_file.exists():
         return key_file.read_bytes().strip()
+    names = [row[0] for row in db.fetchall("SELECT name FROM credentials ORDER BY name")]
+    if names:
+        count = f"{len(names)} encrypted value{'s' if len(names) > 1 else ''}"
+        listed = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+        raise CredentialError(
+            f"the key file {key_file} is missing, but the state database {db.path} holds {count} ({listed}) that "
+            f"only that key can read, so no new key was made. Restore the key file from a "
+            f"backup, or set {KEY_ENV} to the key they were stored with. To start over instead, set {KEY_ENV} to a "
+            "new key (Fernet.generate_key()), store each store: secret again with `ml-connector secret set NAME` "
+            "and re-authorise OAuth connections")
     key = Fernet.generate_key()
-    key_file.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(key)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +48,61 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE audit ADD COLUMN note VARCHAR;
     """,
+    # 4: when a parked record may be sent again (back-off, grace period) and whether an earlier create may have landed
+    """
+    ALTER TABLE pending ADD COLUMN next_attempt TIMESTAMP;
+    ALTER TABLE pending ADD COLUMN outcome_unknown BOOLEAN NOT NULL DEFAULT false;
+    ALTER TABLE pending ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 
 class StateError(MlConnectorError):
     """The state database cannot be opened (locked by another process, unreadable, newer schema)."""
+
+
+class StateLocked(StateError):
+    """Another process holds the state file (a manual run, a service tick): it is free again once that ends."""
+
+
+def open_error(path: str, exc: duckdb.Error) -> StateError:
+    """What DuckDB's refusal to open ``path`` means for a user: locked, truncated, corrupted or read-only."""
+    detail = str(exc).splitlines()[0].removeprefix("IO Error: ")
+    if "lock on file" in detail or "Conflicting lock" in detail:
+        return StateLocked(f"cannot open the state database {path}: another ml-connector process is using it "
+                           f"({detail})")
+    if "Could not read enough bytes" in detail:
+        return StateError(f"the state database {path} is truncated ({detail}); restore it from a backup")
+    if "not a valid DuckDB database" in detail or "Corrupt" in detail or "checksum" in detail.lower():
+        return StateError(f"the state database {path} is not a valid state database (corrupted, or another kind "
+                          "of file); restore it from a backup")
+    for reason in ("Permission denied", "Read-only file system"):
+        if reason in detail:
+            return StateError(f"the state database {path} cannot be written (read-only or not ours: {reason})")
+    return StateError(f"cannot open the state database {path}: {detail}")
+
+
+def _create_owner_only(path: Path) -> None:
+    """Make the folders and the empty database a new state needs, readable by their owner only (0700, 0600).
+
+    The state holds id maps, audit rows and encrypted secrets; DuckDB creates files by the process umask, so a
+    new file is created here under a umask that leaves group and others out.
+    """
+    missing = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise StateError(f"cannot create the folder {folder} for the state database: {exc.strerror}") from exc
+    if path.exists():
+        return
+    previous = os.umask(0o077)
+    try:
+        duckdb.connect(str(path)).close()
+    except duckdb.Error as exc:
+        raise open_error(str(path), exc) from exc
+    finally:
+        os.umask(previous)
 
 
 class Database:
@@ -60,15 +111,40 @@ class Database:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            _create_owner_only(Path(self.path))
+        wal = Path(self.path + ".wal")
+        wal_existed = self.path != ":memory:" and wal.exists()  # before connecting: DuckDB replays and removes it
         try:
             self._conn = duckdb.connect(self.path)
-        except duckdb.IOException as exc:
-            raise StateError(f"cannot open the state database {self.path}: another ml-connector process may be "
-                             f"using it ({str(exc).splitlines()[0]})") from exc
+        except duckdb.Error as exc:
+            raise open_error(self.path, exc) from exc
         self._conn.execute("SET TimeZone = 'UTC'")
         self._lock = threading.RLock()
         self._migrate()
+        if self.path != ":memory:":
+            self._open_session(wal_existed, wal)
+
+    def _open_session(self, wal_existed: bool, wal: Path) -> None:
+        """Refuse a file whose last session ended uncleanly without its write-ahead log, then open a session.
+
+        DuckDB silently opens the last checkpoint when the ``.wal`` beside the file is gone (a copy of the file
+        alone, a deleted log), losing every change since. A session is marked open in the checkpointed file and
+        one more write follows at once, so a process that dies leaves both the mark and a non-empty log behind:
+        the mark without the log means the log was lost.
+        """
+        self._conn.execute("CREATE TABLE IF NOT EXISTS state_session (open BOOLEAN NOT NULL)")
+        row = self._conn.execute("SELECT bool_or(open) FROM state_session").fetchone()
+        if row and row[0] and not wal_existed:
+            self._conn.close()
+            raise StateError(f"the state database {self.path} was not closed cleanly and its write-ahead log {wal} "
+                             "is missing: the changes since its last checkpoint are lost (id maps, audit, "
+                             "watermarks). Put the .wal file back beside it, or restore both from a backup")
+        with self.transaction():
+            self._conn.execute("DELETE FROM state_session")
+            self._conn.execute("INSERT INTO state_session VALUES (true)")
+        with suppress(duckdb.Error):  # another connection of this process is mid-transaction: the mark stays logged
+            self._conn.execute("CHECKPOINT")
+        self._conn.execute("UPDATE state_session SET open = true")  # the log is not empty from now on
 
     def _migrate(self) -> None:
         self._conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
@@ -85,18 +161,28 @@ class Database:
                 self._conn.execute("INSERT INTO schema_version VALUES (?)", [version])
 
     @contextmanager
+    def _io(self) -> Iterator[None]:
+        """DuckDB's I/O failures (a full disk, a file gone read-only, a database it gave up on) said as such."""
+        try:
+            yield
+        except (duckdb.IOException, duckdb.FatalException) as exc:
+            detail = str(exc).splitlines()[0].removeprefix("IO Error: ").removeprefix("FATAL Error: ")
+            raise StateError(f"the state database {self.path} cannot be written: {detail}") from exc
+
+    @contextmanager
     def transaction(self) -> Iterator[None]:
-        with self._lock:
+        with self._lock, self._io():
             self._conn.execute("BEGIN TRANSACTION")
             try:
                 yield
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                with suppress(duckdb.Error):  # a failed write may have ended the transaction already
+                    self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> duckdb.DuckDBPyConnection:
-        with self._lock:
+        with self._lock, self._io():
             return self._conn.execute(sql, params or [])
 
     def insert_rows(self, table: str, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]], *,
@@ -115,17 +201,21 @@ class Database:
         statement = (f"INSERT INTO {table} ({', '.join(names)}) SELECT {selected} FROM (SELECT {unnested}) "
                      f"{on_conflict}")
         arrays = [list(column) for column in zip(*rows, strict=True)]
-        with self._lock:
+        with self._lock, self._io():
             self._conn.execute(statement, arrays)
 
     def fetchall(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
-        with self._lock:
+        with self._lock, self._io():
             return self._conn.execute(sql, params or []).fetchall()
 
     def fetchone(self, sql: str, params: Sequence[Any] | None = None) -> tuple[Any, ...] | None:
-        with self._lock:
+        with self._lock, self._io():
             return self._conn.execute(sql, params or []).fetchone()
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        with self._lock, self._io():
+            try:
+                if self.path != ":memory:":
+                    self._conn.execute("UPDATE state_session SET open = false")
+            finally:  # closed even when the mark cannot be written, or the file stays locked for this process
+                self._conn.close()

@@ -16,8 +16,13 @@ class Runs:
         self.db = db
 
     def start(self, run_id: str, mode: str) -> None:
-        self.db.execute("INSERT INTO runs (run_id, started_at, status, mode) VALUES (?, now(), 'running', ?)",
-                        [run_id, mode])
+        """Record a run as running; a run still 'running' was killed (this process holds the state's lock)."""
+        with self.db.transaction():
+            for table in ("runs", "flow_runs"):
+                self.db.execute(f"UPDATE {table} SET status = 'interrupted', finished_at = now() "
+                                "WHERE status = 'running'")
+            self.db.execute("INSERT INTO runs (run_id, started_at, status, mode) VALUES (?, now(), 'running', ?)",
+                            [run_id, mode])
 
     def finish(self, run_id: str, status: str, summary: dict[str, Any]) -> None:
         self.db.execute("UPDATE runs SET finished_at = now(), status = ?, summary = ? WHERE run_id = ?",

@@ -20,7 +20,8 @@ from engine.http.matching import get_path
 from engine.http.reader import EntityReader, later
 from engine.http.redact import REDACTOR
 from engine.http.writer import CREATE, EntityWriter, PushAborted, PushItem, PushResult
-from engine.store import DEFERRED, FAILED, AuditRow, State
+from engine.store import DEFERRED, FAILED, AuditRow, PendingRecord, State
+from engine.store.pending import Parking
 from engine.sync.horizon import ReadHorizon
 from engine.sync.lookups import IdMapLookups
 from engine.sync.schedule import is_due
@@ -50,6 +51,7 @@ class FlowSummary:
     seconds: float = 0.0
     error: str | None = None
     retried_pending: int = 0
+    waiting: int = 0  # parked records not sent: their back-off or a lost create's grace period has not passed
     future_stamped: int = 0  # read records stamped after the read began (synced; the watermark did not follow)
 
     def as_dict(self) -> dict[str, Any]:
@@ -111,6 +113,7 @@ class FlowRun:
         self.lookups = IdMapLookups(ctx.state.id_maps, ctx.known_flows)
         self._entity_writer: EntityWriter | None = None
         self._unmet: set[str] = set()  # keys parked before this run that this run has not processed yet
+        self._on_demand = False  # a replay: parked records are sent whatever their back-off says
 
     async def execute(self) -> FlowSummary:
         """Everything changed since the watermark, then the parked records that read did not meet."""
@@ -119,6 +122,7 @@ class FlowRun:
     async def replay(self, units: list[dict[str, Any]]) -> FlowSummary:
         """Process only the given (parked) records: no pull, the watermark stays where it is."""
         self.summary.retried_pending = len(units)
+        self._on_demand = True
         return await self._measured(self._process(units))
 
     async def _measured(self, work: Coroutine[Any, Any, None]) -> FlowSummary:
@@ -185,7 +189,9 @@ class FlowRun:
             log.info("%s: %d read so far (%d created, %d updated, %d unchanged, %d deferred, %d failed)", self.name,
                      self.summary.read, self.summary.created, self.summary.updated, self.summary.unchanged,
                      self.summary.deferred, self.summary.failed)
-        retry = [p.record for p in pending if p.source_key in self._unmet]
+        unmet = [p for p in pending if p.source_key in self._unmet]
+        retry = [p.record for p in unmet if not self._waits(p)]
+        self.summary.waiting += len(unmet) - len(retry)
         self.summary.retried_pending = len(retry)
         for start in range(0, len(retry), PENDING_PAGE):  # retried in pages, like records read from a source
             await self._process(retry[start:start + PENDING_PAGE])
@@ -205,6 +211,29 @@ class FlowRun:
             watermarks.reset(self.name)
         elif newest and newest != stored:
             watermarks.set(self.name, horizon.cap(newest))
+
+    def _now(self) -> datetime:
+        """The flow's clock as the state stores moments (UTC, without a zone)."""
+        return self.ctx.now().astimezone(UTC).replace(tzinfo=None)
+
+    def _waits(self, parked: PendingRecord | None, unit: Mapping[str, Any] | None = None) -> bool:
+        """Whether a parked record is not sent in this run: its next attempt is later, and either an earlier create
+        may still land (the grace period) or it is the very record that failed (a changed one may go through)."""
+        if parked is None or self._on_demand or parked.next_attempt is None or parked.next_attempt <= self._now():
+            return False
+        return unit is None or parked.outcome_unknown or parked.record == unit
+
+    def _parking(self, previous: PendingRecord | None, result: PushResult) -> Parking:
+        """When a record the target did not take may be sent again: after the grace period when its create may
+        still land; at the next run after a first failure, then after a back-off that doubles with each failure."""
+        settings, now = self.config.parking, self._now()
+        if result.unknown:
+            return Parking(now + timedelta(seconds=settings.unknown_outcome_grace), outcome_unknown=True)
+        failures = (previous.failures if previous is not None else 0) + 1
+        if failures < 2:
+            return Parking(failures=failures)
+        wait = min(settings.backoff_max, settings.backoff * 2 ** (failures - 2))
+        return Parking(now + timedelta(seconds=wait), failures=failures)
 
     def _full_read_due(self) -> bool:
         """Forced for this run, or the flow's ``reconcile`` interval has passed since its last full read."""
@@ -253,6 +282,11 @@ class FlowRun:
         changed = [m for m in mapped.values() if m.key not in entries or entries[m.key].payload_hash != m.digest]
         unchanged = [m for m in mapped.values() if m.key in entries and entries[m.key].payload_hash == m.digest]
         self.summary.unchanged += len(unchanged)
+        parked = self.ctx.state.pending.standing(self.name, [m.key for m in changed])
+        waiting = {m.key for m in changed if self._waits(parked.get(m.key), m.unit)}
+        held = [m for m in changed if m.key in waiting]
+        changed = [m for m in changed if m.key not in waiting]
+        self.summary.waiting += len(held)
         if self.ctx.dry_run:
             for item in changed:
                 if item.key in entries:
@@ -261,9 +295,27 @@ class FlowRun:
                     self.summary.created += 1
             self.summary.failed += len(failed)
             return
-        results = await self._push(changed, entries) if changed else []
+        self._hold(held, parked, entries, keyed_notes)
+        results = await self._push(changed, entries, parked) if changed else []
         self._record(results, {m.key: m for m in changed}, unchanged, deferred, failed, filtered, entries,
                      keyed_notes)
+
+    def _hold(self, held: list[_Mapped], parked: Mapping[str, PendingRecord], entries: Mapping[str, Any],
+              notes: Mapping[str, str]) -> None:
+        """Parked records met again while they wait: they stay parked (with the newer version), unsent."""
+        if not held:
+            return
+        state, flow = self.ctx.state, self.name
+        rows = []
+        for m in held:
+            p = parked[m.key]
+            target = entries[m.key].target_id if m.key in entries else None
+            when = p.next_attempt.isoformat(sep=" ") if p.next_attempt is not None else "the next run"
+            rows.append(AuditRow(self.ctx.run_id, flow, m.key, target, "hold", "parked", p.attempts,
+                                 REDACTOR(f"waiting until {when}: {p.reason}"), note=notes.get(m.key)))
+        with state.db.transaction():
+            state.pending.keep(flow, [(m.key, m.unit) for m in held])
+            state.audit.add(rows)
 
     async def _writer(self) -> EntityWriter:
         if self._entity_writer is None:
@@ -293,12 +345,16 @@ class FlowRun:
                               self.ctx.target_catalog)
         return [record async for page in reader.pages() for record in page]
 
-    async def _push(self, changed: list[_Mapped], entries: Mapping[str, Any]) -> list[PushResult]:
+    async def _push(self, changed: list[_Mapped], entries: Mapping[str, Any],
+                    parked: Mapping[str, PendingRecord] | None = None) -> list[PushResult]:
+        parked = parked or {}
         writer = await self._writer()
         await writer.prepare(sum(1 for m in changed if m.key not in entries and not m.target_id))
         items = [PushItem(m.key, m.payload,
                           match_value=get_path(m.payload, self.match_field) if self.match_field else None,
-                          target_id=m.target_id or (entries[m.key].target_id if m.key in entries else None))
+                          target_id=m.target_id or (entries[m.key].target_id if m.key in entries else None),
+                          pinned=m.target_id is not None, on_demand=self._on_demand,
+                          unknown_create=m.key in parked and parked[m.key].outcome_unknown)
                  for m in changed]
         try:
             return await writer.push(items)
@@ -312,7 +368,9 @@ class FlowRun:
         state, run_id, flow = self.ctx.state, self.ctx.run_id, self.name
         failures = [(r.item.source_key, by_key[r.item.source_key].unit, REDACTOR(str(r.error)))
                     for r in results if not r.ok] + [(k, u, REDACTOR(e)) for k, u, e in failed]
-        attempts = state.pending.attempts(flow, [k for k, _, _ in failures + deferred])
+        previous = state.pending.standing(flow, [k for k, _, _ in failures + deferred])
+        attempts = {key: p.attempts for key, p in previous.items()}
+        parking = {r.item.source_key: self._parking(previous.get(r.item.source_key), r) for r in results if not r.ok}
         rows: list[AuditRow] = []
         saved = []
         for r in results:
@@ -342,5 +400,5 @@ class FlowRun:
             state.id_maps.save(flow, saved)  # hashes move only after the target confirmed the write
             state.pending.clear(flow, [k for k, _, _ in saved] + [m.key for m in unchanged] + filtered)
             state.pending.park(flow, run_id, [(k, FAILED, u, e) for k, u, e in failures]
-                               + [(k, DEFERRED, u, r) for k, u, r in deferred])
+                               + [(k, DEFERRED, u, r) for k, u, r in deferred], parking)
             state.audit.add(rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,17 +24,29 @@ from engine.sync.flow import FlowContext, FlowRun, FlowSummary, describe_failure
 from engine.sync.schedule import is_due
 from engine.transform.mapping import CompiledMapping
 
+INTERRUPTED = "interrupted"  # a run or flow status: stopped from outside (a signal), not failed
+#: How a stop from outside arrives: Ctrl-C in plain Python, or the cancellation a signal handler sends the run.
+INTERRUPTS = (KeyboardInterrupt, asyncio.CancelledError)
+
+
+def describe_interrupt(exc: BaseException) -> str:
+    """``interrupted (SIGINT)`` when the canceller named the signal, else the exception's type."""
+    reason = exc.args[0] if exc.args and isinstance(exc.args[0], str) else type(exc).__name__
+    return f"{INTERRUPTED} ({reason})"
+
 
 @dataclass
 class RunSummary:
     run_id: str
     mode: str
     flows: list[FlowSummary] = field(default_factory=list)
-    interrupted: bool = False  # stopped by an exception between or inside flows
+    stopped: str | None = None  # INTERRUPTED (a signal) or "failed" (a crash) between or inside flows
 
     @property
     def status(self) -> str:
-        if self.interrupted or any(f.status != "ok" for f in self.flows):
+        if self.stopped == INTERRUPTED:
+            return INTERRUPTED
+        if self.stopped or any(f.status != "ok" for f in self.flows):
             return "failed"
         return "partial" if self.failed_records else "ok"
 
@@ -44,7 +57,7 @@ class RunSummary:
     def as_dict(self) -> dict[str, Any]:
         totals = {name: sum(getattr(f, name) for f in self.flows)
                   for name in ("read", "created", "updated", "unchanged", "deferred", "failed", "filtered",
-                               "future_stamped")}
+                               "future_stamped", "waiting")}
         totals["api_calls"] = {"reads": sum(f.api_reads for f in self.flows),
                                "writes": sum(f.api_writes for f in self.flows),
                                "rate_limited": sum(f.rate_limited for f in self.flows),
@@ -68,6 +81,7 @@ class Runner:
         self._clients: dict[str, ConnectorClient] = {}
         self._catalogs: dict[tuple[str, str], LazyCatalog] = {}
         self._mappings: dict[str, CompiledMapping] = {}
+        self.last: RunSummary | None = None  # the latest run's summary, also when it was interrupted
 
     # ---- connections ---------------------------------------------------------------------------------------
 
@@ -152,6 +166,7 @@ class Runner:
         names = list(replay) if replay is not None else self.select(flows, due=due)
         summary = RunSummary(self.now().astimezone(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8],
                              mode)
+        self.last = summary
         if not dry_run:
             self.state.runs.start(summary.run_id, mode)
         try:
@@ -167,12 +182,18 @@ class Runner:
                     result = await (flow.replay(replay[name]) if replay is not None else flow.execute())
                 except Exception as exc:  # the flow could not even start (unknown connection or entity, ...)
                     result = FlowSummary(name, status="failed", error=REDACTOR(describe_failure(exc)))
+                except INTERRUPTS as exc:
+                    result.status, result.error = INTERRUPTED, describe_interrupt(exc)
+                    raise
                 finally:  # the flow is never left 'running' in state, whatever happened
                     summary.flows.append(result)
                     if not dry_run:
                         self.state.runs.finish_flow(summary.run_id, name, result.status, result.as_dict())
-        except BaseException:
-            summary.interrupted = True
+        except INTERRUPTS:
+            summary.stopped = INTERRUPTED
+            raise
+        except BaseException:  # a crash of any kind fails the run
+            summary.stopped = "failed"
             raise
         finally:
             if not dry_run:

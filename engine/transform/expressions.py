@@ -15,9 +15,11 @@ from urllib.parse import quote
 
 import jmespath
 from jinja2 import ChainableUndefined, Undefined, nodes
-from jinja2.compiler import CodeGenerator, Frame
+from jinja2.compiler import Frame
 from jinja2.filters import make_attrgetter
-from jinja2.sandbox import SandboxedEnvironment
+from jmespath import exceptions as jmespath_errors
+
+from engine.transform.template_bounds import BoundedCodeGenerator, BoundedSandbox
 
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
 
@@ -53,7 +55,7 @@ def plain(value: Any) -> Any:
     return value
 
 
-class _CodeGenerator(CodeGenerator):
+class _CodeGenerator(BoundedCodeGenerator):
     """Compiles ``a ~ b`` to join null as empty text, the way ``{{ a }}`` renders it (not Python's "None")."""
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
@@ -64,12 +66,11 @@ class _CodeGenerator(CodeGenerator):
         self.write("))")
 
 
-class _Environment(SandboxedEnvironment):
+class _Environment(BoundedSandbox):
     code_generator_class = _CodeGenerator
 
-    @staticmethod
-    def concat_text(values: Iterable[Any]) -> str:
-        return "".join(_text(value) for value in values)
+    def concat_text(self, values: Iterable[Any]) -> str:
+        return self.bounded_text((_text(value) for value in values), "`~` would make a text")
 
 
 def _coalesce(*values: Any) -> Any:
@@ -88,7 +89,7 @@ def _sha256(value: Any) -> str:
 def _join(env: _Environment, value: Iterable[Any], separator: str = "", attribute: str | int | None = None) -> str:
     if attribute is not None:
         value = map(make_attrgetter(env, attribute), value)
-    return str(separator).join(_text(item) for item in value)
+    return env.bounded_join(str(separator), [_text(item) for item in value])
 
 
 def _environment() -> _Environment:
@@ -100,9 +101,25 @@ def _environment() -> _Environment:
     return env
 
 
+class UnsafePath(ValueError):
+    """A request path a record's data made unsafe (an empty value would address the collection instead)."""
+
+
+class _EmptyPathValue(Exception):
+    pass
+
+
+def _path_segment(value: Any) -> str:
+    """A value as (part of) one path segment: percent-encoded, so it can never add ``/`` or be a dot segment."""
+    if value is None or isinstance(value, Undefined) or value == "":
+        raise _EmptyPathValue
+    text = quote(str(value), safe="")
+    return text.replace(".", "%2E") if text in {".", ".."} else text
+
+
 ENV = _environment()
 PATH_ENV = _environment()
-PATH_ENV.finalize = lambda value: quote(str(value), safe="")  # a value can never add a path segment
+PATH_ENV.finalize = _path_segment
 
 
 def is_template(text: str) -> bool:
@@ -134,10 +151,18 @@ class JMESPathExpression:
 
     def __init__(self, source: str) -> None:
         self.source = source
-        self._compiled = jmespath.compile(source)
+        self._compiled = compile_jmespath(source)
 
     def evaluate(self, context: Mapping[str, Any]) -> Any:
         return self._compiled.search(context)
+
+
+def compile_jmespath(source: str) -> Any:
+    """`jmespath.compile`; an expression nested past Python's stack is a parse error, not a RecursionError."""
+    try:
+        return jmespath.compile(source)
+    except RecursionError:
+        raise jmespath_errors.ParseError(0, source[:1], "", "the expression is nested too deeply") from None
 
 
 class JinjaExpression:
@@ -182,7 +207,10 @@ class PathTemplate:
         self._template = PATH_ENV.from_string(source)
 
     def evaluate(self, context: Mapping[str, Any]) -> Any:
-        return self._template.render(**context)
+        try:
+            return self._template.render(**context)
+        except _EmptyPathValue:
+            raise UnsafePath(f"request path {self.source!r}: a value put into it is empty (null or missing)") from None
 
 
 def compile_path(source: str) -> Expression:

@@ -94,6 +94,26 @@ def _not_json(value: Any, where: str = "") -> tuple[str, str] | None:
     return where, f"{_type_name(value)} is not a JSON value"
 
 
+def _too_long(value: Any, limit: int, where: str = "") -> tuple[str, int] | None:
+    """Where inside ``value`` a text is longer than ``limit`` characters, and its length (None when none is).
+
+    A 200 MB response must not end up in a product name: the record is parked instead of sent.
+    """
+    if isinstance(value, str):
+        return (where, len(value)) if len(value) > limit else None
+    if isinstance(value, dict):
+        items: Any = ((f"{where}.{key}" if where else str(key), item) for key, item in value.items())
+    elif isinstance(value, list):
+        items = ((f"{where}[{index}]", item) for index, item in enumerate(value))
+    else:
+        return None
+    for inner, item in items:
+        found = _too_long(item, limit, inner)
+        if found:
+            return found
+    return None
+
+
 def content_hash(payload: Any) -> str:
     """A stable hash of a mapped payload (key order does not matter)."""
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
@@ -111,6 +131,7 @@ class CompiledMapping:
         self.lets = list(config.let.items())
         self.fields = _field_paths(config.fields)
         self.target_id = config.target_id
+        self.max_value_length = config.max_value_length
 
     def explode(self, record: dict[str, Any]) -> list[dict[str, Any]]:
         """The records this flow maps from one source record (children with ``_parent`` when ``each`` is set)."""
@@ -139,7 +160,12 @@ class CompiledMapping:
             if found in (None, ""):
                 raise Deferred(f"target_id expression {self.target_id.source!r} gave no value")
             target_id = str(found)
-        return MapResult(key, self._map_fields(self.fields, context), target_id)
+        payload = self._map_fields(self.fields, context)
+        too_long = _too_long(payload, self.max_value_length)
+        if too_long:
+            raise MappingError(f"field {too_long[0]}: a text of {too_long[1]} characters is longer than "
+                               f"max_value_length {self.max_value_length}")
+        return MapResult(key, payload, target_id)
 
     def _map_fields(self, fields: list[tuple[tuple[str, ...], Any]], context: dict[str, Any]) -> dict[str, Any]:
         payload: dict[str, Any] = {}

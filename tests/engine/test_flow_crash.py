@@ -97,16 +97,17 @@ def test_an_unexpected_exception_fails_its_flow_and_the_run_and_the_next_flow_ru
     assert statuses(state) == (["failed"], {"first": "failed", "second": "ok"})
 
 
-def test_an_interrupt_marks_the_flow_and_the_run_failed_then_propagates(tmp_path: Path) -> None:
+def test_an_interrupt_marks_the_flow_and_the_run_interrupted_then_propagates(tmp_path: Path) -> None:
     state = State(":memory:")
     with pytest.raises(KeyboardInterrupt):
         asyncio.run(runner(tmp_path, Breaking(FakeAPI(), "/src/broken", KeyboardInterrupt()), state).run())
-    assert statuses(state) == (["failed"], {"first": "failed"})
+    assert statuses(state) == (["interrupted"], {"first": "interrupted"})
     [run] = state.runs.recent()
     assert run["summary"]["flows"][0]["error"] == "interrupted (KeyboardInterrupt)"
 
 
-def test_an_interrupt_between_flows_still_fails_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_interrupt_between_flows_still_marks_the_run_interrupted(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     api = FakeAPI().on("GET", "/src/broken", 200, {"data": []})
     state = State(":memory:")
     start_flow = state.runs.start_flow
@@ -119,4 +120,4 @@ def test_an_interrupt_between_flows_still_fails_the_run(tmp_path: Path, monkeypa
     monkeypatch.setattr(state.runs, "start_flow", interrupted_before_second)
     with pytest.raises(KeyboardInterrupt):
         asyncio.run(runner(tmp_path, httpx.ASGITransport(app=api.app), state).run())
-    assert statuses(state) == (["failed"], {"first": "ok"})
+    assert statuses(state) == (["interrupted"], {"first": "ok"})

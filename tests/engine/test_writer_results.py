@@ -117,3 +117,37 @@ def test_a_batch_upsert_reads_created_or_updated_per_item() -> None:
         {"code": "B", "id": 2, "created": False}, {"code": "A", "id": 1, "created": True}]})
     results = push(api, entity, [PushItem("a", {"code": "A"}, "A"), PushItem("b", {"code": "B"}, "B")])
     assert {k: (r.action, r.target_id) for k, r in results.items()} == {"a": ("create", "1"), "b": ("update", "2")}
+
+
+SINGLE_UPDATE = {
+    "key": "id",
+    "get": {"path": "/things/{{ id }}", "record": "data"},
+    "write": {"strategy": "update_only",
+              "update": {"method": "PATCH", "path": "/things/{{ target_id }}", "id": "data.id"}},
+}
+
+
+@pytest.mark.parametrize("answer", [{"success": True}, "<html><h1>502 Bad Gateway</h1></html>", None])
+def test_a_single_update_whose_answer_lacks_the_declared_id_is_read_back_not_counted(answer: Any) -> None:
+    api = FakeAPI()
+    api.on("PATCH", "/v2/things/5", 200, answer)  # a 200 that confirms nothing (a proxy's page, no data)
+    api.on("PATCH", "/v2/things/5", 200, {"data": {"id": 5}})
+    api.on("GET", "/v2/things/5", 200, {"data": {"id": 5, "name": "old"}})  # it did not land: send again
+    results = push(api, SINGLE_UPDATE, [PushItem("k", {"name": "new"}, target_id="5")])
+    assert (results["k"].target_id, results["k"].error, results["k"].item.attempts) == ("5", None, 2)
+    assert [(c["method"], c["path"]) for c in api.requests] == [
+        ("PATCH", "/v2/things/5"), ("GET", "/v2/things/5"), ("PATCH", "/v2/things/5")]
+
+
+def test_a_single_create_whose_answer_lacks_the_id_is_an_unknown_outcome_not_a_failure() -> None:
+    entity = {"key": "id", "write": {
+        "strategy": "search_then_write", "search": SEARCH,
+        "create": {"method": "POST", "path": "/things", "id": "data.id"},
+        "update": {"method": "PATCH", "path": "/things/{{ target_id }}", "id": "data.id"}}}
+    api = FakeAPI()
+    api.on("GET", "/v2/things/search", 200, {"data": []})
+    api.on("GET", "/v2/things/search", 200, {"data": [{"id": 8, "code": "A"}]})  # it did land
+    api.on("POST", "/v2/things", 200, {"success": True})
+    results = push(api, entity, [PushItem("a", {"code": "A"}, "A")])
+    assert (results["a"].action, results["a"].target_id, results["a"].error) == ("create", "8", None)
+    assert len(api.calls("POST")) == 1

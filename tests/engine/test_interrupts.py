@@ -1,0 +1,175 @@
+"""Issue 17 case 11: SIGINT and SIGTERM stop a run gracefully, mark it interrupted and keep what was confirmed."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import signal
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+import engine.cli
+from engine.cli import main
+from engine.store import State
+from engine.sync.runner import Runner
+from engine.workspace import Workspace
+from tests.engine.fakeapi import FakeAPI
+
+FILES = {
+    "connectors/src.yaml": """
+        connector: src
+        base_url: http://api.test/src
+        auth: {key: {type: api_key, header: x-key, value: k-literal}}
+        entities:
+          thing: {key: code, read: {path: /things, records: data}}
+        """,
+    "connectors/dst.yaml": """
+        connector: dst
+        base_url: http://api.test/dst
+        auth: {key: {type: api_key, header: x-key, value: k-literal}}
+        entities:
+          item: {key: id, write: {strategy: create_only, create: {method: POST, path: /items, id: data.id}}}
+        """,
+    "mappings/p/integration.yaml": """
+        integration: p
+        connections: {src: {connector: src}, dst: {connector: dst}}
+        flows: [things.yaml]
+        """,
+    "mappings/p/things.yaml": """
+        flow: things
+        from: {connection: src, entity: thing}
+        to: {connection: dst, entity: item}
+        key: code
+        fields: {name: name}
+        """,
+    "workspace.yaml": """
+        state: state.duckdb
+        connectors: [connectors]
+        integrations: [mappings/p]
+        connections: {src: {connector: src}, dst: {connector: dst}}
+        """,
+}
+THINGS = {"data": [{"code": c, "name": f"thing {c}"} for c in ("A", "B", "C")]}
+
+
+def workspace(root: Path) -> Path:
+    for name, text in FILES.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(textwrap.dedent(text))
+    return root / "workspace.yaml"
+
+
+class StopAtThirdWrite(httpx.AsyncBaseTransport):
+    """Serves the scripted API; the third POST calls ``stop`` (a signal arrives) and waits to be cancelled."""
+
+    def __init__(self, api: FakeAPI, stop: Callable[[], object]) -> None:
+        self.inner = httpx.ASGITransport(app=api.app)
+        self.stop = stop
+        self.posts = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            self.posts += 1
+            if self.posts == 3:
+                self.stop()
+                await asyncio.Event().wait()  # in flight when the stop lands: never answered
+        return await self.inner.handle_async_request(request)
+
+
+def scripted() -> FakeAPI:
+    return FakeAPI().on("GET", "/src/things", 200, THINGS) \
+                    .on("POST", "/dst/items", 200, {"data": {"id": 1}}) \
+                    .on("POST", "/dst/items", 200, {"data": {"id": 2}})
+
+
+def statuses(state: State) -> tuple[list[str], dict[str, str]]:
+    return [r["status"] for r in state.runs.recent()], {f["flow"]: f["last_status"] for f in state.runs.flow_status()}
+
+
+def test_a_cancelled_run_is_marked_interrupted_not_failed_and_keeps_its_summary(tmp_path: Path) -> None:
+    api = scripted()
+    state = State(":memory:")
+
+    async def go() -> Runner:
+        task = asyncio.current_task()
+        assert task is not None
+        runner = Runner(Workspace.open(workspace(tmp_path)).project, state,
+                        transport=StopAtThirdWrite(api, functools.partial(task.cancel, "SIGINT")))
+        with pytest.raises(asyncio.CancelledError):
+            await runner.run()
+        return runner
+
+    runner = asyncio.run(go())
+    assert statuses(state) == (["interrupted"], {"things": "interrupted"})
+    assert runner.last is not None and runner.last.status == "interrupted"
+    [flow] = runner.last.flows
+    assert (flow.status, flow.error, flow.read) == ("interrupted", "interrupted (SIGINT)", 3)
+    [run] = state.runs.recent()
+    assert run["summary"]["status"] == "interrupted" and run["finished_at"] is not None
+    assert len(api.calls("POST", "/dst/items")) == 2
+
+
+def test_writes_confirmed_before_the_interrupt_are_recorded_and_the_next_run_sends_only_the_rest(
+        tmp_path: Path) -> None:
+    api = scripted()
+    state = State(":memory:")
+
+    async def go() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        runner = Runner(Workspace.open(workspace(tmp_path)).project, state,
+                        transport=StopAtThirdWrite(api, functools.partial(task.cancel, "SIGINT")))
+        with pytest.raises(asyncio.CancelledError):
+            await runner.run()
+
+    asyncio.run(go())
+    assert state.id_maps.count("things") == 2
+    assert sorted((r["source_key"], r["target_id"], r["outcome"]) for r in state.audit.query(flow="things")) == [
+        ("A", "1", "ok"), ("B", "2", "ok")]
+    again = FakeAPI().on("GET", "/src/things", 200, THINGS).on("POST", "/dst/items", 200, {"data": {"id": 3}})
+    summary = asyncio.run(Runner(Workspace.open(tmp_path / "workspace.yaml").project, state,
+                                 transport=httpx.ASGITransport(app=again.app)).run())
+    assert [(f.created, f.unchanged) for f in summary.flows] == [(1, 2)]
+    assert [c["body"] for c in again.calls("POST", "/dst/items")] == ['{"name":"thing C"}']
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_the_cli_stops_on_a_signal_prints_what_was_done_and_exits_with_its_code(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signum: int, code: int) -> None:
+    api = scripted()
+    transport = StopAtThirdWrite(api, functools.partial(os.kill, os.getpid(), signum))
+    monkeypatch.setattr(engine.cli, "Runner", functools.partial(Runner, transport=transport))
+    path = workspace(tmp_path)
+
+    result = CliRunner().invoke(main, ["run", "-w", str(path)])
+
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    assert "run " in result.stdout and ": interrupted" in result.stdout
+    assert f"ml-connector: interrupted by {signal.Signals(signum).name}" in result.stderr
+    state = State(tmp_path / "state.duckdb")
+    try:
+        assert statuses(state) == (["interrupted"], {"things": "interrupted"})
+    finally:
+        state.close()
+
+
+def test_a_crash_still_marks_the_run_and_flow_failed(tmp_path: Path) -> None:
+    api = FakeAPI().on("GET", "/src/things", 200, THINGS).on("POST", "/dst/items", 200, {"data": {"id": 1}})
+    state = State(":memory:")
+
+    def crash() -> None:
+        raise RuntimeError("a bug")
+
+    runner = Runner(Workspace.open(workspace(tmp_path)).project, state,
+                    transport=StopAtThirdWrite(api, functools.partial(crash)))
+    api.on("POST", "/dst/items", 200, {"data": {"id": 2}})
+    summary = asyncio.run(runner.run())
+    assert statuses(state) == (["failed"], {"things": "failed"})
+    assert summary.flows[0].error == "RuntimeError: a bug"
