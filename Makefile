@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench soak clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: lint
 bench: install
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.sandbox_pages
+
+# SEED, MINUTES and FAULTS may be set: make soak SEED=3 MINUTES=30 FAULTS=0.1
+soak: install
+	$(BIN)/python -m bench.soak --seed $(or $(SEED),1) --minutes $(or $(MINUTES),5) --faults $(or $(FAULTS),0.1)
 
 clean:
 	rm -rf $(VENV) demo-workspace .pytest_cache .mypy_cache .ruff_cache
