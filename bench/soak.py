@@ -147,8 +147,6 @@ class Soak:
                                                   seed=options.seed)
         self.crm: PipedriveSandbox = create_pipedrive_sandbox()
         self.crm.config.update(burst_limit=100)
-        self.erp.chaos.revoke_tokens = self.erp.tokens.expire_all
-        self.crm.chaos.revoke_tokens = self.crm.oauth.expire_all
         self.workspace = directory / "workspace.yaml"
         self.runs = 0
         self.killed = 0

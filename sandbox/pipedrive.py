@@ -121,6 +121,7 @@ class PipedriveSandbox(Sandbox):
         super().__init__(
             name="pipedrive", routes=self._routes(), config=config, admin_routes=self._admin(), clock=clock
         )
+        self.chaos.revoke_tokens = oauth.expire_all  # chaos may draw token revocations here too
 
     # -- request pipeline ------------------------------------------------------------------------------------
     def _endpoint(self, ops: dict[str, Op]) -> Callable[[Request], Awaitable[Response]]:

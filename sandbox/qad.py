@@ -1063,6 +1063,7 @@ class QadSandbox(Sandbox):
                          clock=store.clock)
         self.store = store
         self.tokens = api.tokens
+        self.chaos.revoke_tokens = self.tokens.expire_all  # chaos may draw token revocations here too
 
 
 def create_qad_sandbox(*, customers: int = 300, items: int = 200, sales_orders: int = 0, seed: int = 7,

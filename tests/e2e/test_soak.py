@@ -13,6 +13,8 @@ from starlette.routing import Route
 
 from bench.soak import Soak, SoakOptions
 from sandbox.core import CHAOS_KINDS, Fault, Sandbox
+from sandbox.pipedrive import create_pipedrive_sandbox
+from sandbox.qad import create_qad_sandbox
 from sandbox.workspace import SANDBOX_ENV
 from tests.e2e.conftest import Env
 
@@ -111,3 +113,9 @@ def test_a_late_write_is_applied_after_its_client_saw_the_connection_drop() -> N
             return at_once, list(created)
 
     assert asyncio.run(scenario()) == ([], [{"name": "late"}])
+
+
+def test_every_sandbox_wires_its_own_token_revocation_for_chaos() -> None:
+    erp, crm = create_qad_sandbox(customers=1, items=1), create_pipedrive_sandbox()
+    assert erp.chaos.revoke_tokens == erp.tokens.expire_all
+    assert crm.chaos.revoke_tokens == crm.oauth.expire_all
