@@ -220,6 +220,9 @@ class _Push:
             self.fail(item, UPDATE, "no target record to update")
         elif w.strategy == "update_only":
             self.write(item, UPDATE)
+        elif w.strategy == "create_only" and item.target_id is not None:
+            self.fail(item, UPDATE, f"{w.entity} is create-only and already holds this record (target "
+                                    f"{item.target_id}): the change is not sent (a create would duplicate it)")
         else:
             self.write(item, UPSERT if w.strategy == "upsert" else CREATE)
 

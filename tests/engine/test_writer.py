@@ -106,3 +106,14 @@ def test_batch_rejected_without_culprits_is_split_until_the_bad_record_is_alone(
                                                                  for i in range(1, 4)]))}
     assert results["k1"].ok and results["k2"].ok
     assert results["k3"].error and "X3 is wrong" in results["k3"].error
+
+
+def test_a_create_only_target_never_gets_a_second_create_for_a_record_it_already_holds() -> None:
+    api = FakeAPI()  # no call at all: a changed record the id map knows cannot be written to a create-only entity
+    w = EntityWriter(make_client(api, API_KEY, {"key": "env:FAKE_KEY"}), "thing", configs.entity(BATCH_ENTITY),
+                     match_field=None)
+    [result] = asyncio.run(w.push([PushItem("k1", {"code": "X1", "qty": 2}, target_id="X1")]))
+    assert (result.action, result.target_id, result.error) == (
+        "update", None, "thing is create-only and already holds this record (target X1): the change is not sent "
+                        "(a create would duplicate it)")
+    assert api.requests == []
