@@ -126,6 +126,9 @@ class _TokenAuth:
 def _token_error(name: str, response: httpx.Response, body: Any) -> Exception:
     if response.status_code >= 500 or response.status_code == 429:
         return TransientError(f"{name}: token endpoint answered {response.status_code}")
+    if response.status_code < 300 and not isinstance(body, dict):  # a proxy's page or a cut-off body: a glitch
+        return TransientError(f"{name}: token endpoint answered HTTP {response.status_code} with a body that is not "
+                              f"a JSON object")
     detail = body.get("error") if isinstance(body, dict) else None
     text = REDACTOR(json.dumps(body) if isinstance(body, (dict, list)) else str(body))[:300]
     if detail in {"invalid_grant", "invalid_client", "unauthorized_client"}:

@@ -230,3 +230,17 @@ def test_custom_fields_are_read_by_label_and_written_by_key() -> None:
     assert catalog.to_keys({"name": "x", "cf": {"Region": "US"}}) == {"name": "x", "cf": {"b" * 40: "US"}}
     with pytest.raises(FatalError, match="no custom field labelled 'Regoin'"):
         catalog.to_keys({"cf": {"Regoin": "US"}})
+
+
+@pytest.mark.parametrize("junk", ["<html><h1>502 Bad Gateway</h1></html>", ["not", "an", "object"]])
+def test_a_token_answer_that_is_not_a_json_object_is_retried_like_a_bad_gateway(junk: Any) -> None:
+    api = FakeAPI()
+    api.on("POST", "/oauth/token", 200, junk)  # a proxy's page in a 200, once
+    api.on("POST", "/oauth/token", 200, {"access_token": "a-1", "expires_in": 3600, "api_domain": BASE})
+    api.on("GET", "/v2/me", 200, {"id": 1})
+    waits: list[float] = []
+    client = make_client(api, OAUTH, OAUTH_SECRETS, waits=waits)
+    assert asyncio.run(client.request("GET", "/me")).body == {"id": 1}
+    assert [(c["method"], c["path"]) for c in api.requests] == [
+        ("POST", "/oauth/token"), ("POST", "/oauth/token"), ("GET", "/v2/me")]
+    assert len(waits) == 1
