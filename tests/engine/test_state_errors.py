@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,15 +67,17 @@ def killed_after_a_write(path: Path) -> None:
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2]).returncode == 9
 
 
-def test_a_state_file_that_lost_its_write_ahead_log_is_refused(tmp_path: Path) -> None:
+def test_a_state_file_that_lost_its_write_ahead_log_is_reported(tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "state.duckdb"
     filled_state(path)
     killed_after_a_write(path)
     wal = Path(str(path) + ".wal")
     assert wal.exists()
     wal.unlink()
-    with pytest.raises(StateError, match=r"its write-ahead log .*state\.duckdb\.wal is missing"):
-        State(path)
+    with caplog.at_level(logging.WARNING, logger="ml_connector.state"):
+        State(path).close()
+    assert re.search(r"its write-ahead log .*state\.duckdb\.wal is missing", caplog.text)
 
 
 def test_a_killed_process_with_its_write_ahead_log_recovers_and_its_run_is_marked_interrupted(
