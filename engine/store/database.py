@@ -107,6 +107,7 @@ def _create_owner_only(path: Path) -> None:
 
 
 log = logging.getLogger("ml_connector.state")
+CHECKPOINT_LOG_BYTES = 16 * 2**20  # DuckDB's own default threshold
 
 class Database:
     """A DuckDB connection with migrations applied; thread-safe through one lock."""
@@ -116,13 +117,18 @@ class Database:
         if self.path != ":memory:":
             _create_owner_only(Path(self.path))
         wal = Path(self.path + ".wal")
+        self._wal = str(wal)
         wal_existed = self.path != ":memory:" and wal.exists()  # before connecting: DuckDB replays and removes it
         try:
             self._conn = duckdb.connect(self.path)
         except duckdb.Error as exc:
             raise open_error(self.path, exc) from exc
         self._conn.execute("SET TimeZone = 'UTC'")
+        # DuckDB's own checkpoints remove the log until the next write, and a kill in that window looked exactly
+        # like a lost log; this class checkpoints instead, and writes to the fresh log at once (`_checkpoint`).
+        self._conn.execute("SET checkpoint_threshold = '1000 GiB'")
         self._lock = threading.RLock()
+        self._in_transaction = False
         self._migrate()
         if self.path != ":memory:":
             self._open_session(wal_existed, wal)
@@ -143,12 +149,27 @@ class Database:
             log.warning("the state database %s was not closed cleanly and its write-ahead log %s is missing: if the "
                         "log was lost, the changes since its last checkpoint are gone (id maps, audit, watermarks); "
                         "put the .wal file back beside it, or restore both from a backup", self.path, wal)
+        self._mark_open()
+        self._checkpoint()
+
+    def _mark_open(self) -> None:
+        """Write the mark as a new row: DuckDB logs nothing for an UPDATE that leaves a value as it was."""
         with self.transaction():
             self._conn.execute("DELETE FROM state_session")
             self._conn.execute("INSERT INTO state_session VALUES (true)")
+
+    def _checkpoint(self) -> None:
+        """Fold the log into the file, then write to a new log at once, so an open session always has one."""
         with suppress(duckdb.Error):  # another connection of this process is mid-transaction: the mark stays logged
             self._conn.execute("CHECKPOINT")
-        self._conn.execute("UPDATE state_session SET open = true")  # the log is not empty from now on
+        self._mark_open()  # the log is not empty from now on
+
+    def _checkpoint_when_the_log_is_large(self) -> None:
+        if self.path == ":memory:" or self._in_transaction:
+            return
+        with suppress(FileNotFoundError):
+            if os.path.getsize(self._wal) > CHECKPOINT_LOG_BYTES:
+                self._checkpoint()
 
     def _migrate(self) -> None:
         self._conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
@@ -177,17 +198,23 @@ class Database:
     def transaction(self) -> Iterator[None]:
         with self._lock, self._io():
             self._conn.execute("BEGIN TRANSACTION")
+            self._in_transaction = True
             try:
                 yield
             except BaseException:
                 with suppress(duckdb.Error):  # a failed write may have ended the transaction already
                     self._conn.execute("ROLLBACK")
                 raise
+            finally:
+                self._in_transaction = False
             self._conn.execute("COMMIT")
+            self._checkpoint_when_the_log_is_large()
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> duckdb.DuckDBPyConnection:
         with self._lock, self._io():
-            return self._conn.execute(sql, params or [])
+            cursor = self._conn.execute(sql, params or [])
+            self._checkpoint_when_the_log_is_large()
+            return cursor
 
     def insert_rows(self, table: str, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]], *,
                     computed: Mapping[str, str] | None = None, on_conflict: str = "") -> None:
@@ -207,6 +234,7 @@ class Database:
         arrays = [list(column) for column in zip(*rows, strict=True)]
         with self._lock, self._io():
             self._conn.execute(statement, arrays)
+            self._checkpoint_when_the_log_is_large()
 
     def fetchall(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
         with self._lock, self._io():

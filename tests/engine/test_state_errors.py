@@ -80,6 +80,35 @@ def test_a_state_file_that_lost_its_write_ahead_log_is_reported(tmp_path: Path,
     assert re.search(r"its write-ahead log .*state\.duckdb\.wal is missing", caplog.text)
 
 
+def killed_just_after_the_log_grew_past_a_checkpoint(path: Path) -> None:
+    """A process that writes ~40 MB through the state and is killed right after a commit that left no log.
+
+    DuckDB checkpoints on its own once its log passes a threshold and removes the log until the next write; a
+    kill in that window left the session mark in the file with no log beside it, the signature of a lost log.
+    """
+    code = (f"import os; from engine.store import State; s = State({str(path)!r}); wal = {str(path) + '.wal'!r}\n"
+            "for i in range(40):\n"
+            "    with s.db.transaction():\n"
+            "        s.db.execute(\"CREATE TABLE IF NOT EXISTS filler (v VARCHAR)\")\n"
+            "        s.db.execute(\"INSERT INTO filler SELECT repeat('x', 1000) || range FROM range(1000)\")\n"
+            "    if not os.path.exists(wal):\n"
+            "        os._exit(7)\n"
+            "os._exit(9)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2]).returncode in (7, 9)
+
+
+def test_a_process_killed_after_a_checkpoint_is_not_taken_for_a_lost_log(tmp_path: Path,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "state.duckdb"
+    filled_state(path)
+    killed_just_after_the_log_grew_past_a_checkpoint(path)
+    with caplog.at_level(logging.WARNING, logger="ml_connector.state"):
+        state = State(path)
+    assert "write-ahead log" not in caplog.text
+    assert state.db.fetchone("SELECT count(*) FROM filler") == (40_000,)
+    state.close()
+
+
 def test_a_killed_process_with_its_write_ahead_log_recovers_and_its_run_is_marked_interrupted(
         tmp_path: Path) -> None:
     path = tmp_path / "state.duckdb"
