@@ -190,6 +190,7 @@ class BoundsConfig:
     max_pages: int
     max_response_bytes: int
     request_timeout: float
+    stop_grace: float
 
 
 @dataclass(frozen=True, kw_only=True)

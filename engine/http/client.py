@@ -83,6 +83,7 @@ class ClientOptions:
     timeout: float = 60.0  # per phase (connect, each read, ...): the whole attempt is bounded by request_timeout
     max_response_bytes: int = 52428800  # connector `limits.max_response_bytes`
     request_timeout: float = 120.0  # connector `limits.request_timeout`: one attempt, connect to last byte
+    stop_grace: float = 10.0  # connector `limits.stop_grace`: a write on the wire when the run is stopped
 
     @classmethod
     def of(cls, connection: Connection) -> ClientOptions:
@@ -90,7 +91,8 @@ class ClientOptions:
         `limits`."""
         limits = connection.connector.limits
         return cls(max_retries=connection.connector.retries, max_wait=connection.max_wait_seconds,
-                   max_response_bytes=limits.max_response_bytes, request_timeout=limits.request_timeout)
+                   max_response_bytes=limits.max_response_bytes, request_timeout=limits.request_timeout,
+                   stop_grace=limits.stop_grace)
 
 
 def _join(base: str, path: str) -> httpx.URL:

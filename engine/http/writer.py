@@ -10,15 +10,17 @@ budget, checked in one place (``_Push.retry``).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
 from engine.config import Expr
 from engine.config.entity import EntityConfig
 from engine.http.catalog import FieldCatalog
-from engine.http.client import ConnectorClient, UncertainWrite
+from engine.http.client import ConnectorClient, Reply, UncertainWrite
 from engine.http.errors import FatalError, RecordError, TransientError
 from engine.http.matching import Records, TargetFinder
 from engine.http.work import CHECK, LOAD, LOOK, REREAD, RESOLVE, WRITE, Job, PushAborted, WorkQueue, root_cause
@@ -172,6 +174,7 @@ class _Push:
         self.results: list[PushResult] = []
         self.claims: dict[str, str] = {}  # target id -> the source key writing it in this push
         self.matching: dict[str, str] = {}  # match key -> the source key looking for it in this push
+        self.stopping = False  # cancelled (a stop signal, a failure elsewhere): nothing new starts, unknowns park
         self.queue = WorkQueue(self.step, writer.concurrency, self._batch_size)
 
     def _batch_size(self, action: str) -> int:
@@ -187,6 +190,10 @@ class _Push:
         try:
             await self.queue.drain()
         except BaseException as exc:  # a failure group from the task group, the loop's own, or a cancellation:
+            self.stopping = True
+            for job in self.queue.jobs:  # creates of unknown outcome still waiting for their re-check
+                if job.kind == CHECK:
+                    self.unknown(job.items[0], job.action, job.reason, job.failed_at)
             raise PushAborted(root_cause(exc), self.results) from exc  # confirmed writes are recorded all the same
         return self.results
 
@@ -257,8 +264,10 @@ class _Push:
 
     def unknown(self, item: PushItem, action: str, reason: str, failed_at: float) -> None:
         """The answer leaves the outcome open: a create is re-checked (never re-sent in this run) or parked, an
-        update is read back before any re-send."""
-        if _reported(item, action) == CREATE:
+        update is read back before any re-send; while the push is stopping, both are parked at once."""
+        if self.stopping:
+            self.fail(item, action, f"outcome unknown: {reason}", unknown=_reported(item, action) == CREATE)
+        elif _reported(item, action) == CREATE:
             if self.w.finder.can_recheck and self.w.finder.key(item.match_value) is not None:
                 self.queue.add(Job(CHECK, [item], action, reason, failed_at))
             else:
@@ -352,8 +361,13 @@ class _Push:
         again now could create it twice, so a later run looks for it after the grace period.
         """
         [item] = job.items
-        await self.w.finder.refresh_after_uncertain(job.failed_at)
-        going, hit = await self._find(item, job.action)
+        try:
+            await self.w.finder.refresh_after_uncertain(job.failed_at)
+            going, hit = await self._find(item, job.action)
+        except asyncio.CancelledError:  # stopped mid-check: the create may have landed, so it is parked as such
+            self.stopping = True
+            self.unknown(item, job.action, job.reason, job.failed_at)
+            raise
         if not going:
             return
         if hit is not None:
@@ -407,9 +421,34 @@ class _Push:
         else:
             context, body = w.context(items[0]), bodies[0]
         try:
-            reply = await w.client.request(op.method, str(_path(op.path, context)),
-                                           params=op.params.evaluate(context), json=body, quota=op.quota,
-                                           idempotent=op.idempotent)
+            path = str(_path(op.path, context))
+        except RecordError as exc:
+            self._rejected(op, action, items, exc)
+            return
+        request = asyncio.ensure_future(w.client.request(op.method, path, params=op.params.evaluate(context),
+                                                         json=body, quota=op.quota, idempotent=op.idempotent))
+        try:
+            await asyncio.wait({request})  # unlike awaiting it, a cancellation of this job leaves the call running
+        except asyncio.CancelledError:  # the run is stopping: the write on the wire gets its grace, then is recorded
+            self.stopping = True
+            grace = w.client.options.stop_grace
+            done, _ = await asyncio.wait({request}, timeout=grace)
+            if done:
+                self._answered(op, action, items, request)
+            else:
+                request.cancel()
+                with suppress(asyncio.CancelledError):
+                    await request
+                for item in items:
+                    self.unknown(item, action, "the run was stopped with this write in flight (no answer within the "
+                                               f"connector's limits.stop_grace, {grace:g} s)", time.monotonic())
+            raise
+        self._answered(op, action, items, request)
+
+    def _answered(self, op: WriteOp, action: str, items: list[PushItem], request: asyncio.Future[Reply]) -> None:
+        """Apply the answer (or the failure) of a write call to its items."""
+        try:
+            reply = request.result()
         except UncertainWrite as exc:
             failed_at = time.monotonic()
             for item in items:

@@ -33,6 +33,7 @@ FILES = {
         connector: dst
         base_url: http://api.test/dst
         auth: {key: {type: api_key, header: x-key, value: k-literal}}
+        limits: {stop_grace: 0.3}
         entities:
           item: {key: id, write: {strategy: create_only, create: {method: POST, path: /items, id: data.id}}}
         """,
@@ -66,11 +67,13 @@ def workspace(root: Path) -> Path:
 
 
 class StopAtThirdWrite(httpx.AsyncBaseTransport):
-    """Serves the scripted API; the third POST calls ``stop`` (a signal arrives) and waits to be cancelled."""
+    """Serves the scripted API; the third POST calls ``stop`` (a signal arrives) while it is on the wire, and is
+    answered ``answer_after`` seconds later (None: never, it waits to be cancelled)."""
 
-    def __init__(self, api: FakeAPI, stop: Callable[[], object]) -> None:
+    def __init__(self, api: FakeAPI, stop: Callable[[], object], answer_after: float | None = None) -> None:
         self.inner = httpx.ASGITransport(app=api.app)
         self.stop = stop
+        self.answer_after = answer_after
         self.posts = 0
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -78,7 +81,9 @@ class StopAtThirdWrite(httpx.AsyncBaseTransport):
             self.posts += 1
             if self.posts == 3:
                 self.stop()
-                await asyncio.Event().wait()  # in flight when the stop lands: never answered
+                if self.answer_after is None:
+                    await asyncio.Event().wait()
+                await asyncio.sleep(self.answer_after)
         return await self.inner.handle_async_request(request)
 
 
@@ -115,28 +120,53 @@ def test_a_cancelled_run_is_marked_interrupted_not_failed_and_keeps_its_summary(
     assert len(api.calls("POST", "/dst/items")) == 2
 
 
-def test_writes_confirmed_before_the_interrupt_are_recorded_and_the_next_run_sends_only_the_rest(
-        tmp_path: Path) -> None:
-    api = scripted()
-    state = State(":memory:")
-
+def interrupted_at_the_third_write(tmp_path: Path, api: FakeAPI, state: State, answer_after: float | None) -> None:
     async def go() -> None:
         task = asyncio.current_task()
         assert task is not None
         runner = Runner(Workspace.open(workspace(tmp_path)).project, state,
-                        transport=StopAtThirdWrite(api, functools.partial(task.cancel, "SIGINT")))
+                        transport=StopAtThirdWrite(api, functools.partial(task.cancel, "SIGINT"), answer_after))
         with pytest.raises(asyncio.CancelledError):
             await runner.run()
 
     asyncio.run(go())
-    assert state.id_maps.count("things") == 2
-    assert sorted((r["source_key"], r["target_id"], r["outcome"]) for r in state.audit.query(flow="things")) == [
-        ("A", "1", "ok"), ("B", "2", "ok")]
-    again = FakeAPI().on("GET", "/src/things", 200, THINGS).on("POST", "/dst/items", 200, {"data": {"id": 3}})
+
+
+def audit_of(state: State) -> list[tuple[str, str | None, str, str | None]]:
+    return sorted((r["source_key"], r["target_id"], r["outcome"], r["error"]) for r in state.audit.query(flow="things"))
+
+
+def test_a_write_on_the_wire_when_the_stop_lands_is_answered_and_recorded_before_the_run_stops(
+        tmp_path: Path) -> None:
+    api = scripted().on("POST", "/dst/items", 200, {"data": {"id": 3}})
+    state = State(":memory:")
+    interrupted_at_the_third_write(tmp_path, api, state, answer_after=0.05)
+    assert statuses(state) == (["interrupted"], {"things": "interrupted"})
+    assert state.id_maps.count("things") == 3
+    assert audit_of(state) == [("A", "1", "ok", None), ("B", "2", "ok", None), ("C", "3", "ok", None)]
+    again = FakeAPI().on("GET", "/src/things", 200, THINGS)
     summary = asyncio.run(Runner(Workspace.open(tmp_path / "workspace.yaml").project, state,
                                  transport=httpx.ASGITransport(app=again.app)).run())
-    assert [(f.created, f.unchanged) for f in summary.flows] == [(1, 2)]
-    assert [c["body"] for c in again.calls("POST", "/dst/items")] == ['{"name":"thing C"}']
+    assert [(f.created, f.unchanged) for f in summary.flows] == [(0, 3)]
+    assert again.calls("POST", "/dst/items") == []
+
+
+def test_a_write_unanswered_within_the_stop_grace_is_parked_as_outcome_unknown_never_sent_again_blindly(
+        tmp_path: Path) -> None:
+    api = scripted()
+    state = State(":memory:")
+    interrupted_at_the_third_write(tmp_path, api, state, answer_after=None)
+    assert state.id_maps.count("things") == 2
+    assert audit_of(state) == [
+        ("A", "1", "ok", None), ("B", "2", "ok", None),
+        ("C", None, "failed", "outcome unknown: the run was stopped with this write in flight (no answer within "
+                              "the connector's limits.stop_grace, 0.3 s)")]
+    [parked] = state.pending.list("things")
+    assert (parked.source_key, parked.outcome_unknown) == ("C", True)
+    again = FakeAPI().on("GET", "/src/things", 200, THINGS)
+    asyncio.run(Runner(Workspace.open(tmp_path / "workspace.yaml").project, state,
+                       transport=httpx.ASGITransport(app=again.app)).run())
+    assert again.calls("POST", "/dst/items") == []  # nothing can look for it: it waits for a person, not re-sent
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
