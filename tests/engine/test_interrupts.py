@@ -83,7 +83,8 @@ class StopAtThirdWrite(httpx.AsyncBaseTransport):
                 self.stop()
                 if self.answer_after is None:
                     await asyncio.Event().wait()
-                await asyncio.sleep(self.answer_after)
+                else:
+                    await asyncio.sleep(self.answer_after)
         return await self.inner.handle_async_request(request)
 
 
