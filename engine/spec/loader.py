@@ -239,11 +239,11 @@ class _Loader:
                     )
                     continue
                 claimed_by[key] = integration.name
-                if self._add_flow(flows, spec):
+                if self._add_flow(flows, spec, integration.name, owner):
                     owner[spec.name] = integration.name
         for spec in loose:
             if spec.path.resolve() not in claimed_by:
-                self._add_flow(flows, spec)
+                self._add_flow(flows, spec, None, owner)
         return flows, owner
 
     def _claimed(self, integration: Spec) -> list[tuple[Spec, tuple[str | int, ...]]]:
@@ -291,14 +291,20 @@ class _Loader:
                 claimed.append((spec, where))
         return claimed
 
-    def _add_flow(self, flows: dict[str, Spec], spec: Spec) -> bool:
+    def _add_flow(self, flows: dict[str, Spec], spec: Spec, integration: str | None, owner: dict[str, str]) -> bool:
+        """Flow names are global in a workspace: the state, `--flow`, `depends_on` and lookups name a flow by it."""
         if spec.name in flows:
+            other = owner.get(spec.name)
+            mine = f" of integration '{integration}'" if integration and other != integration else ""
+            theirs = f" by integration '{other}'" if other and other != integration else ""
             self.problems.append(
                 SpecProblem(
                     str(spec.path),
                     spec.line_of(("flow",)),
                     "flow",
-                    f"flow '{spec.name}' is already defined in {flows[spec.name].path}",
+                    f"flow '{spec.name}'{mine} is already defined{theirs} in {flows[spec.name].path}; flow names "
+                    "are global in a workspace (the state, --flow, depends_on and lookups name a flow by its "
+                    "name): rename one",
                 )
             )
             return False
