@@ -38,7 +38,28 @@ def run_table(summary: dict[str, Any], plan: bool = False) -> str:
               "stays at the read's start; audit notes name them)" for f in summary["flows"] if f.get("future_stamped")]
     future += [f"  {f['flow']}: {f['waiting']} parked record(s) waiting for their back-off or a lost create's grace "
                "period (`ml-connector replay` sends them now)" for f in summary["flows"] if f.get("waiting")]
+    future += [f"  {f['flow']}: {'would create' if plan else 'created'} custom field(s) {', '.join(f['new_fields'])}"
+               for f in summary["flows"] if f.get("new_fields")]
+    future += _delete_notes(summary["flows"], plan)
     if future:
         out.append("notes:\n" + "\n".join(future))
     out.append(f"run {summary['run_id']}: {summary['status']}")
     return "\n".join(out)
+
+
+def _delete_notes(flows: Iterable[dict[str, Any]], plan: bool) -> list[str]:
+    """Records deleted at the source: what was (or would be) deleted or cleared, by key, and what was refused."""
+    notes = []
+    for f in flows:
+        done = [f"{f[name]} {word}" for name, word in (("deleted", "target record(s) deleted"),
+                                                        ("cleared", "link(s) cleared")) if f.get(name)]
+        if done:
+            keys = f.get("delete_keys") or []
+            more = f.get("deleted", 0) + f.get("cleared", 0) - len(keys)
+            shown = ", ".join(keys) + (f" and {more} more" if more > 0 else "")
+            notes.append(f"  {f['flow']}: {'would be ' if plan else ''}{' and '.join(done)} (deleted at the source: "
+                         f"{shown})")
+        if f.get("delete_refused"):
+            notes.append(f"  {f['flow']}: {f['delete_refused']} delete(s) refused as a mass delete and parked (audit "
+                         f"rows say why; `ml-connector replay --flow {f['flow']}` applies them)")
+    return notes

@@ -7,7 +7,7 @@ Defaults are the schema's (filled in by the loader); a field that defaults to No
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from engine.config.entity import EntityConfig
@@ -15,6 +15,7 @@ from engine.config.expr import Expr
 
 Scalar = str | int | float | bool
 WaitUnit = Literal["seconds", "ms", "epoch", "epoch_ms", "http_date"]
+PagingPlace = Literal["query", "body"]  # a paginator's `in`: where its values go
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -156,6 +157,7 @@ class CursorPaginatorConfig:
     type: Literal["cursor"]
     param: str
     next: Expr
+    placement: PagingPlace = field(metadata={"key": "in"})
     limit: LimitConfig
 
 
@@ -165,6 +167,7 @@ class OffsetPaginatorConfig:
 
     type: Literal["offset"]
     param: str
+    placement: PagingPlace = field(metadata={"key": "in"})
     limit: LimitConfig
     has_more: Expr | None = None
 
@@ -176,6 +179,7 @@ class PagePaginatorConfig:
     type: Literal["page"]
     param: str
     first: int
+    placement: PagingPlace = field(metadata={"key": "in"})
     limit: LimitConfig
     has_more: Expr | None = None
 

@@ -23,6 +23,17 @@ class CatalogConfig:
     paginator: str | None = None
     key: str
     label: str
+    quota: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class FieldCreateConfig:
+    """How to create a custom field the target lacks (templates see `field`: label, name, type)."""
+
+    method: Literal["POST", "PUT", "PATCH"]
+    path: Expr
+    body: Expr
+    key: Expr
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,6 +42,7 @@ class CustomFieldsConfig:
 
     object: str
     catalog: CatalogConfig
+    create: FieldCreateConfig | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,6 +67,7 @@ class ReadConfig:
     method: Literal["GET", "POST"]
     body: Expr | None = None
     max_depth: int | None = None
+    quota: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,6 +77,7 @@ class GetConfig:
     path: Expr
     params: Expr
     record: Expr
+    quota: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,16 +90,20 @@ class ExpandConfig:
     records: Expr
     paginator: str | None = None
     parent_key: str | None = None  # None: one parent per call (batch 1)
+    quota: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
 class SearchConfig:
-    """How to find an existing target record by the match value."""
+    """How to find an existing target record by the match value (a GET, or a query sent with a JSON body)."""
 
+    method: Literal["GET", "POST", "PUT", "PATCH"]
     path: Expr
     params: Expr
+    body: Expr | None = None
     records: Expr
     not_found: tuple[int, ...]
+    not_found_body: Expr | None = None  # truthy over an answer's body: nothing found
     quota: str | None = None
 
 
@@ -141,6 +159,33 @@ class WriteOpConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class DeleteOpConfig:
+    """How a target record is deleted; a `gone` status means it already was (counted as deleted)."""
+
+    method: Literal["DELETE", "POST", "PATCH", "PUT"]
+    path: Expr
+    params: Expr
+    body: Expr | None = None
+    quota: str | None = None
+    gone: tuple[int, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class WriteStepConfig:
+    """A follow-up request after a record's create or update is confirmed (`write.then`)."""
+
+    name: str
+    method: Literal["POST", "PUT", "PATCH", "DELETE"]
+    path: Expr
+    params: Expr
+    body: Expr | None = None
+    when: Expr | None = None  # None: always
+    quota: str | None = None
+    idempotent: bool | None = None  # None: true for PUT/PATCH/DELETE, false for POST
+    expect: Expr | None = None  # what the record read back carries once the step landed
+
+
+@dataclass(frozen=True, kw_only=True)
 class PrefetchConfig:
     """List the whole target once when many records of a run are unresolved."""
 
@@ -157,6 +202,37 @@ class WriteConfig:
     update: WriteOpConfig | None = None
     prefetch: PrefetchConfig | None = None
     search_lag: float | None = None
+    then: tuple[WriteStepConfig, ...]
+    delete: DeleteOpConfig | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeletedReadConfig:
+    """A deleted-records endpoint: paged like a read, incremental on the deletion time, `key` per record."""
+
+    path: Expr
+    params: Expr
+    records: Expr
+    paginator: str | None = None
+    key: Expr
+    incremental: IncrementalConfig | None = None
+    quota: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AbsenceConfig:
+    """A complete full read lists every live record; at most `max_share` of a flow's links go in one read."""
+
+    max_share: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeletesConfig:
+    """How a source tells deletions: a flag in its records, an endpoint, or absence from a full read."""
+
+    flag: Expr | None = None
+    read: DeletedReadConfig | None = None
+    absent: AbsenceConfig | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,3 +246,4 @@ class EntityConfig:
     get: GetConfig | None = None
     expand: Mapping[str, ExpandConfig]
     write: WriteConfig | None = None
+    deletes: DeletesConfig | None = None

@@ -87,9 +87,11 @@ class MappingConfig:
     key: Expr
     match: MatchConfig | None = None
     target_id: Expr | None = None
+    reverse: str | None = None  # the flow syncing the same records the other way (echo suppression)
     let: Mapping[str, Expr]
     fields: Mapping[str, FieldConfig]
     max_value_length: int
+    ensure_fields: Mapping[str, str]  # custom-field label -> field type, created in the target when missing
     on_delete: Literal["ignore", "clear", "delete"]
     parking: ParkingConfig
     examples: tuple[ExampleConfig, ...]

@@ -29,6 +29,10 @@ class LazyCatalog:
             self._catalog = await FieldCatalog.load(self.client, self.entity, self.config)
         return self._catalog
 
+    def refresh(self) -> None:
+        """Forget the catalog read so far: the next use reads it again (after fields were created)."""
+        self._catalog = None
+
 
 class FieldCatalog:
     """Translates a record's custom-field object between opaque keys (wire) and labels (mappings)."""
@@ -50,12 +54,19 @@ class FieldCatalog:
         params: dict[str, Any] | None = guard.start({**catalog.params.evaluate(client.context), **paginator.first()})
         label_to_key: dict[str, str] = {}
         while params is not None:
-            reply = await client.request("GET", path, params=params, records=RecordsAt(catalog.records))
+            reply = await client.request("GET", path, params=params, records=RecordsAt(catalog.records),
+                                         quota=catalog.quota)
             rows = reply.records or []
             for row in rows:
                 label_to_key.setdefault(str(row[catalog.label]), str(row[catalog.key]))
             params = guard.next(paginator.next(params, reply.body, rows), rows)
         return cls(config.object, label_to_key, f"{client.connection.name}.{entity}")
+
+    def add(self, label: str, key: str) -> None:
+        """Name a field the catalog endpoint does not list yet (just created; its listing may lag)."""
+        if label not in self.label_to_key:
+            self.label_to_key[label] = key
+            self.key_to_label.setdefault(key, label)
 
     def to_labels(self, record: dict[str, Any]) -> dict[str, Any]:
         values = record.get(self.object)

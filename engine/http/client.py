@@ -128,10 +128,12 @@ class ConnectorClient:
                                      base_url=self._configured_base, sandbox=connection.sandbox)
         self.rules = ResponseRules(config.responses, clock=clock)
         max_wait = self.options.max_wait
-        self.quotas = {name: Quota(q, max_wait=max_wait, label=f"connection {connection.name}, quota {name}")
+        self.quotas = {name: Quota(q, max_wait=max_wait, label=f"connection {connection.name}, quota {name}",
+                                   clock=clock, sleep=sleep)
                        for name, q in connection.quotas().items()}
         self.default_quota = self.quotas.get("default") or Quota(connection.unnamed_pool, max_wait=max_wait,
-                                                                   label=f"connection {connection.name}")
+                                                                   label=f"connection {connection.name}",
+                                                                   clock=clock, sleep=sleep)
         self.stats = CallStats()
         self.http = httpx.AsyncClient(transport=transport, timeout=self.options.timeout)
         self._sleep = sleep

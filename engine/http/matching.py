@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from engine.config import Expr
 from engine.config.entity import WriteConfig
 from engine.http.bodies import RecordsAt
 from engine.http.client import ConnectorClient
@@ -40,6 +42,24 @@ def match_key(value: Any, normalize: Iterable[str] = ()) -> str | None:
     return text or None
 
 
+def says_none(rule: Expr | None, body: Any) -> bool:
+    """Whether a search answer's body says nothing was found (the search's ``not_found_body``)."""
+    return rule is not None and isinstance(body, (dict, list)) and bool(rule.evaluate(body))
+
+
+@dataclass(frozen=True)
+class SearchHits(RecordsAt):
+    """A search's records: none when the body says so, else what the records path holds (one object is one hit).
+
+    Checked inside the client call, so an answer that is neither (a maintenance page) is still retried as a read.
+    """
+
+    none: Expr | None = None
+
+    def of(self, body: Any) -> list[Any]:
+        return [] if says_none(self.none, body) else super().of(body)
+
+
 class TargetFinder:
     """Answers "which target records carry this match value?" as cheaply and as safely as the API allows.
 
@@ -57,6 +77,8 @@ class TargetFinder:
         self.key_field = key_field
         self.normalize = tuple(normalize)
         self.search = write.search
+        self._hits = SearchHits(write.search.records, single=True, none=write.search.not_found_body) \
+            if write.search is not None else None
         self.prefetch_min = write.prefetch.min if write.prefetch is not None else None
         self.index: dict[str, list[dict[str, Any]]] | None = None
         self._recent_reader = recent if write.search_lag else None
@@ -140,12 +162,13 @@ class TargetFinder:
         if key in recent:
             return list(recent[key])
         context = {**self.client.context, "match": {"field": self.match_field, "value": match_value}}
-        try:
+        body = search.body.evaluate(context) if search.body is not None else None
+        try:  # whatever its method, a search is a read: retried like a GET, counted as a read
             reply = await self.client.request(
-                "GET", str(search.path.evaluate(context)), params=search.params.evaluate(context),
-                quota=search.quota, records=RecordsAt(search.records, single=True))
+                search.method, str(search.path.evaluate(context)), params=search.params.evaluate(context),
+                json=body, quota=search.quota, idempotent=True, reads=True, records=self._hits)
         except RecordError as exc:
-            if exc.status in search.not_found:
+            if exc.status in search.not_found or says_none(search.not_found_body, exc.body):
                 return []
             raise
         found = [await self._confirmed(hit, key) for hit in reply.records or () if isinstance(hit, dict)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Callable
@@ -23,17 +24,40 @@ class Paginator(Protocol):
 
     def next(self, params: dict[str, Any], body: Any, records: list[Any]) -> dict[str, Any] | None: ...
 
+    def request(self, params: dict[str, Any], body: Any) -> tuple[dict[str, Any], Any]: ...
+
 
 class _Limited:
     """The largest page the API allows, asked for on every request."""
 
     def __init__(self, config: PaginatorConfig) -> None:
+        self.param = config.param
         self.limit_param = config.limit.param
         self.limit = config.limit.max
         self.has_more = None if isinstance(config, CursorPaginatorConfig) else config.has_more
+        self.in_body = config.placement == "body"
 
     def _limit_params(self) -> dict[str, Any]:
         return {self.limit_param: self.limit}
+
+    def request(self, params: dict[str, Any], body: Any) -> tuple[dict[str, Any], Any]:
+        """A page's query parameters and JSON body.
+
+        ``params`` holds the paging values with the query, whichever way they are sent, so that paging state,
+        cursor comparison and the page guard work the same; with ``in: body`` they move into a copy of the body,
+        each at its dotted path (a search endpoint reads its cursor or offset next to its filters).
+        """
+        if not self.in_body:
+            return params, body
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            raise FatalError("a paginator with `in: body` needs a JSON object body")
+        query, placed = dict(params), copy.deepcopy(body)
+        for name in (self.param, self.limit_param):
+            if name in query:
+                _set_path(placed, name, query.pop(name))
+        return query, placed
 
     def _more(self, body: Any, records: list[Any]) -> bool:
         if not records:
@@ -48,7 +72,6 @@ class CursorPaginator(_Limited):
 
     def __init__(self, config: CursorPaginatorConfig) -> None:
         super().__init__(config)
-        self.param = config.param
         self.next_path = config.next
 
     def first(self) -> dict[str, Any]:
@@ -66,7 +89,6 @@ class OffsetPaginator(_Limited):
 
     def __init__(self, config: OffsetPaginatorConfig | PagePaginatorConfig) -> None:
         super().__init__(config)
-        self.param = config.param
         self.start = config.first if isinstance(config, PagePaginatorConfig) else 0
 
     def first(self) -> dict[str, Any]:
@@ -96,6 +118,20 @@ class SinglePage:
 
     def next(self, params: dict[str, Any], body: Any, records: list[Any]) -> dict[str, Any] | None:
         return None
+
+    def request(self, params: dict[str, Any], body: Any) -> tuple[dict[str, Any], Any]:
+        return params, body
+
+
+def _set_path(body: dict[str, Any], path: str, value: Any) -> None:
+    """Set ``value`` at the dotted ``path`` of ``body``, creating the objects on the way."""
+    *parents, last = path.split(".")
+    for part in parents:
+        child = body.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise FatalError(f"a paginator's body path {path!r} runs through {part!r}, which is not an object")
+        body = child
+    body[last] = value
 
 
 class PageGuard:

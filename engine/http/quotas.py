@@ -2,8 +2,9 @@
 
 A pool spends its quota fully without tripping it: calls are spaced so that no window ever holds more than the
 limit (learned from a header when the API tells it), and when a response says nothing remains the next call waits
-for the announced reset. A pause longer than the connection's ``max_wait`` is not slept through: the call raises
-WaitTooLong, which stops the flow (the next run resumes it).
+for the announced reset, or, when the API announces none, until the declared ``window`` has passed since the window
+began (see ``RemainingCount``). A pause longer than the connection's ``max_wait`` is not slept through: the call
+raises WaitTooLong, which stops the flow (the next run resumes it).
 """
 
 from __future__ import annotations
@@ -13,18 +14,51 @@ import contextlib
 import math
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 
 import httpx
 
 from engine.config.connector import QuotaConfig
-from engine.http.waits import wait_seconds, within_max_wait
+from engine.http.waits import Clock, wait_seconds, within_max_wait
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class RemainingCount:
+    """When a window the API counts in began, from the calls-remaining header alone (no reset header).
+
+    A window is taken to begin at the answer to the first call after the count last rose (or stayed level): a
+    fresh fixed window, a rolling window freeing calls, a pause, or the run's first call. An answer comes after the
+    API counted its call, so while this pool alone spends the window "that answer + window" is never early, for a
+    fixed window or a rolling one (for a rolling one it may be later than needed: it waits for the window to renew,
+    not for its oldest call to leave). A window that began more than ``window`` ago cannot explain the zero (other
+    clients spent it, starting when we cannot tell): then a whole window from now.
+    """
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self._last: float | None = None
+        self._began = 0.0
+
+    def count(self, remaining: float, now: float) -> None:
+        """An answer at ``now`` said ``remaining`` calls are left."""
+        if self._last is None or remaining >= self._last:
+            self._began = now
+        self._last = remaining
+
+    def ends(self, now: float) -> float:
+        """When the window that holds no call any more has passed."""
+        end = self._began + self.window
+        return end if end > now else now + self.window
 
 
 class Quota:
     """One pool of calls shared by a connection's operations that name it."""
 
-    def __init__(self, config: QuotaConfig, *, max_wait: float = math.inf, label: str = "quota") -> None:
-        """``label`` names the pool in the message of a wait longer than ``max_wait``."""
+    def __init__(self, config: QuotaConfig, *, max_wait: float = math.inf, label: str = "quota",
+                 clock: Clock | None = None, sleep: Sleep | None = None) -> None:
+        """``label`` names the pool in the message of a wait longer than ``max_wait``; ``clock`` (wall time) and
+        ``sleep`` are injectable for tests."""
         self.max_wait = max_wait
         self.label = label
         self.remaining_header = config.remaining_header
@@ -33,6 +67,9 @@ class Quota:
         self.limit_header = config.limit_header
         self.window = config.window or None
         self.calls = config.calls or None
+        self._clock = clock or time.time
+        self._sleep = sleep or asyncio.sleep
+        self._counted = RemainingCount(self.window) if self.window and self.remaining_header else None
         self._slots = asyncio.Semaphore(config.concurrency)
         self._sent: deque[float] = deque()
         self._pace = asyncio.Lock()
@@ -53,18 +90,18 @@ class Quota:
 
     async def _wait_for_room(self) -> None:
         while True:
-            now = time.time()
+            now = self._clock()
             delay = self.blocked_until - now
-            if self.window and self.calls:
+            if self.window:
                 while self._sent and self._sent[0] <= now - self.window:
                     self._sent.popleft()
-                if len(self._sent) >= self.calls:
+                if self.calls and len(self._sent) >= self.calls:
                     delay = max(delay, self._sent[0] + self.window - now)
             if delay <= 0:
                 if self.window:
                     self._sent.append(now)
                 return
-            await asyncio.sleep(within_max_wait(delay, self.max_wait, self.label))
+            await self._sleep(within_max_wait(delay, self.max_wait, self.label))
 
     def observe(self, response: httpx.Response) -> None:
         """Learn from a response's headers: the real limit, and whether the next call must wait."""
@@ -77,12 +114,19 @@ class Quota:
         if remaining is None:
             return
         try:
-            empty = float(remaining) <= 0
+            left = float(remaining)
         except ValueError:
             return
-        if not empty:
+        now = self._clock()
+        if self._counted is not None:
+            self._counted.count(left, now)
+        if left > 0:
             return
-        seconds = wait_seconds(response.headers.get(self.reset_header or ""), self.reset_unit, time.time)
-        if seconds is None:  # nothing left and no readable reset: a short pause, then the API's answer decides
-            seconds = 1.0
-        self.blocked_until = max(self.blocked_until, time.time() + seconds)
+        seconds = wait_seconds(response.headers.get(self.reset_header or ""), self.reset_unit, self._clock)
+        if seconds is not None:
+            until = now + seconds
+        elif self._counted is not None:
+            until = self._counted.ends(now)
+        else:  # nothing left and no readable reset: a short pause, then the API's answer decides
+            until = now + 1.0
+        self.blocked_until = max(self.blocked_until, until)

@@ -89,8 +89,10 @@ class EntityReader:
             seen_at_newest: set[str] = set()
             restart = False
             while page_params is not None:
-                reply = await self.client.request(self.read.method, path, params=page_params, json=body, reads=True,
-                                                  idempotent=True, records=self.records)
+                query_params, json_body = paginator.request(page_params, body)  # paging in the query or the body
+                reply = await self.client.request(self.read.method, path, params=query_params, json=json_body,
+                                                  reads=True, idempotent=True, records=self.records,
+                                                  quota=self.read.quota)
                 if first:
                     self.server_date, first = reply.headers.get("date"), False
                 rows = [r for r in reply.records or () if isinstance(r, dict)]
@@ -161,7 +163,8 @@ class EntityReader:
             guard = self._guard("GET", path)
             params: dict[str, Any] | None = guard.start({**expansion.params.evaluate(context), **paginator.first()})
             while params is not None:
-                reply = await self.client.request("GET", path, params=params, records=RecordsAt(expansion.records))
+                reply = await self.client.request("GET", path, params=params, records=RecordsAt(expansion.records),
+                                                  quota=expansion.quota)
                 rows = [r for r in reply.records or () if isinstance(r, dict)]
                 for row in rows:
                     owner = str(row.get(expansion.parent_key)) if expansion.parent_key else chunk[0]

@@ -20,6 +20,8 @@ WRITE = "write"  # send records (one call)
 CHECK = "check"  # a create of unknown outcome: did it land? (consistent views; not found: parked, never re-sent)
 LOOK = "look"  # a create an earlier run left unknown: look for it before creating it again
 REREAD = "reread"  # an update of unknown outcome: read the record back
+STEP = "step"  # send a follow-up step of a record whose main write is confirmed
+STEP_CHECK = "step_check"  # a step of unknown outcome: read the record back before sending it again
 
 
 @dataclass
@@ -29,6 +31,7 @@ class Job:
     action: str = ""
     reason: str = ""  # CHECK / REREAD: why the outcome is unknown
     failed_at: float = 0.0  # CHECK: when the write failed (a view read after it shows the record if it landed)
+    step: int = 0  # STEP / STEP_CHECK: which follow-up step (index in the write's `then`)
 
 
 class PushAborted(Exception):

@@ -6,13 +6,18 @@ confirms it; an answer that leaves it unknown sends it to a re-check (creates) o
 the re-check does not find is never re-sent in the same run (the target may apply it late): it is parked as an
 unknown outcome, and a later run looks for it before creating it again. Every re-send spends the record's attempt
 budget, checked in one place (``_Push.retry``).
+
+A write may have follow-up steps (``write.then``): once the main write is confirmed, each step whose ``when`` holds
+is a job of its own, and the record counts as written only when the last one succeeded. A failed step gives a result
+that names it and carries the confirmed target id (the flow records both, so that the next run resumes at that
+step instead of writing the record again); a step whose answer is lost is read back (``expect``) or parked.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +28,21 @@ from engine.http.catalog import FieldCatalog
 from engine.http.client import ConnectorClient, Reply, UncertainWrite
 from engine.http.errors import FatalError, RecordError, TransientError
 from engine.http.matching import Records, TargetFinder
-from engine.http.work import CHECK, LOAD, LOOK, REREAD, RESOLVE, WRITE, Job, PushAborted, WorkQueue, root_cause
-from engine.http.write_ops import WriteOp
+from engine.http.work import (
+    CHECK,
+    LOAD,
+    LOOK,
+    REREAD,
+    RESOLVE,
+    STEP,
+    STEP_CHECK,
+    WRITE,
+    Job,
+    PushAborted,
+    WorkQueue,
+    root_cause,
+)
+from engine.http.write_ops import WriteOp, WriteStep
 from engine.http.write_results import Answer, Sent
 from engine.transform.expressions import UnsafePath
 
@@ -48,8 +66,9 @@ class PushItem:
     existing: dict[str, Any] | None = None
     attempts: int = 1  # times sent; a re-send needs budget left
     pinned: bool = False  # the mapping names the target id: if it is gone, nothing else may take its place
-    unknown_create: bool = False  # an earlier create of this record may have landed: look for it first
+    unknown_create: bool = False  # an earlier create (or, with `resume`, step) may have landed: look for it first
     on_demand: bool = False  # a person asked for it (replay): sent even when nothing can look for it first
+    resume: str | None = None  # the main write of this very payload is confirmed: only this step and later ones left
 
 
 @dataclass
@@ -59,6 +78,7 @@ class PushResult:
     target_id: str | None = None
     error: str | None = None
     unknown: bool = False  # a create whose outcome is unknown: a later run looks for it before creating it again
+    step: str | None = None  # failed at this follow-up step: the main write is confirmed (target_id), the step is not
 
     @property
     def ok(self) -> bool:
@@ -106,6 +126,7 @@ class EntityWriter:
         self.max_attempts = client.options.max_retries + 1  # the connector's `retries`, as for one call
         self.create = WriteOp.compile(write.create) if write.create is not None else None
         self.update = WriteOp.compile(write.update) if write.update is not None else None
+        self.steps = [WriteStep(step) for step in write.then]
         self._get = config.get
         self.key_field = config.key
         self.owners = owners
@@ -131,7 +152,7 @@ class EntityWriter:
         context = {**self.client.context, "id": target_id}
         try:
             reply = await self.client.request("GET", str(_path(get.path, context)),
-                                              params=get.params.evaluate(context))
+                                              params=get.params.evaluate(context), quota=get.quota)
         except RecordError as exc:
             if exc.status == 404:
                 return None
@@ -157,6 +178,12 @@ class EntityWriter:
     def context(self, item: PushItem) -> dict[str, Any]:
         return {**self.client.context, "record": self.wire(item), "target_id": item.target_id,
                 "existing": item.existing or {}, "match": {"field": self.match_field, "value": item.match_value}}
+
+    def step_context(self, item: PushItem, action: str) -> dict[str, Any]:
+        return {**self.context(item), "action": action}
+
+    def step_index(self, name: str) -> int | None:
+        return next((index for index, step in enumerate(self.steps) if step.name == name), None)
 
     def record_body(self, op: WriteOp, item: PushItem) -> dict[str, Any]:
         context = self.context(item)
@@ -191,17 +218,28 @@ class _Push:
             await self.queue.drain()
         except BaseException as exc:  # a failure group from the task group, the loop's own, or a cancellation:
             self.stopping = True
-            for job in self.queue.jobs:  # creates of unknown outcome still waiting for their re-check
+            # creates of unknown outcome still waiting for their re-check, and confirmed writes still waiting for a
+            # step (their target id must be recorded, or a later run would write them again)
+            for job in self.queue.jobs:
                 if job.kind == CHECK:
                     self.unknown(job.items[0], job.action, job.reason, job.failed_at)
+                elif job.kind == STEP:
+                    self.fail(job.items[0], job.action, "not sent: the push stopped before this step", step=job.step)
+                elif job.kind == STEP_CHECK:
+                    self.fail(job.items[0], job.action, f"outcome unknown: {job.reason}", unknown=True, step=job.step)
             raise PushAborted(root_cause(exc), self.results) from exc  # confirmed writes are recorded all the same
         return self.results
 
     # ---- where a record goes next -------------------------------------------------------------------------
 
     def route(self, item: PushItem) -> None:
-        """Find the target record first when the strategy says so, else write."""
+        """Resume at a step left by an earlier run; find the target record first when the strategy says so; write."""
         w = self.w
+        if item.resume is not None and item.target_id is not None:
+            index = w.step_index(item.resume)
+            if index is not None:  # (a step the spec no longer has: the record is written again in full)
+                self.resume(item, index)
+                return
         if item.target_id is None and item.unknown_create:
             if w.finder.can_recheck and w.finder.key(item.match_value) is not None:
                 self.queue.add(Job(LOOK, [item], self._create_action()))
@@ -233,6 +271,18 @@ class _Push:
         else:
             self.write(item, UPSERT if w.strategy == "upsert" else CREATE)
 
+    def resume(self, item: PushItem, index: int) -> None:
+        """Send the step an earlier run left; one whose earlier attempt may have landed is read back first unless
+        repeating it is harmless or a person asked for it."""
+        step = self.w.steps[index]
+        if not item.unknown_create or step.idempotent or item.on_demand:
+            self.queue.add(Job(STEP, [item], UPDATE, step=index))
+        elif step.config.expect is not None and self.w.can_read_back:
+            self.queue.add(Job(STEP_CHECK, [item], UPDATE, "an earlier run lost its answer", step=index))
+        else:
+            self.fail(item, UPDATE, "outcome unknown (an earlier attempt may have landed) and nothing can read it "
+                                    "back: check the target, then replay it", unknown=True, step=index)
+
     def _create_action(self) -> str:
         return UPSERT if self.w.strategy == "upsert" else CREATE
 
@@ -245,10 +295,10 @@ class _Push:
         else:
             self.queue.write(action, item)
 
-    def retry(self, item: PushItem, action: str, error: str) -> bool:
+    def retry(self, item: PushItem, action: str, error: str, step: int | None = None) -> bool:
         """The one place an item's attempt budget is spent: False (and parked) when it is used up."""
         if item.attempts >= self.w.max_attempts:
-            self.fail(item, action, f"gave up after {item.attempts} attempts: {error}")
+            self.fail(item, action, f"gave up after {item.attempts} attempts: {error}", step=step)
             return False
         item.attempts += 1
         return True
@@ -284,10 +334,29 @@ class _Push:
             action = CREATE if created or (created is None and item.target_id is None) else UPDATE
         self.claims.setdefault(target_id, item.source_key)
         self.w.finder.remember(item.match_value, {**item.payload, self.w.key_field: target_id})
-        self.results.append(PushResult(item, action, target_id=target_id))
+        item.target_id = target_id
+        self.follow(item, action, 0)
 
-    def fail(self, item: PushItem, action: str, error: str, *, unknown: bool = False) -> None:
-        self.results.append(PushResult(item, _reported(item, action), error=error, unknown=unknown))
+    def follow(self, item: PushItem, action: str, start: int) -> None:
+        """The main write is confirmed: the next step whose `when` holds goes next; written when none is left."""
+        context = self.w.step_context(item, action)
+        for index in range(start, len(self.w.steps)):
+            if self.w.steps[index].applies(context):
+                if self.stopping:
+                    self.fail(item, action, "not sent: the push stopped before this step", step=index)
+                else:
+                    self.queue.add(Job(STEP, [item], action, step=index))
+                return
+        self.results.append(PushResult(item, action, target_id=item.target_id))
+
+    def fail(self, item: PushItem, action: str, error: str, *, unknown: bool = False, step: int | None = None) -> None:
+        """A result that is not written; after a confirmed main write (``step``) it names the step left."""
+        if step is None:
+            self.results.append(PushResult(item, _reported(item, action), error=error, unknown=unknown))
+        else:
+            name = self.w.steps[step].name
+            self.results.append(PushResult(item, action, target_id=item.target_id, error=f"step {name}: {error}",
+                                           unknown=unknown, step=name))
 
     def conflict(self, item: PushItem, target: str) -> str | None:
         """Why a found target record cannot be this item's: another source key holds it (this push or id map)."""
@@ -308,6 +377,10 @@ class _Push:
             await self._check(job)
         elif job.kind == LOOK:
             await self._look(job)
+        elif job.kind == STEP:
+            await self._step(job)
+        elif job.kind == STEP_CHECK:
+            await self._step_check(job)
         else:
             await self._reread(job)
 
@@ -425,25 +498,94 @@ class _Push:
         except RecordError as exc:
             self._rejected(op, action, items, exc)
             return
-        request = asyncio.ensure_future(w.client.request(op.method, path, params=op.params.evaluate(context),
-                                                         json=body, quota=op.quota, idempotent=op.idempotent))
+        call = w.client.request(op.method, path, params=op.params.evaluate(context), json=body, quota=op.quota,
+                                idempotent=op.idempotent)
+
+        def lost(reason: str) -> None:
+            for item in items:
+                self.unknown(item, action, reason, time.monotonic())
+
+        await self._call(call, lambda request: self._answered(op, action, items, request), lost)
+
+    async def _call(self, call: Coroutine[Any, Any, Reply], answered: Callable[[asyncio.Future[Reply]], None],
+                    lost: Callable[[str], None]) -> None:
+        """Send one write call and apply its answer. Cancelled (the run is stopping), the call on the wire gets the
+        connector's limits.stop_grace to be answered and is applied all the same; unanswered, its outcome is lost."""
+        request = asyncio.ensure_future(call)
         try:
             await asyncio.wait({request})  # unlike awaiting it, a cancellation of this job leaves the call running
-        except asyncio.CancelledError:  # the run is stopping: the write on the wire gets its grace, then is recorded
+        except asyncio.CancelledError:
             self.stopping = True
-            grace = w.client.options.stop_grace
+            grace = self.w.client.options.stop_grace
             done, _ = await asyncio.wait({request}, timeout=grace)
             if done:
-                self._answered(op, action, items, request)
+                answered(request)
             else:
                 request.cancel()
                 with suppress(asyncio.CancelledError):
                     await request
-                for item in items:
-                    self.unknown(item, action, "the run was stopped with this write in flight (no answer within the "
-                                               f"connector's limits.stop_grace, {grace:g} s)", time.monotonic())
+                lost("the run was stopped with this write in flight (no answer within the connector's "
+                     f"limits.stop_grace, {grace:g} s)")
             raise
-        self._answered(op, action, items, request)
+        answered(request)
+
+    async def _step(self, job: Job) -> None:
+        """Send one follow-up step of a record whose main write is confirmed."""
+        [item] = job.items
+        step = self.w.steps[job.step]
+        context = self.w.step_context(item, job.action)
+        try:
+            path = str(_path(step.config.path, context))
+        except RecordError as exc:
+            self.fail(item, job.action, str(exc), step=job.step)
+            return
+        call = self.w.client.request(step.config.method, path, params=step.config.params.evaluate(context),
+                                     json=step.body(context), quota=step.config.quota, idempotent=step.idempotent)
+        await self._call(call, lambda request: self._step_answered(job, request),
+                         lambda reason: self._step_unknown(job, reason))
+
+    def _step_answered(self, job: Job, request: asyncio.Future[Reply]) -> None:
+        [item] = job.items
+        try:
+            request.result()
+        except UncertainWrite as exc:
+            self._step_unknown(job, str(exc))
+        except (TransientError, RecordError) as exc:
+            self.fail(item, job.action, str(exc), step=job.step)
+        else:
+            self.follow(item, job.action, job.step + 1)
+
+    def _step_unknown(self, job: Job, reason: str) -> None:
+        """A step whose answer is lost is never counted: read back when it says what it leaves, else parked."""
+        if not self.stopping and self.w.steps[job.step].config.expect is not None and self.w.can_read_back:
+            self.queue.add(Job(STEP_CHECK, job.items, job.action, reason, step=job.step))
+        else:
+            self.fail(job.items[0], job.action, f"outcome unknown: {reason}", unknown=True, step=job.step)
+
+    async def _step_check(self, job: Job) -> None:
+        """A step of unknown outcome: read the record back; carrying what the step leaves = it landed, else it is
+        sent again (within the attempt budget)."""
+        [item] = job.items
+        try:
+            record = await self.w.fetch(str(item.target_id))
+        except RecordError as exc:
+            self.fail(item, job.action, f"outcome unknown: {job.reason}; reading it back failed: {exc}", unknown=True,
+                      step=job.step)
+            return
+        except asyncio.CancelledError:
+            self.stopping = True
+            self.fail(item, job.action, f"outcome unknown: {job.reason}", unknown=True, step=job.step)
+            raise
+        if record is None:
+            self.fail(item, job.action, f"target record not found: {item.target_id}", step=job.step)
+            return
+        expected = self.w.steps[job.step].expected(self.w.step_context(item, job.action))
+        difference = first_difference(expected, record)
+        if difference is None:
+            self.follow(item, job.action, job.step + 1)
+        elif self.retry(item, job.action, f"outcome unknown: {job.reason}; read back, {difference} differs",
+                        step=job.step):
+            self.queue.add(Job(STEP, [item], job.action, step=job.step))
 
     def _answered(self, op: WriteOp, action: str, items: list[PushItem], request: asyncio.Future[Reply]) -> None:
         """Apply the answer (or the failure) of a write call to its items."""

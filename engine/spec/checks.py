@@ -14,7 +14,9 @@ from typing import Any
 from engine.spec.checkutil import as_dict, get_path, problem, unknown
 from engine.spec.flow_checks import check_cycles, check_flow, schedule_seconds
 from engine.spec.model import Project, Spec
+from engine.spec.paging_checks import check_body_paging
 from engine.spec.problems import JsonPath, SpecProblem
+from engine.spec.step_checks import check_write_steps
 from engine.spec.workspace_checks import check_workspace
 
 __all__ = [
@@ -44,7 +46,7 @@ def run_checks(project: Project) -> list[SpecProblem]:
 
 
 def check_connector(spec: Spec) -> list[SpecProblem]:
-    """Paginator and quota names exist; search_lag has an incremental read to lean on.
+    """Paginator and quota names exist; search_lag has an incremental read to lean on; a GET search has no body.
 
     (Expressions are compiled when the file loads, see `engine.spec.typed`.)
     """
@@ -61,6 +63,12 @@ def check_connector(spec: Spec) -> list[SpecProblem]:
         if "search_lag" in write and not read.get("incremental"):
             problems.append(problem(spec, ("entities", entity_name, "write", "search_lag"),
                                     "needs read.incremental: the records changed within the lag are read by it"))
+        search = as_dict(write.get("search"))
+        if "body" in search and search.get("method", "GET") == "GET":
+            problems.append(problem(spec, ("entities", entity_name, "write", "search", "body"),
+                                    "a GET search sends no body (use method: POST)"))
+    problems += check_body_paging(spec)
+    problems += check_write_steps(spec)
     return problems
 
 
@@ -70,10 +78,13 @@ def _connector_refs(data: dict[str, Any], kind: str) -> Iterator[tuple[JsonPath,
         base: JsonPath = ("entities", entity_name)
         entity = as_dict(entity)
         if kind == "paginator":
-            candidates = [(*base, "read"), (*base, "custom_fields", "catalog")]
+            candidates = [(*base, "read"), (*base, "custom_fields", "catalog"), (*base, "deletes", "read")]
             candidates += [(*base, "expand", name) for name in as_dict(entity.get("expand"))]
-        else:
-            candidates = [(*base, "write", op) for op in ("search", "create", "update")]
+        else:  # every operation may name a pool
+            candidates = [(*base, op) for op in ("read", "get")] + [(*base, "custom_fields", "catalog")]
+            candidates.append((*base, "deletes", "read"))
+            candidates += [(*base, "expand", name) for name in as_dict(entity.get("expand"))]
+            candidates += [(*base, "write", op) for op in ("search", "create", "update", "delete")]
         for path in candidates:
             value = as_dict(get_path(data, path)).get(kind)
             if isinstance(value, str):

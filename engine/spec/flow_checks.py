@@ -6,10 +6,13 @@ import re
 from typing import Any
 
 from engine.spec.checkutil import as_dict, as_list, listing, problem, unknown
+from engine.spec.delete_checks import check_on_delete
+from engine.spec.ensure_checks import check_ensure_fields
 from engine.spec.expressions import jinja_sources, lookup_calls
 from engine.spec.graph import find_cycles
 from engine.spec.model import Project, Spec
 from engine.spec.problems import JsonPath, SpecProblem
+from engine.spec.two_way_checks import check_reverse
 
 SCHEDULE = re.compile(r"^every ([1-9][0-9]*)([smhd])$")
 MATCHED_STRATEGIES = ("search_then_write", "upsert")
@@ -41,10 +44,9 @@ def check_flow(project: Project, spec: Spec) -> list[SpecProblem]:
     for index, name in enumerate(as_list(data.get("depends_on"))):
         if isinstance(name, str) and name not in project.flows:
             problems.append(problem(spec, ("depends_on", index), unknown("flow", name, project.flows)))
-    if data.get("on_delete") in ("clear", "delete"):
-        problems.append(problem(spec, ("on_delete",), f"'{data['on_delete']}' is not implemented yet; "
-                                                      "this version supports only 'ignore'"))
+    problems += check_on_delete(project, spec)
     problems += _example_problems(project, spec)
+    problems += check_reverse(project, spec)
     if spec.name in project.flow_integration:
         problems += _connection_problems(project, spec)
     return problems
@@ -128,6 +130,7 @@ def _connection_problems(project: Project, spec: Spec) -> list[SpecProblem]:
             _source_problems(spec, connector, entity_name, entity)
             if side == "from"
             else _target_problems(spec, connector, entity_name, entity)
+            + check_ensure_fields(spec, connector, entity_name, entity)
         )
     return problems
 

@@ -55,6 +55,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE pending ADD COLUMN outcome_unknown BOOLEAN NOT NULL DEFAULT false;
     ALTER TABLE pending ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
     """,
+    # 5: two-way flows: what a target record held at the writing flow's fields, as last read or written
+    """
+    CREATE TABLE target_values (
+        flow VARCHAR NOT NULL, target_id VARCHAR NOT NULL, target_values JSON NOT NULL,
+        updated_at TIMESTAMP NOT NULL DEFAULT now(), PRIMARY KEY (flow, target_id));
+    """,
 ]
 
 

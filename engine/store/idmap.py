@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from engine.store.database import Database
 
@@ -68,3 +70,27 @@ class IdMaps:
     def count(self, flow: str) -> int:
         row = self.db.fetchone("SELECT count(*) FROM id_map WHERE flow = ?", [flow])
         return int(row[0]) if row else 0
+
+    def note_target_values(self, flow: str, rows: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
+        """Remember what target records of ``flow`` hold at its field paths: (target_id, {path: value}) rows.
+
+        Written when the reverse flow of a two-way pair reads those records, and when ``flow`` writes them; a
+        payload they already hold is an echo (see engine.sync.echo).
+        """
+        latest = {target: (flow, target, json.dumps(values, sort_keys=True, default=str))
+                  for target, values in rows}
+        self.db.insert_rows(
+            "target_values", (("flow", "VARCHAR"), ("target_id", "VARCHAR"), ("target_values", "JSON")),
+            list(latest.values()), computed={"updated_at": "now()"},
+            on_conflict="ON CONFLICT (flow, target_id) DO UPDATE SET target_values = excluded.target_values, "
+                        "updated_at = now()")
+
+    def target_values(self, flow: str, target_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """What each target record of ``flow`` was last known to hold at its field paths (absent: unknown)."""
+        ids = list(dict.fromkeys(target_ids))
+        if not ids:
+            return {}
+        rows = self.db.fetchall(
+            "SELECT target_id, target_values FROM target_values WHERE flow = ? AND target_id IN "
+            "(SELECT unnest(?::VARCHAR[]))", [flow, ids])
+        return {target: json.loads(values) for target, values in rows}

@@ -19,9 +19,13 @@ from engine.http.client import ConnectorClient
 from engine.http.matching import get_path
 from engine.http.reader import EntityReader, later
 from engine.http.redact import REDACTOR
+from engine.http.write_ops import progress_mark, step_left
 from engine.http.writer import CREATE, EntityWriter, PushAborted, PushItem, PushResult
 from engine.store import DEFERRED, FAILED, AuditRow, PendingRecord, State
 from engine.store.pending import Parking
+from engine.sync.deletes import FlowDeletes
+from engine.sync.echo import EchoGuard
+from engine.sync.ensure_fields import FieldEnsurer
 from engine.sync.horizon import ReadHorizon
 from engine.sync.lookups import IdMapLookups
 from engine.sync.schedule import is_due
@@ -53,6 +57,12 @@ class FlowSummary:
     retried_pending: int = 0
     waiting: int = 0  # parked records not sent: their back-off or a lost create's grace period has not passed
     future_stamped: int = 0  # read records stamped after the read began (synced; the watermark did not follow)
+    echoes: int = 0  # changed records not sent: the target already holds them (two-way flows, see sync/echo.py)
+    new_fields: list[str] = field(default_factory=list)  # custom fields created (a plan: to create), ensure_fields
+    deleted: int = 0  # target records deleted for records deleted at the source (on_delete: delete)
+    cleared: int = 0  # links cleared for records deleted at the source (on_delete: clear)
+    delete_refused: int = 0  # deletes inferred from absence, parked as a mass delete (deletes.absent.max_share)
+    delete_keys: list[str] = field(default_factory=list)  # the source keys deleted or cleared (the first 100)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -88,6 +98,7 @@ class FlowContext:
     dry_run: bool = False
     full: bool = False
     audit_unchanged: bool = True
+    reverse: MappingConfig | None = None  # the flow syncing the same records the other way (two-way flows)
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # the clock (tests inject one)
 
 
@@ -114,6 +125,10 @@ class FlowRun:
         self._entity_writer: EntityWriter | None = None
         self._unmet: set[str] = set()  # keys parked before this run that this run has not processed yet
         self._on_demand = False  # a replay: parked records are sent whatever their back-off says
+        self.echo = EchoGuard(config, ctx.reverse, ctx.state.id_maps) if ctx.reverse is not None else None
+        self._fields = FieldEnsurer(self.name, config.ensure_fields, ctx.target, config.target.entity,
+                                    ctx.target_entity.custom_fields, ctx.target_catalog, dry_run=ctx.dry_run)
+        self.deletes = FlowDeletes(config, ctx, self.summary, self._now)
 
     async def execute(self) -> FlowSummary:
         """Everything changed since the watermark, then the parked records that read did not meet."""
@@ -165,6 +180,7 @@ class FlowRun:
                               self.ctx.source_catalog)
         stored = state.watermarks.get(self.name)
         since = None if self._full_read_due() else stored
+        self.deletes.start_read(full=since is None)
         newest = stored
         log.info("%s: reading %s", self.name, f"changes since {since}" if since else "everything")
         watermark_field = reader.watermark_field if reader.incremental else None
@@ -184,6 +200,9 @@ class FlowRun:
                         notes.update((len(units) + i, note) for i in range(len(children)))
                 units.extend(children)
             self.summary.read += len(units)
+            if self.echo is not None and not self.ctx.dry_run:
+                self.echo.read(self.ctx.mapping, units)
+            self.deletes.saw(units)
             self.summary.future_stamped += len(notes)
             await self._process(units, notes)
             log.info("%s: %d read so far (%d created, %d updated, %d unchanged, %d deferred, %d failed)", self.name,
@@ -195,6 +214,7 @@ class FlowRun:
         self.summary.retried_pending = len(retry)
         for start in range(0, len(retry), PENDING_PAGE):  # retried in pages, like records read from a source
             await self._process(retry[start:start + PENDING_PAGE])
+        await self.deletes.after_read()  # the deleted-records endpoint, then absence from a full read
         if self.ctx.dry_run:
             return
         if horizon is not None:
@@ -252,7 +272,11 @@ class FlowRun:
         failed: list[tuple[str, dict[str, Any], str]] = []
         filtered: list[str] = []
         keyed_notes: dict[str, str] = {}
+        gone = await self.deletes.take(units)  # deleted at the source: applied by on_delete, by position
+        self._unmet.difference_update(gone.values())
         for index, unit in enumerate(units):
+            if index in gone:
+                continue
             error: str | None = None
             try:
                 key = self.ctx.mapping.source_key(unit)
@@ -282,11 +306,15 @@ class FlowRun:
         changed = [m for m in mapped.values() if m.key not in entries or entries[m.key].payload_hash != m.digest]
         unchanged = [m for m in mapped.values() if m.key in entries and entries[m.key].payload_hash == m.digest]
         self.summary.unchanged += len(unchanged)
+        echoes = self._echoes(changed, entries)
+        changed = [m for m in changed if m.key not in echoes]
         parked = self.ctx.state.pending.standing(self.name, [m.key for m in changed])
         waiting = {m.key for m in changed if self._waits(parked.get(m.key), m.unit)}
         held = [m for m in changed if m.key in waiting]
         changed = [m for m in changed if m.key not in waiting]
         self.summary.waiting += len(held)
+        if changed:  # the custom fields this flow writes exist before its first write (a plan only lists them)
+            self.summary.new_fields += await self._fields.ensure()
         if self.ctx.dry_run:
             for item in changed:
                 if item.key in entries:
@@ -295,10 +323,37 @@ class FlowRun:
                     self.summary.created += 1
             self.summary.failed += len(failed)
             return
+        self._record_echoes(echoes, mapped, keyed_notes)
         self._hold(held, parked, entries, keyed_notes)
         results = await self._push(changed, entries, parked) if changed else []
         self._record(results, {m.key: m for m in changed}, unchanged, deferred, failed, filtered, entries,
                      keyed_notes)
+
+    def _echoes(self, changed: list[_Mapped], entries: Mapping[str, Any]) -> dict[str, str]:
+        """Changed records whose target already holds them (two-way flows): source key -> target id."""
+        if self.echo is None or not changed:
+            return {}
+        # a record whose follow-up step is left is not an echo, even when the target shows its fields: the step
+        # (a parent, an association) is not among them
+        settled = [m for m in changed if m.key not in entries or step_left(entries[m.key].payload_hash, m.digest)
+                   is None]
+        found = self.echo.echoes((m.key, m.payload, m.target_id or (entries[m.key].target_id if m.key in entries
+                                                                     else None)) for m in settled)
+        self.summary.echoes += len(found)
+        return found
+
+    def _record_echoes(self, echoes: Mapping[str, str], mapped: Mapping[str, _Mapped],
+                       notes: Mapping[str, str]) -> None:
+        """An echo is not sent; its hash is kept as if written, so it is unchanged on later runs."""
+        if not echoes:
+            return
+        state, flow = self.ctx.state, self.name
+        rows = [AuditRow(self.ctx.run_id, flow, key, target, "skip", "echo", 1, None, mapped[key].digest,
+                         notes.get(key)) for key, target in echoes.items()]
+        with state.db.transaction():
+            state.id_maps.save(flow, [(key, target, mapped[key].digest) for key, target in echoes.items()])
+            state.pending.clear(flow, list(echoes))
+            state.audit.add(rows)
 
     def _hold(self, held: list[_Mapped], parked: Mapping[str, PendingRecord], entries: Mapping[str, Any],
               notes: Mapping[str, str]) -> None:
@@ -354,7 +409,8 @@ class FlowRun:
                           match_value=get_path(m.payload, self.match_field) if self.match_field else None,
                           target_id=m.target_id or (entries[m.key].target_id if m.key in entries else None),
                           pinned=m.target_id is not None, on_demand=self._on_demand,
-                          unknown_create=m.key in parked and parked[m.key].outcome_unknown)
+                          unknown_create=m.key in parked and parked[m.key].outcome_unknown,
+                          resume=step_left(entries[m.key].payload_hash, m.digest) if m.key in entries else None)
                  for m in changed]
         try:
             return await writer.push(items)
@@ -373,6 +429,9 @@ class FlowRun:
         parking = {r.item.source_key: self._parking(previous.get(r.item.source_key), r) for r in results if not r.ok}
         rows: list[AuditRow] = []
         saved = []
+        # a step left after a confirmed main write: its target id is kept, with a mark that resumes at the step
+        progress = {r.item.source_key: (str(r.target_id), progress_mark(by_key[r.item.source_key].digest, r.step))
+                    for r in results if not r.ok and r.step is not None and r.target_id is not None}
         for r in results:
             if r.ok:
                 key = r.item.source_key
@@ -385,7 +444,7 @@ class FlowRun:
                 else:
                     self.summary.updated += 1
         for key, _unit, error in failures:
-            target = entries[key].target_id if key in entries else None
+            target = progress[key][0] if key in progress else entries[key].target_id if key in entries else None
             rows.append(AuditRow(run_id, flow, key, target, "park", "failed", attempts.get(key, 0) + 1, error,
                                  note=notes.get(key)))
         for key, _unit, reason in deferred:
@@ -397,7 +456,10 @@ class FlowRun:
         rows.extend(AuditRow(run_id, flow, key, None, "filter", "filtered", note=notes.get(key)) for key in filtered)
         self.summary.failed += len(failures)
         with state.db.transaction():
-            state.id_maps.save(flow, saved)  # hashes move only after the target confirmed the write
+            state.id_maps.save(flow, saved + [(k, t, mark) for k, (t, mark) in progress.items()])  # hashes move
+            # only after the target confirmed the write (a progress mark never equals a hash: the record stays dirty)
+            if self.echo is not None:
+                self.echo.wrote((target, by_key[key].payload) for key, target, _ in saved)
             state.pending.clear(flow, [k for k, _, _ in saved] + [m.key for m in unchanged] + filtered)
             state.pending.park(flow, run_id, [(k, FAILED, u, e) for k, u, e in failures]
                                + [(k, DEFERRED, u, r) for k, u, r in deferred], parking)

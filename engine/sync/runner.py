@@ -52,12 +52,13 @@ class RunSummary:
 
     @property
     def failed_records(self) -> int:
-        return sum(f.failed for f in self.flows)
+        """Records parked in this run, refused mass deletes included (they wait for a person's replay)."""
+        return sum(f.failed + f.delete_refused for f in self.flows)
 
     def as_dict(self) -> dict[str, Any]:
         totals = {name: sum(getattr(f, name) for f in self.flows)
                   for name in ("read", "created", "updated", "unchanged", "deferred", "failed", "filtered",
-                               "future_stamped", "waiting")}
+                               "future_stamped", "waiting", "deleted", "cleared", "delete_refused")}
         totals["api_calls"] = {"reads": sum(f.api_reads for f in self.flows),
                                "writes": sum(f.api_writes for f in self.flows),
                                "rate_limited": sum(f.rate_limited for f in self.flows),
@@ -157,7 +158,8 @@ class Runner:
             mapping=self._mappings[name], known_flows=set(self.project.flows),
             source_catalog=self.catalog(source.connection, source.entity, source_entity),
             target_catalog=self.catalog(target.connection, target.entity, target_entity),
-            dry_run=dry_run, full=full, audit_unchanged=self.audit_unchanged, now=self.now)
+            dry_run=dry_run, full=full, audit_unchanged=self.audit_unchanged, now=self.now,
+            reverse=self.flow_config(config.reverse) if config.reverse else None)
 
     async def run(self, flows: list[str] | None = None, *, dry_run: bool = False, due: bool = False,
                   full: bool = False, replay: Mapping[str, list[dict[str, Any]]] | None = None) -> RunSummary:

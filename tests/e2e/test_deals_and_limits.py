@@ -95,7 +95,10 @@ def test_won_deal_with_three_lines_becomes_one_order_with_three_lines(env: Env) 
     assert Counter(calls(env.crm, CRM_PARAMS)) == Counter([
         crm_list("deals", status="won", updated_since=deals_since), crm_catalog("deal"),
         call("GET", "/api/v2/deals/products", limit=str(page_size("pipedrive", "cursor")),
-             deal_ids=",".join(map(str, read)))])
+             deal_ids=",".join(map(str, read))),
+        # organizations_to_customers (two-way with customers_to_organizations) reads the newest organizations again
+        # (its watermark is inclusive), labelled through the catalog, and writes nothing
+        crm_list("organizations", updated_since=marks["organizations_to_customers"]), crm_catalog("organization")])
 
 
 def _since(watermark: datetime | None, entity: str) -> datetime:

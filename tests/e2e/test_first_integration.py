@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
 from sandbox.workspace import SANDBOX_ENV
@@ -15,6 +16,7 @@ from tests.e2e.conftest import REPO, Env, flows
 from tests.e2e.requestlog import (
     CRM_PARAMS,
     QAD_PARAMS,
+    Call,
     call,
     calls,
     connector,
@@ -49,6 +51,19 @@ def assert_no_duplicates(env: Env) -> None:
 WON_DEALS = crm_list("deals", status="won")  # never a watermark: there are no deals, so always read in full
 
 
+def newest_orgs(env: Env) -> tuple[datetime, int]:
+    """The newest organization's update time and how many share it (organizations_to_customers reads organizations
+    from its watermark, inclusive: those are read again on every run, unchanged)."""
+    stamps = [instant(o["update_time"]) for o in env.crm.store.all("organizations")]
+    return max(stamps), stamps.count(max(stamps))
+
+
+def orgs_read_back(env: Env) -> list[Call]:
+    """organizations_to_customers (the two-way reverse of customers_to_organizations) reading what changed: the
+    newest organizations again, labelled through the custom-field catalog."""
+    return [crm_list("organizations", updated_since=newest_orgs(env)[0]), crm_catalog("organization")]
+
+
 def test_first_run_creates_everything_second_run_writes_nothing_then_exactly_three_updates(env: Env) -> None:
     expected = expected_counts(env)
     entities = connector("pipedrive")["entities"]
@@ -62,7 +77,9 @@ def test_first_run_creates_everything_second_run_writes_nothing_then_exactly_thr
     assert Counter(calls(env.crm, CRM_PARAMS)) == Counter({
         crm_catalog("product"): 1, crm_list("products"): 1, call("POST", "/api/v2/products"): expected[
             "items_to_products"],
-        crm_catalog("organization"): 1, crm_list("organizations"): 1,
+        # organizations are listed twice: the empty target before the creates, then all read back by the reverse
+        # flow (organizations_to_customers, which finds every name already in QAD: no write)
+        crm_catalog("organization"): 1, crm_list("organizations"): 2,
         call("POST", "/api/v2/organizations"): expected["customers_to_organizations"],
         crm_catalog("person"): 1, crm_list("persons"): 1,
         call("POST", "/api/v2/persons"): expected["contacts_to_persons"],
@@ -91,7 +108,7 @@ def test_first_run_creates_everything_second_run_writes_nothing_then_exactly_thr
     items_since = newest(env.qad.store.all("items")) - lookback("qad", "item")
     customers_since = newest(env.qad.store.all("customerV2s")) - lookback("qad", "customer")
     assert calls(env.qad, QAD_PARAMS) == erp_run(env, items_since, customers_since)
-    assert calls(env.crm, CRM_PARAMS) == [WON_DEALS]
+    assert calls(env.crm, CRM_PARAMS) == [WON_DEALS, *orgs_read_back(env)]
 
     changed = [i for i in env.qad.store.all("items") if i["itemStatus"] == "ACTIVE"][:3]
     for item in changed:
@@ -106,7 +123,7 @@ def test_first_run_creates_everything_second_run_writes_nothing_then_exactly_thr
     assert calls(env.qad, QAD_PARAMS) == erp_run(env, items_since, customers_since)
     assert Counter(calls(env.crm, CRM_PARAMS)) == Counter(  # updates by id-map target id: no list, no search
         [crm_catalog("product"), WON_DEALS, *(call("PATCH", f"/api/v2/products/{code_key[i['itemCode']]['id']}")
-                                             for i in changed)])
+                                             for i in changed), *orgs_read_back(env)])
     for item in changed:
         assert code_key[item["itemCode"]]["prices"][0]["price"] == round(item["listPrice"] + 2.25, 2)
 
@@ -131,8 +148,8 @@ def test_plan_counts_exactly_what_a_run_would_do_and_calls_only_the_sources(env:
         "customers_to_organizations": (expected["customers_to_organizations"], 0, 0, 0, 0),
         # a contact's organization is not in the id map until its customer is synced for real
         "contacts_to_persons": (0, 0, 0, expected["contacts_to_persons"], 0),
-        "won_deals_to_sales_orders": nothing, "sales_orders_to_deals": nothing}
-    assert calls(env.crm, CRM_PARAMS) == [WON_DEALS]
+        "won_deals_to_sales_orders": nothing, "sales_orders_to_deals": nothing, "organizations_to_customers": nothing}
+    assert calls(env.crm, CRM_PARAMS) == [WON_DEALS, crm_list("organizations")]
     assert calls(env.qad, QAD_PARAMS) == [call("POST", "/clouderp/oauth/token"), *erp_run(env, None, None)]
     assert env.crm.store.all("organizations") == []
 
@@ -158,8 +175,9 @@ def test_plan_counts_exactly_what_a_run_would_do_and_calls_only_the_sources(env:
         "items_to_products": (0, 3, len(window_items) - 3, 0, 0),
         "customers_to_organizations": (1, 0, sum(1 for c in window_customers if c["isActive"]), 0, 0),
         "contacts_to_persons": (0, 0, key_contacts(window_customers), 1, 0),
-        "won_deals_to_sales_orders": nothing, "sales_orders_to_deals": nothing}
-    assert calls(env.crm, CRM_PARAMS) == [WON_DEALS]
+        "won_deals_to_sales_orders": nothing, "sales_orders_to_deals": nothing,
+        "organizations_to_customers": (0, 0, newest_orgs(env)[1], 0, 0)}
+    assert calls(env.crm, CRM_PARAMS) == [WON_DEALS, *orgs_read_back(env)]
     assert calls(env.qad, QAD_PARAMS) == erp_run(env, items_since, customers_since)
 
     code, summary = env.run_json()  # the plan changed nothing: the run does exactly what it said
@@ -167,7 +185,7 @@ def test_plan_counts_exactly_what_a_run_would_do_and_calls_only_the_sources(env:
     done = {f["flow"]: (f["created"], f["updated"]) for f in summary["flows"]}
     assert done == {"items_to_products": (0, 3), "customers_to_organizations": (1, 0),
                     "contacts_to_persons": (1, 0), "won_deals_to_sales_orders": (0, 0),
-                    "sales_orders_to_deals": (0, 0)}
+                    "sales_orders_to_deals": (0, 0), "organizations_to_customers": (0, 0)}
 
 
 def test_sigkill_mid_run_then_rerun_leaves_no_duplicates(env: Env) -> None:

@@ -41,5 +41,6 @@ def test_due_flows_follow_each_flows_own_schedule(tmp_path: Path) -> None:
     assert runner.select(due=True, now=now + timedelta(minutes=1)) == []
     assert runner.select(due=True, now=now + timedelta(minutes=3)) == ["won_deals_to_sales_orders"]
     assert runner.select(due=True, now=now + timedelta(minutes=16)) == [
-        "customers_to_organizations", "contacts_to_persons", "won_deals_to_sales_orders", "sales_orders_to_deals"]
+        "customers_to_organizations", "contacts_to_persons", "won_deals_to_sales_orders", "sales_orders_to_deals",
+        "organizations_to_customers"]
     assert set(runner.select(due=True, now=now + timedelta(minutes=31))) == set(everything)

@@ -255,12 +255,40 @@ def test_not_a_spec_file_and_missing_path(specs: SpecCopy, cli: Callable[..., Re
     assert reported(result, "nowhere:1: (root)").endswith("no such file or directory")
 
 
-def test_on_delete_other_than_ignore_is_refused_until_implemented(specs: SpecCopy, cli: Callable[..., Result]) -> None:
-    specs.edit(ITEMS, "on_delete: ignore", "on_delete: delete")
+def test_on_delete_needs_a_source_that_tells_deletions(specs: SpecCopy, cli: Callable[..., Result]) -> None:
+    specs.edit(CUSTOMERS, "on_delete: ignore", "on_delete: clear")
+    result = cli("validate")
+    line = specs.line(CUSTOMERS, "on_delete")
+    assert reported(result, f"{CUSTOMERS}:{line}: on_delete").endswith(
+        "'clear' needs a source that tells deletions: entity 'customer' of connector 'qad' declares no 'deletes' "
+        "(flag, read or absent)")
+
+
+def test_on_delete_delete_needs_a_target_delete_operation(specs: SpecCopy, cli: Callable[..., Result]) -> None:
+    specs.edit(PIPEDRIVE, '      delete: {method: DELETE, path: "/api/v2/products/{{ target_id }}"}\n', "")
     result = cli("validate")
     line = specs.line(ITEMS, "on_delete")
-    message = reported(result, f"{ITEMS}:{line}: on_delete")
-    assert "not implemented yet" in message
+    assert reported(result, f"{ITEMS}:{line}: on_delete").endswith(
+        "'delete' needs a delete operation: entity 'product' of connector 'pipedrive' has no write.delete")
+
+
+def test_deletes_by_endpoint_need_the_flow_keyed_by_the_entity_key(specs: SpecCopy, cli: Callable[..., Result]) -> None:
+    specs.edit(QAD, """deletes: {flag: "itemStatus == 'OBSOLETE'"}""",
+               "deletes: {read: {path: /api/erp/deletedItems, key: itemCode}}")
+    specs.edit(ITEMS, "key: itemCode", "key: description")
+    result = cli("validate")
+    assert reported(result, f"{ITEMS}:{specs.line(ITEMS, 'key: description')}: key").endswith(
+        "entity 'item' of connector 'qad' names deleted records by its key 'itemCode' (deletes.read): with "
+        "on_delete 'delete' the flow's key must be that field")
+
+
+def test_deletes_by_absence_refuse_a_filtered_read(specs: SpecCopy, cli: Callable[..., Result]) -> None:
+    specs.edit(QAD, """deletes: {flag: "itemStatus == 'OBSOLETE'"}""", "deletes: {absent: {max_share: 0.05}}")
+    specs.edit(ITEMS, "from: {connection: qad, entity: item}",
+               "from: {connection: qad, entity: item, params: {productLine: PLX}}")
+    result = cli("validate")
+    assert "a read filtered by from.params cannot show" in reported(
+        result, f"{ITEMS}:{specs.line(ITEMS, 'productLine: PLX')}: from.params")
 
 
 CRM = "connectors/crm.yaml"

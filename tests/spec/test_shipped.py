@@ -19,6 +19,7 @@ FLOWS = [
     "contacts_to_persons",
     "won_deals_to_sales_orders",
     "sales_orders_to_deals",
+    "organizations_to_customers",
 ]
 
 
@@ -36,7 +37,7 @@ def test_shipped_specs_load_without_problems() -> None:
     assert set(project.integrations) == {"qad-pipedrive"}
     assert list(project.flows) == FLOWS
     assert set(project.flow_integration.values()) == {"qad-pipedrive"}
-    assert len(project.files) == 8
+    assert len(project.files) == 9
 
 
 def test_merge_keys_are_resolved() -> None:
@@ -53,7 +54,7 @@ def test_cli_validate_defaults_to_connectors_and_mappings(
     monkeypatch.chdir(REPO)
     result = cli("validate")
     assert result.exit_code == 0, result.output
-    assert result.output == "8 files, 0 problems\n"
+    assert result.output == "9 files, 0 problems\n"
 
 
 def test_workspace_loads_and_orders_flows(specs: SpecCopy, cli: Callable[..., Result]) -> None:
@@ -69,7 +70,7 @@ def test_workspace_loads_and_orders_flows(specs: SpecCopy, cli: Callable[..., Re
     assert project.entity("pipedrive", "deal")["key"] == "id"
     result = cli("validate", "--workspace", "workspace.yaml")
     assert result.exit_code == 0, result.output
-    assert result.output == "9 files, 0 problems\n"
+    assert result.output == "10 files, 0 problems\n"
 
 
 def test_flow_order_breaks_ties_by_listed_order(specs: SpecCopy) -> None:
@@ -87,6 +88,7 @@ def test_flow_order_breaks_ties_by_listed_order(specs: SpecCopy) -> None:
         "items_to_products",
         "won_deals_to_sales_orders",
         "sales_orders_to_deals",
+        "organizations_to_customers",
     ]
 
 

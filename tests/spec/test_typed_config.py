@@ -48,6 +48,8 @@ quotas:
   default: {calls: 10, window: 1}
 paginators:
   pages: {type: page, param: page, limit: {param: size, max: 100}}
+  after: {type: cursor, param: after, next: next, limit: {param: limit, max: 100}}
+  offset: {type: offset, param: start, limit: {param: limit, max: 100}}
 entities:
   thing:
     key: id
@@ -63,6 +65,14 @@ entities:
               results: {items: saved, key: code}}
       update: {method: PATCH, path: "/things/{{ target_id }}"}
       prefetch: {}
+      delete: {path: "/things/{{ target_id }}"}
+    deletes: {read: {path: /gone, key: id, incremental: {param: since, field: at}}, absent: {}}
+  linked:
+    key: id
+    write:
+      strategy: update_only
+      update: {method: PATCH, path: /linked}
+      then: [{name: link, method: PUT, path: /link}]
 """
 BARE_MAPPING = """\
 flow: bare
