@@ -8,11 +8,12 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import duckdb
 
 from engine.errors import MlConnectorError
+from engine.store import checkpoints
 
 MIGRATIONS: list[str] = [
     # 1: the first schema
@@ -124,15 +125,25 @@ class Database:
             _create_owner_only(Path(self.path))
         wal = Path(self.path + ".wal")
         self._wal = str(wal)
+        self._lock_file: IO[bytes] | None = None
+        if self.path != ":memory:":
+            try:
+                self._lock_file = checkpoints.lock(self.path)
+            except checkpoints.Locked as exc:
+                raise StateLocked(f"cannot open the state database {self.path}: another ml-connector process is "
+                                  f"using it ({exc})") from None
+            checkpoints.recover(self.path, self._wal)
         wal_existed = self.path != ":memory:" and wal.exists()  # before connecting: DuckDB replays and removes it
         try:
             self._conn = duckdb.connect(self.path)
         except duckdb.Error as exc:
+            self._release()
             raise open_error(self.path, exc) from exc
         self._conn.execute("SET TimeZone = 'UTC'")
-        # DuckDB's own checkpoints remove the log until the next write, and a kill in that window looked exactly
-        # like a lost log; this class checkpoints instead, and writes to the fresh log at once (`_checkpoint`).
+        # Every checkpoint is this class's (`_checkpoint`): DuckDB's own remove the log until the next write (a kill
+        # there looked like a lost log), and they are not protected against a kill tearing the file.
         self._conn.execute("SET checkpoint_threshold = '1000 GiB'")
+        self._conn.execute("PRAGMA disable_checkpoint_on_shutdown")
         self._lock = threading.RLock()
         self._in_transaction = False
         self._migrate()
@@ -164,11 +175,16 @@ class Database:
             self._conn.execute("DELETE FROM state_session")
             self._conn.execute("INSERT INTO state_session VALUES (true)")
 
-    def _checkpoint(self) -> None:
-        """Fold the log into the file, then write to a new log at once, so an open session always has one."""
+    def _checkpoint(self, *, reopen: bool = True) -> None:
+        """Fold the log into the file (a copy kept until it is done: see engine.store.checkpoints), then write to
+        a new log at once, so an open session always has one."""
+        if os.path.exists(self._wal):
+            checkpoints.keep_a_copy(self.path)
         with suppress(duckdb.Error):  # another connection of this process is mid-transaction: the mark stays logged
             self._conn.execute("CHECKPOINT")
-        self._mark_open()  # the log is not empty from now on
+        checkpoints.drop_the_copy(self.path)
+        if reopen:
+            self._mark_open()  # the log is not empty from now on
 
     def _checkpoint_when_the_log_is_large(self) -> None:
         if self.path == ":memory:" or self._in_transaction:
@@ -255,5 +271,12 @@ class Database:
             try:
                 if self.path != ":memory:":
                     self._conn.execute("UPDATE state_session SET open = false")
+                    self._checkpoint(reopen=False)
             finally:  # closed even when the mark cannot be written, or the file stays locked for this process
                 self._conn.close()
+                self._release()
+
+    def _release(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None

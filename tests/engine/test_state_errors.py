@@ -109,6 +109,66 @@ def test_a_process_killed_after_a_checkpoint_is_not_taken_for_a_lost_log(tmp_pat
     state.close()
 
 
+TORN_CHECKPOINT = """
+import os
+from engine.store import State
+path = {path!r}
+state = State(path)
+state.runs.start("before", "run")
+state.db.execute("CREATE TABLE filler AS SELECT range AS n FROM range(5000)")
+
+
+class TornCheckpoint:
+    \"\"\"DuckDB's connection, except that a checkpoint is killed after it tore the block the file's header names.\"\"\"
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def execute(self, sql, *args):
+        if sql == "CHECKPOINT":
+            with open(path, "r+b") as file:  # half of the first block rewritten, then the process is gone
+                file.seek(12288 + 4096)
+                file.write(os.urandom(8192))
+            os._exit(9)
+        return self.conn.execute(sql, *args)
+
+
+state.db._conn = TornCheckpoint(state.db._conn)
+state.db._checkpoint()
+"""
+
+
+def test_a_checkpoint_torn_by_a_kill_is_undone_and_the_log_replays_every_change(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "state.duckdb"
+    filled_state(path)
+    code = TORN_CHECKPOINT.format(path=str(path))
+    assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2]).returncode == 9
+    with caplog.at_level(logging.WARNING, logger="ml_connector.state"):
+        state = State(path)
+    try:
+        assert "stopped in the middle of a checkpoint" in caplog.text
+        assert {r["run_id"] for r in state.runs.recent()} == {"r1", "before"}
+        assert state.db.fetchone("SELECT count(*), sum(n) FROM filler") == (5000, 12_497_500)
+    finally:
+        state.close()
+    assert not Path(str(path) + ".ckpt").exists()
+
+
+def test_a_second_process_cannot_open_a_state_in_use(tmp_path: Path) -> None:
+    path = tmp_path / "state.duckdb"
+    holder = subprocess.Popen([sys.executable, "-c", f"import sys; from engine.store import State; "
+                               f"s = State({str(path)!r}); print('open', flush=True); sys.stdin.read()"],
+                              cwd=Path(__file__).resolve().parents[2], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"open\n"
+        with pytest.raises(StateError, match="another ml-connector process is using it"):
+            State(path)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_a_killed_process_with_its_write_ahead_log_recovers_and_its_run_is_marked_interrupted(
         tmp_path: Path) -> None:
     path = tmp_path / "state.duckdb"
