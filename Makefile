@@ -16,8 +16,12 @@ install: $(BIN)/.installed
 demo: install
 	$(BIN)/ml-connector demo
 
+# mypy reads the import name ml_connector through links: engine/'s entries, and sandbox/ as ml_connector/sandbox
 lint: install
 	$(BIN)/ruff check engine sandbox tests bench
+	rm -rf .typecheck && mkdir -p .typecheck/ml_connector
+	for entry in engine/*; do ln -s ../../$$entry .typecheck/ml_connector/; done
+	ln -s ../../sandbox .typecheck/ml_connector/sandbox
 	$(BIN)/mypy
 
 test: lint
@@ -32,4 +36,4 @@ soak: install
 	$(BIN)/python -m bench.soak --seed $(or $(SEED),1) --minutes $(or $(MINUTES),5) --faults $(or $(FAULTS),0.1)
 
 clean:
-	rm -rf $(VENV) demo-workspace .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) demo-workspace .pytest_cache .mypy_cache .ruff_cache .typecheck

@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.store import State
-from sandbox.pipedrive import create_pipedrive_sandbox
-from sandbox.qad import create_qad_sandbox
-from sandbox.serve import SandboxServer
-from sandbox.workspace import SANDBOX_ENV, write_workspace
+from ml_connector.sandbox.pipedrive import create_pipedrive_sandbox
+from ml_connector.sandbox.qad import create_qad_sandbox
+from ml_connector.sandbox.serve import SandboxServer
+from ml_connector.sandbox.workspace import SANDBOX_ENV, write_workspace
+from ml_connector.store import State
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,7 +33,8 @@ def run_cli(workspace: Path, flow: str) -> tuple[dict[str, Any], float, float]:
     """One `ml-connector run` in a child process: its summary, wall seconds and peak RSS (MiB)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "engine.cli", "run", "--json", "--flow", flow, "-w", str(workspace)],
+    result = subprocess.run([sys.executable, "-m", "ml_connector.cli", "run", "--json", "--flow", flow, "-w",
+                             str(workspace)],
                             capture_output=True, text=True, cwd=REPO, env={**os.environ, **SANDBOX_ENV}, check=False)
     seconds = time.perf_counter() - started
     peak = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024

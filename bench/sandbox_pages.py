@@ -14,9 +14,9 @@ from typing import Any
 
 import httpx
 
-from sandbox.pipedrive import create_pipedrive_sandbox
-from sandbox.qad import create_qad_sandbox
-from sandbox.workspace import SANDBOX_ENV
+from ml_connector.sandbox.pipedrive import create_pipedrive_sandbox
+from ml_connector.sandbox.qad import create_qad_sandbox
+from ml_connector.sandbox.workspace import SANDBOX_ENV
 
 PD_TOKEN = {"x-api-token": SANDBOX_ENV["ML_SANDBOX_PIPEDRIVE_TOKEN"]}
 

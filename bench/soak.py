@@ -39,12 +39,12 @@ from typing import Any
 
 import yaml
 
-from engine.store import State
-from sandbox.core import CHAOS_KINDS
-from sandbox.pipedrive import PipedriveSandbox, create_pipedrive_sandbox
-from sandbox.qad import QadSandbox, create_qad_sandbox
-from sandbox.serve import SandboxServer
-from sandbox.workspace import SANDBOX_ENV, write_workspace
+from ml_connector.sandbox.core import CHAOS_KINDS
+from ml_connector.sandbox.pipedrive import PipedriveSandbox, create_pipedrive_sandbox
+from ml_connector.sandbox.qad import QadSandbox, create_qad_sandbox
+from ml_connector.sandbox.serve import SandboxServer
+from ml_connector.sandbox.workspace import SANDBOX_ENV, write_workspace
+from ml_connector.store import State
 
 REPO = Path(__file__).resolve().parents[1]
 Echo = Callable[[str], Any]
@@ -224,7 +224,7 @@ class Soak:
                                                   "name": f"Soak Customer {self._added}", "contacts": [contact]})
 
     def _cli(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "engine.cli", *args, "-w", str(self.workspace)]
+        return [sys.executable, "-m", "ml_connector.cli", *args, "-w", str(self.workspace)]
 
     def _run(self, kill_after: float | None) -> RunOutcome:
         self.runs += 1

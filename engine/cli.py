@@ -17,17 +17,17 @@ from typing import Any, NoReturn
 
 import click
 
-from engine.config import MappingConfig
-from engine.errors import MlConnectorError, SetupError
-from engine.http.redact import REDACTOR
-from engine.report import run_table, table
-from engine.spec import SpecError, SpecProblem, load_specs
-from engine.store import StateError
-from engine.store.database import StateLocked
-from engine.sync.runner import Runner, RunSummary
-from engine.sync.schedule import parse_schedule
-from engine.transform.examples import run_examples
-from engine.workspace import Workspace
+from ml_connector.config import MappingConfig
+from ml_connector.errors import MlConnectorError, SetupError
+from ml_connector.http.redact import REDACTOR
+from ml_connector.report import run_table, table
+from ml_connector.spec import SpecError, SpecProblem, load_specs
+from ml_connector.store import StateError
+from ml_connector.store.database import StateLocked
+from ml_connector.sync.runner import Runner, RunSummary
+from ml_connector.sync.schedule import parse_schedule
+from ml_connector.transform.examples import run_examples
+from ml_connector.workspace import Workspace
 
 DEFAULT_SPEC_PATHS = ("connectors", "mappings")
 
@@ -487,7 +487,7 @@ def sandbox() -> None:
 def sandbox_up(names: tuple[str, ...], host: str, write_workspace: Path | None, customers: int, items: int,
                random_ports: bool) -> None:
     """Serve the sandboxes over HTTP, print their URLs, and serve until interrupted."""
-    from sandbox.up import serve_sandboxes
+    from ml_connector.sandbox.up import serve_sandboxes
 
     serve_sandboxes(list(names) or None, host=host, workspace_dir=write_workspace,
                     sizes={"customers": customers, "items": items}, echo=click.echo, random_ports=random_ports)
@@ -498,7 +498,7 @@ def sandbox_up(names: tuple[str, ...], host: str, write_workspace: Path | None, 
               show_default=True, help="Where the demo writes its workspace and state.")
 def demo(directory: Path) -> None:
     """Start the sandboxes, run the shipped integration end to end, and show what happened."""
-    from sandbox.demo import run_demo
+    from ml_connector.sandbox.demo import run_demo
 
     sys.exit(run_demo(directory, echo=click.echo))
 

@@ -7,11 +7,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from engine.config import ConnectorConfig, build
-from engine.config.connector import AuthConfig, QuotaConfig
-from engine.http.errors import FatalError
-from engine.http.redact import REDACTOR
-from engine.spec.defaults import definition_defaults
+from ml_connector.config import ConnectorConfig, build
+from ml_connector.config.connector import AuthConfig, QuotaConfig
+from ml_connector.http.errors import FatalError
+from ml_connector.http.redact import REDACTOR
+from ml_connector.spec.defaults import definition_defaults
 
 
 class SecretSource(Mapping[str, str]):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import SetupError
-from engine.spec import Project, load_workspace
-from engine.store import State
+from ml_connector.errors import SetupError
+from ml_connector.spec import Project, load_workspace
+from ml_connector.store import State
 
 DEFAULT_STATE = "state/ml-connector.duckdb"
 

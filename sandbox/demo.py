@@ -8,15 +8,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.errors import SetupError
-from engine.report import run_table
-from engine.sync.runner import Runner, RunSummary
-from engine.workspace import Workspace
-from sandbox import workspace as sandbox_workspace
-from sandbox.pipedrive import create_pipedrive_sandbox
-from sandbox.qad import create_qad_sandbox
-from sandbox.serve import SandboxServer
-from sandbox.workspace import apply_env, write_workspace
+from ml_connector.errors import SetupError
+from ml_connector.report import run_table
+from ml_connector.sandbox import workspace as sandbox_workspace
+from ml_connector.sandbox.pipedrive import create_pipedrive_sandbox
+from ml_connector.sandbox.qad import create_qad_sandbox
+from ml_connector.sandbox.serve import SandboxServer
+from ml_connector.sandbox.workspace import apply_env, write_workspace
+from ml_connector.sync.runner import Runner, RunSummary
+from ml_connector.workspace import Workspace
 
 Echo = Callable[[str], Any]
 

@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any
 
-from sandbox.core import Clock
+from ml_connector.sandbox.core import Clock
 
 SCOPE = "base,deals:full,contacts:full,products:full"
 CODE_TTL = 300.0

@@ -6,8 +6,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.core import is_date
-from sandbox.pipedrive_common import (
+from ml_connector.sandbox.core import is_date
+from ml_connector.sandbox.pipedrive_common import (
     ApiError,
     is_int,
     is_num,

@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.core import Clock
+from ml_connector.sandbox.core import Clock
 
 DEFAULT_COSTS: dict[str, int] = {
     "get": 1,

@@ -14,10 +14,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sandbox.core import Clock
-from sandbox.pipedrive_common import iso
-from sandbox.pipedrive_fields import PLURAL, SINGULAR, FieldCatalog
-from sandbox.pipedrive_index import Collection, Key
+from ml_connector.sandbox.core import Clock
+from ml_connector.sandbox.pipedrive_common import iso
+from ml_connector.sandbox.pipedrive_fields import PLURAL, SINGULAR, FieldCatalog
+from ml_connector.sandbox.pipedrive_index import Collection, Key
 
 OWNER_ID = 18
 SEED_STAMP = "2024-01-02T08:00:00Z"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sandbox.core import is_date
-from sandbox.pipedrive_common import (
+from ml_connector.sandbox.core import is_date
+from ml_connector.sandbox.pipedrive_common import (
     ApiError,
     is_int,
     is_num,
@@ -15,8 +15,8 @@ from sandbox.pipedrive_common import (
     parse_datetime,
     validation_error,
 )
-from sandbox.pipedrive_fields import ADDRESS_PARTS, SINGULAR, check_custom_value
-from sandbox.pipedrive_store import PipedriveStore
+from ml_connector.sandbox.pipedrive_fields import ADDRESS_PARTS, SINGULAR, check_custom_value
+from ml_connector.sandbox.pipedrive_store import PipedriveStore
 
 Checker = Callable[[str, Any], Any]
 CONTACT_SYNC_FIELDS = frozenset({"im", "postal_address", "notes", "birthday", "job_title"})

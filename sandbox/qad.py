@@ -36,8 +36,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from sandbox import qad_data as data
-from sandbox.core import Clock, Sandbox, is_date
+from ml_connector.sandbox import qad_data as data
+from ml_connector.sandbox.core import Clock, Sandbox, is_date
 
 API = "/clouderp/api/erp"
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from sandbox.core import Sandbox
+from ml_connector.sandbox.core import Sandbox
 
 SANDBOXES: dict[str, tuple[str, str, int]] = {
-    "qad": ("sandbox.qad", "create_qad_sandbox", 8701),
-    "pipedrive": ("sandbox.pipedrive", "create_pipedrive_sandbox", 8702),
+    "qad": ("ml_connector.sandbox.qad", "create_qad_sandbox", 8701),
+    "pipedrive": ("ml_connector.sandbox.pipedrive", "create_pipedrive_sandbox", 8702),
 }
 
 

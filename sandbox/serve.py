@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import uvicorn
 
-from sandbox.core import Sandbox
+from ml_connector.sandbox.core import Sandbox
 
 
 @dataclass

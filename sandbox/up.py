@@ -9,9 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sandbox.registry import SANDBOXES, create_sandbox, default_port
-from sandbox.serve import SandboxServer
-from sandbox.workspace import SANDBOX_ENV, write_workspace
+from ml_connector.sandbox.registry import SANDBOXES, create_sandbox, default_port
+from ml_connector.sandbox.serve import SandboxServer
+from ml_connector.sandbox.workspace import SANDBOX_ENV, write_workspace
 
 SIZE_OPTIONS = {"qad": ("customers", "items")}
 

@@ -4,10 +4,10 @@ Expressions in them are `Expr` objects compiled by the runtime's own compile fun
 JSON Schemas. The runtime reads these instead of raw spec dicts.
 """
 
-from engine.config.build import ConfigError, build
-from engine.config.connector import ConnectorConfig
-from engine.config.expr import EXPRESSION_KINDS, Expr, ExpressionKind, compile_expr
-from engine.config.mapping import MappingConfig
+from ml_connector.config.build import ConfigError, build
+from ml_connector.config.connector import ConnectorConfig
+from ml_connector.config.expr import EXPRESSION_KINDS, Expr, ExpressionKind, compile_expr
+from ml_connector.config.mapping import MappingConfig
 
 __all__ = [
     "EXPRESSION_KINDS",

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import MISSING, fields, is_dataclass
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
-from engine.config.expr import Expr
+from ml_connector.config.expr import Expr
 
 T = TypeVar("T")
 JsonPath = tuple[str | int, ...]

@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from engine.config.entity import EntityConfig
-from engine.config.expr import Expr
+from ml_connector.config.entity import EntityConfig
+from ml_connector.config.expr import Expr
 
 Scalar = str | int | float | bool
 WaitUnit = Literal["seconds", "ms", "epoch", "epoch_ms", "http_date"]

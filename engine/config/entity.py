@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from engine.config.expr import Expr
+from ml_connector.config.expr import Expr
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from engine.transform.expressions import (
+from ml_connector.transform.expressions import (
     TemplateTree,
     compile_expression,
     compile_jmespath,

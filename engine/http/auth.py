@@ -11,12 +11,12 @@ from typing import Any, Protocol
 
 import httpx
 
-from engine.config.connector import ApiKeyAuthConfig, AuthConfig, OAuth2AuthConfig, SessionAuthConfig
-from engine.errors import MlConnectorError
-from engine.http.errors import FatalError, ReauthorizeError, TransientError
-from engine.http.hosts import BaseUrlPolicy
-from engine.http.redact import REDACTOR
-from engine.http.rules import parse_body
+from ml_connector.config.connector import ApiKeyAuthConfig, AuthConfig, OAuth2AuthConfig, SessionAuthConfig
+from ml_connector.errors import MlConnectorError
+from ml_connector.http.errors import FatalError, ReauthorizeError, TransientError
+from ml_connector.http.hosts import BaseUrlPolicy
+from ml_connector.http.redact import REDACTOR
+from ml_connector.http.rules import parse_body
 
 
 class Vault(Protocol):

@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 
-from engine.config import Expr
-from engine.http.redact import REDACTOR
+from ml_connector.config import Expr
+from ml_connector.http.redact import REDACTOR
 
 
 class BodyMismatch(Exception):

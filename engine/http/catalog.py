@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from engine.config.entity import CustomFieldsConfig
-from engine.http.bodies import RecordsAt
-from engine.http.errors import FatalError
-from engine.http.paginators import PageGuard
+from ml_connector.config.entity import CustomFieldsConfig
+from ml_connector.http.bodies import RecordsAt
+from ml_connector.http.errors import FatalError
+from ml_connector.http.paginators import PageGuard
 
 
 class LazyCatalog:

@@ -13,12 +13,12 @@ from typing import Any
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
-from engine.config import Expr
-from engine.connection import Connection
-from engine.errors import MlConnectorError
-from engine.http.auth import Auth, Vault, build_auth
-from engine.http.bodies import BodyMismatch, BodyTooLarge, RecordsAt, receive
-from engine.http.errors import (
+from ml_connector.config import Expr
+from ml_connector.connection import Connection
+from ml_connector.errors import MlConnectorError
+from ml_connector.http.auth import Auth, Vault, build_auth
+from ml_connector.http.bodies import BodyMismatch, BodyTooLarge, RecordsAt, receive
+from ml_connector.http.errors import (
     FatalError,
     NeedsReauth,
     RateLimited,
@@ -26,10 +26,10 @@ from engine.http.errors import (
     RequestError,
     TransientError,
 )
-from engine.http.paginators import Paginator, build_paginator
-from engine.http.quotas import Quota
-from engine.http.redact import REDACTOR
-from engine.http.rules import (
+from ml_connector.http.paginators import Paginator, build_paginator
+from ml_connector.http.quotas import Quota
+from ml_connector.http.redact import REDACTOR
+from ml_connector.http.rules import (
     FATAL,
     OK,
     RATE_LIMITED,
@@ -40,8 +40,8 @@ from engine.http.rules import (
     ResponseRules,
     parse_body,
 )
-from engine.http.waits import Clock, within_max_wait
-from engine.transform.expressions import TemplateTree
+from ml_connector.http.waits import Clock, within_max_wait
+from ml_connector.transform.expressions import TemplateTree
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
 log = logging.getLogger("ml_connector.http")

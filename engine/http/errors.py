@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.errors import MlConnectorError
+from ml_connector.errors import MlConnectorError
 
 
 class ConnectorError(MlConnectorError):

@@ -12,11 +12,11 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engine.config import Expr
-from engine.config.entity import WriteConfig
-from engine.http.bodies import RecordsAt
-from engine.http.client import ConnectorClient
-from engine.http.errors import RecordError
+from ml_connector.config import Expr
+from ml_connector.config.entity import WriteConfig
+from ml_connector.http.bodies import RecordsAt
+from ml_connector.http.client import ConnectorClient
+from ml_connector.http.errors import RecordError
 
 Records = Callable[[], Awaitable[list[dict[str, Any]]]]
 Fetch = Callable[[str], Awaitable[dict[str, Any] | None]]

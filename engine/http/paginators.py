@@ -8,13 +8,13 @@ import json
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from engine.config.connector import (
+from ml_connector.config.connector import (
     CursorPaginatorConfig,
     OffsetPaginatorConfig,
     PagePaginatorConfig,
     PaginatorConfig,
 )
-from engine.http.errors import FatalError
+from ml_connector.http.errors import FatalError
 
 
 class Paginator(Protocol):

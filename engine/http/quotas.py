@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-from engine.config.connector import QuotaConfig
-from engine.http.waits import Clock, wait_seconds, within_max_wait
+from ml_connector.config.connector import QuotaConfig
+from ml_connector.http.waits import Clock, wait_seconds, within_max_wait
 
 Sleep = Callable[[float], Awaitable[None]]
 

@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from engine.config import Expr
-from engine.config.entity import EntityConfig, ExpandConfig
-from engine.http.bodies import RecordsAt
-from engine.http.catalog import LazyCatalog
-from engine.http.client import ConnectorClient
-from engine.http.errors import FatalError
-from engine.http.paginators import PageGuard
+from ml_connector.config import Expr
+from ml_connector.config.entity import EntityConfig, ExpandConfig
+from ml_connector.http.bodies import RecordsAt
+from ml_connector.http.catalog import LazyCatalog
+from ml_connector.http.client import ConnectorClient
+from ml_connector.http.errors import FatalError
+from ml_connector.http.paginators import PageGuard
 
 
 def parse_timestamp(value: str) -> datetime:

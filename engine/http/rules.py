@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 
-from engine.config.connector import RuleConfig
-from engine.http.waits import Clock, wait_seconds
+from ml_connector.config.connector import RuleConfig
+from ml_connector.http.waits import Clock, wait_seconds
 
 OK = "ok"
 RETRY = "retry"

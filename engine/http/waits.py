@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC
 from typing import Any
 
-from engine.http.errors import FatalError
+from ml_connector.http.errors import FatalError
 
 Clock = Callable[[], float]
 

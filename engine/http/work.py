@@ -12,7 +12,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.http.errors import ConnectorError
+from ml_connector.http.errors import ConnectorError
 
 RESOLVE = "resolve"  # find the target record a record matches
 LOAD = "load"  # read the current target record before an update that merges from it

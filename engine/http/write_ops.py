@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engine.config import Expr
-from engine.config.entity import WriteOpConfig, WriteStepConfig
-from engine.http.write_results import Answer, BatchResults, Sent
+from ml_connector.config import Expr
+from ml_connector.config.entity import WriteOpConfig, WriteStepConfig
+from ml_connector.http.write_results import Answer, BatchResults, Sent
 
 STEP_MARK = "@"  # <hash of the payload whose main write was confirmed>@<the step left>
 

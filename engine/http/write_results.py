@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engine.config import Expr
-from engine.config.entity import ResultsConfig
+from ml_connector.config import Expr
+from ml_connector.config.entity import ResultsConfig
 
 KEY = "key"
 ID = "id"

@@ -22,13 +22,13 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-from engine.config import Expr
-from engine.config.entity import EntityConfig
-from engine.http.catalog import FieldCatalog
-from engine.http.client import ConnectorClient, Reply, UncertainWrite
-from engine.http.errors import FatalError, RecordError, TransientError
-from engine.http.matching import Records, TargetFinder
-from engine.http.work import (
+from ml_connector.config import Expr
+from ml_connector.config.entity import EntityConfig
+from ml_connector.http.catalog import FieldCatalog
+from ml_connector.http.client import ConnectorClient, Reply, UncertainWrite
+from ml_connector.http.errors import FatalError, RecordError, TransientError
+from ml_connector.http.matching import Records, TargetFinder
+from ml_connector.http.work import (
     CHECK,
     LOAD,
     LOOK,
@@ -42,9 +42,9 @@ from engine.http.work import (
     WorkQueue,
     root_cause,
 )
-from engine.http.write_ops import WriteOp, WriteStep
-from engine.http.write_results import Answer, Sent
-from engine.transform.expressions import UnsafePath
+from ml_connector.http.write_ops import WriteOp, WriteStep
+from ml_connector.http.write_results import Answer, Sent
+from ml_connector.transform.expressions import UnsafePath
 
 CREATE = "create"
 UPDATE = "update"

@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from engine.spec.checkutil import as_dict, get_path, problem, unknown
-from engine.spec.flow_checks import check_cycles, check_flow, schedule_seconds
-from engine.spec.model import Project, Spec
-from engine.spec.paging_checks import check_body_paging
-from engine.spec.problems import JsonPath, SpecProblem
-from engine.spec.step_checks import check_write_steps
-from engine.spec.workspace_checks import check_workspace
+from ml_connector.spec.checkutil import as_dict, get_path, problem, unknown
+from ml_connector.spec.flow_checks import check_cycles, check_flow, schedule_seconds
+from ml_connector.spec.model import Project, Spec
+from ml_connector.spec.paging_checks import check_body_paging
+from ml_connector.spec.problems import JsonPath, SpecProblem
+from ml_connector.spec.step_checks import check_write_steps
+from ml_connector.spec.workspace_checks import check_workspace
 
 __all__ = [
     "check_connector",

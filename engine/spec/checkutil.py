@@ -6,8 +6,8 @@ import difflib
 from collections.abc import Iterable
 from typing import Any
 
-from engine.spec.model import Spec
-from engine.spec.problems import JsonPath, SpecProblem, field_name
+from ml_connector.spec.model import Spec
+from ml_connector.spec.problems import JsonPath, SpecProblem, field_name
 
 
 def problem(spec: Spec, path: JsonPath, message: str, line: int | None = None) -> SpecProblem:

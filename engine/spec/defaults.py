@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
-from engine.spec.schemas import Kind, load_schema
-from engine.spec.schemawalk import SchemaWalk, schema_walk
+from ml_connector.spec.schemas import Kind, load_schema
+from ml_connector.spec.schemawalk import SchemaWalk, schema_walk
 
 
 def with_defaults(kind: Kind, data: Any) -> Any:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.spec.checkutil import as_dict, problem
-from engine.spec.model import Spec
-from engine.spec.problems import SpecProblem
+from ml_connector.spec.checkutil import as_dict, problem
+from ml_connector.spec.model import Spec
+from ml_connector.spec.problems import SpecProblem
 
 
 def check_ensure_fields(spec: Spec, connector: Spec, name: str, entity: dict[str, Any]) -> list[SpecProblem]:

@@ -14,11 +14,11 @@ import jinja2
 from jinja2 import nodes
 from jmespath import exceptions as jmespath_errors
 
-from engine.config import EXPRESSION_KINDS, Expr, ExpressionKind, compile_expr
-from engine.spec.problems import JsonPath
-from engine.spec.schemas import Kind
-from engine.spec.schemawalk import schema_walk
-from engine.transform.expressions import ENV, PATH_ENV, is_template
+from ml_connector.config import EXPRESSION_KINDS, Expr, ExpressionKind, compile_expr
+from ml_connector.spec.problems import JsonPath
+from ml_connector.spec.schemas import Kind
+from ml_connector.spec.schemawalk import schema_walk
+from ml_connector.transform.expressions import ENV, PATH_ENV, is_template
 
 LOOKUP_FUNCTIONS = ("lookup", "lookup_source")
 TAG = "x-expression"

@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from engine.spec.checkutil import as_dict, as_list, listing, problem, unknown
-from engine.spec.delete_checks import check_on_delete
-from engine.spec.ensure_checks import check_ensure_fields
-from engine.spec.expressions import jinja_sources, lookup_calls
-from engine.spec.graph import find_cycles
-from engine.spec.model import Project, Spec
-from engine.spec.problems import JsonPath, SpecProblem
-from engine.spec.two_way_checks import check_reverse
+from ml_connector.spec.checkutil import as_dict, as_list, listing, problem, unknown
+from ml_connector.spec.delete_checks import check_on_delete
+from ml_connector.spec.ensure_checks import check_ensure_fields
+from ml_connector.spec.expressions import jinja_sources, lookup_calls
+from ml_connector.spec.graph import find_cycles
+from ml_connector.spec.model import Project, Spec
+from ml_connector.spec.problems import JsonPath, SpecProblem
+from ml_connector.spec.two_way_checks import check_reverse
 
 SCHEDULE = re.compile(r"^every ([1-9][0-9]*)([smhd])$")
 MATCHED_STRATEGIES = ("search_then_write", "upsert")

@@ -7,12 +7,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from engine.spec.checks import run_checks
-from engine.spec.model import Project, Spec, SpecKind
-from engine.spec.problems import SpecError, SpecProblem, field_name, sort_problems
-from engine.spec.schemas import validate_document
-from engine.spec.typed import type_spec
-from engine.spec.yamlload import DEFAULT_LIMITS, YamlLimits, load_yaml
+from ml_connector.spec.checks import run_checks
+from ml_connector.spec.model import Project, Spec, SpecKind
+from ml_connector.spec.problems import SpecError, SpecProblem, field_name, sort_problems
+from ml_connector.spec.schemas import validate_document
+from ml_connector.spec.typed import type_spec
+from ml_connector.spec.yamlload import DEFAULT_LIMITS, YamlLimits, load_yaml
 
 YAML_SUFFIXES = (".yaml", ".yml")
 #: Top-level key -> kind; checked in this order (an integration also has `connections`).

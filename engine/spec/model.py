@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from engine.config import ConnectorConfig, Expr, MappingConfig
-from engine.spec.graph import topological_order
-from engine.spec.problems import JsonPath
-from engine.spec.yamlload import SourceMap
+from ml_connector.config import ConnectorConfig, Expr, MappingConfig
+from ml_connector.spec.graph import topological_order
+from ml_connector.spec.problems import JsonPath
+from ml_connector.spec.yamlload import SourceMap
 
 SpecKind = Literal["connector", "mapping", "integration", "workspace"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from engine.errors import MlConnectorError
+from ml_connector.errors import MlConnectorError
 
 JsonPath = tuple[str | int, ...]
 

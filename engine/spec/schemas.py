@@ -14,8 +14,8 @@ from typing import Any, Literal
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from engine.spec.problems import JsonPath, SpecProblem, field_name, sort_problems
-from engine.spec.yamlload import SourceMap
+from ml_connector.spec.problems import JsonPath, SpecProblem, field_name, sort_problems
+from ml_connector.spec.yamlload import SourceMap
 
 Kind = Literal["connector", "mapping", "integration", "workspace"]
 KINDS: tuple[Kind, ...] = ("connector", "mapping", "integration", "workspace")

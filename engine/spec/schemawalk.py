@@ -15,8 +15,8 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from engine.spec.problems import JsonPath
-from engine.spec.schemas import Kind, load_schema
+from ml_connector.spec.problems import JsonPath
+from ml_connector.spec.schemas import Kind, load_schema
 
 Node = tuple[JsonPath, Mapping[str, Any], Any]
 

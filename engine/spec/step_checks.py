@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from engine.spec.checkutil import as_dict, as_list, problem, unknown
-from engine.spec.model import Spec
-from engine.spec.problems import SpecProblem
+from ml_connector.spec.checkutil import as_dict, as_list, problem, unknown
+from ml_connector.spec.model import Spec
+from ml_connector.spec.problems import SpecProblem
 
 
 def check_write_steps(spec: Spec) -> list[SpecProblem]:

@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from engine.config import ConfigError, ConnectorConfig, Expr, MappingConfig, build
-from engine.spec.defaults import with_defaults
-from engine.spec.expressions import compile_expressions
-from engine.spec.model import Spec
-from engine.spec.problems import JsonPath, SpecError, SpecProblem, field_name
-from engine.spec.schemas import validate_document
-from engine.spec.yamlload import parse_yaml
+from ml_connector.config import ConfigError, ConnectorConfig, Expr, MappingConfig, build
+from ml_connector.spec.defaults import with_defaults
+from ml_connector.spec.expressions import compile_expressions
+from ml_connector.spec.model import Spec
+from ml_connector.spec.problems import JsonPath, SpecError, SpecProblem, field_name
+from ml_connector.spec.schemas import validate_document
+from ml_connector.spec.yamlload import parse_yaml
 
 CONFIGS: dict[str, type[ConnectorConfig] | type[MappingConfig]] = {
     "connector": ConnectorConfig,

@@ -7,10 +7,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from engine.spec.checkutil import as_dict, as_list, did_you_mean, listing, problem, unknown
-from engine.spec.expressions import strings
-from engine.spec.model import Project, Spec
-from engine.spec.problems import JsonPath, SpecProblem
+from ml_connector.spec.checkutil import as_dict, as_list, did_you_mean, listing, problem, unknown
+from ml_connector.spec.expressions import strings
+from ml_connector.spec.model import Project, Spec
+from ml_connector.spec.problems import JsonPath, SpecProblem
 
 SECRET_REFERENCE = re.compile(r"^(env|store):[A-Za-z0-9_][A-Za-z0-9_.:/-]*$")
 

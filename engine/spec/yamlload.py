@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from engine.spec.problems import JsonPath, SpecError, SpecProblem, field_name
+from ml_connector.spec.problems import JsonPath, SpecError, SpecProblem, field_name
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.store.audit import Audit, AuditRow
-from engine.store.credentials import CredentialError, Credentials, load_or_create_key
-from engine.store.database import Database, StateError
-from engine.store.idmap import IdMapEntry, IdMaps
-from engine.store.pending import DEFERRED, FAILED, Pending, PendingRecord
-from engine.store.runs import Runs
-from engine.store.watermarks import Watermarks
+from ml_connector.store.audit import Audit, AuditRow
+from ml_connector.store.credentials import CredentialError, Credentials, load_or_create_key
+from ml_connector.store.database import Database, StateError
+from ml_connector.store.idmap import IdMapEntry, IdMaps
+from ml_connector.store.pending import DEFERRED, FAILED, Pending, PendingRecord
+from ml_connector.store.runs import Runs
+from ml_connector.store.watermarks import Watermarks
 
 
 class State:

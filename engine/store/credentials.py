@@ -7,8 +7,8 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from engine.errors import MlConnectorError
-from engine.store.database import Database
+from ml_connector.errors import MlConnectorError
+from ml_connector.store.database import Database
 
 KEY_ENV = "ML_CONNECTOR_KEY"
 

@@ -12,8 +12,8 @@ from typing import IO, Any
 
 import duckdb
 
-from engine.errors import MlConnectorError
-from engine.store import checkpoints
+from ml_connector.errors import MlConnectorError
+from ml_connector.store import checkpoints
 
 MIGRATIONS: list[str] = [
     # 1: the first schema

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engine.store.database import Database
+from ml_connector.store.database import Database
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from engine.store.database import Database
+from ml_connector.store.database import Database
 
 
 class Links:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from engine.store.database import Database
+from ml_connector.store.database import Database
 
 DEFERRED = "deferred"
 FAILED = "failed"

@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from engine.store.database import Database
+from ml_connector.store.database import Database
 
 
 class Runs:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from engine.store.database import Database
+from ml_connector.store.database import Database
 
 
 class Watermarks:

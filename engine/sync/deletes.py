@@ -15,20 +15,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from engine.config import MappingConfig
-from engine.config.entity import DeletesConfig, EntityConfig, ReadConfig
-from engine.http.errors import FatalError, RecordError, TransientError
-from engine.http.reader import EntityReader, later
-from engine.http.redact import REDACTOR
-from engine.store import FAILED, AuditRow, PendingRecord
-from engine.store.links import Links
-from engine.store.pending import Parking
-from engine.sync.horizon import ReadHorizon
-from engine.transform.expressions import UnsafePath
-from engine.transform.mapping import MappingError
+from ml_connector.config import MappingConfig
+from ml_connector.config.entity import DeletesConfig, EntityConfig, ReadConfig
+from ml_connector.http.errors import FatalError, RecordError, TransientError
+from ml_connector.http.reader import EntityReader, later
+from ml_connector.http.redact import REDACTOR
+from ml_connector.store import FAILED, AuditRow, PendingRecord
+from ml_connector.store.links import Links
+from ml_connector.store.pending import Parking
+from ml_connector.sync.horizon import ReadHorizon
+from ml_connector.transform.expressions import UnsafePath
+from ml_connector.transform.mapping import MappingError
 
 if TYPE_CHECKING:
-    from engine.sync.flow import FlowContext, FlowSummary
+    from ml_connector.sync.flow import FlowContext, FlowSummary
 
 MARK = "$deleted"  # the record of a parked delete: {"$deleted": "<source key>"}
 REFUSED_UNTIL = datetime(9999, 12, 31)  # a refused mass delete waits for `ml-connector replay`

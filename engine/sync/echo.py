@@ -21,10 +21,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from engine.config import MappingConfig
-from engine.http.matching import get_path
-from engine.store import IdMaps
-from engine.transform.mapping import CompiledMapping, MappingError
+from ml_connector.config import MappingConfig
+from ml_connector.http.matching import get_path
+from ml_connector.store import IdMaps
+from ml_connector.transform.mapping import CompiledMapping, MappingError
 
 
 def project(record: Mapping[str, Any], paths: Iterable[str]) -> dict[str, Any]:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from engine.config.entity import CustomFieldsConfig, FieldCreateConfig
-from engine.errors import MlConnectorError
-from engine.http.catalog import LazyCatalog
-from engine.http.client import ConnectorClient
-from engine.http.errors import FatalError
+from ml_connector.config.entity import CustomFieldsConfig, FieldCreateConfig
+from ml_connector.errors import MlConnectorError
+from ml_connector.http.catalog import LazyCatalog
+from ml_connector.http.client import ConnectorClient
+from ml_connector.http.errors import FatalError
 
 
 def machine_name(label: str) -> str:

@@ -11,25 +11,25 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from engine.config import MappingConfig
-from engine.config.entity import EntityConfig
-from engine.errors import MlConnectorError
-from engine.http.catalog import FieldCatalog, LazyCatalog
-from engine.http.client import ConnectorClient
-from engine.http.matching import get_path
-from engine.http.reader import EntityReader, later
-from engine.http.redact import REDACTOR
-from engine.http.write_ops import progress_mark, step_left
-from engine.http.writer import CREATE, EntityWriter, PushAborted, PushItem, PushResult
-from engine.store import DEFERRED, FAILED, AuditRow, PendingRecord, State
-from engine.store.pending import Parking
-from engine.sync.deletes import FlowDeletes
-from engine.sync.echo import EchoGuard
-from engine.sync.ensure_fields import FieldEnsurer
-from engine.sync.horizon import ReadHorizon
-from engine.sync.lookups import IdMapLookups
-from engine.sync.schedule import is_due
-from engine.transform.mapping import CompiledMapping, Deferred, MappingError, content_hash
+from ml_connector.config import MappingConfig
+from ml_connector.config.entity import EntityConfig
+from ml_connector.errors import MlConnectorError
+from ml_connector.http.catalog import FieldCatalog, LazyCatalog
+from ml_connector.http.client import ConnectorClient
+from ml_connector.http.matching import get_path
+from ml_connector.http.reader import EntityReader, later
+from ml_connector.http.redact import REDACTOR
+from ml_connector.http.write_ops import progress_mark, step_left
+from ml_connector.http.writer import CREATE, EntityWriter, PushAborted, PushItem, PushResult
+from ml_connector.store import DEFERRED, FAILED, AuditRow, PendingRecord, State
+from ml_connector.store.pending import Parking
+from ml_connector.sync.deletes import FlowDeletes
+from ml_connector.sync.echo import EchoGuard
+from ml_connector.sync.ensure_fields import FieldEnsurer
+from ml_connector.sync.horizon import ReadHorizon
+from ml_connector.sync.lookups import IdMapLookups
+from ml_connector.sync.schedule import is_due
+from ml_connector.transform.mapping import CompiledMapping, Deferred, MappingError, content_hash
 
 PENDING_PAGE = 500
 log = logging.getLogger("ml_connector.sync")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
-from engine.http.reader import parse_timestamp
+from ml_connector.http.reader import parse_timestamp
 
 _SECOND = timedelta(seconds=1)
 

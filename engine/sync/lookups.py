@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from engine.store import IdMaps
-from engine.transform.mapping import Deferred, require_reference
+from ml_connector.store import IdMaps
+from ml_connector.transform.mapping import Deferred, require_reference
 
 
 class IdMapLookups:

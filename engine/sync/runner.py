@@ -11,18 +11,18 @@ from typing import Any
 
 import httpx
 
-from engine.config import ConnectorConfig, MappingConfig
-from engine.config.entity import EntityConfig
-from engine.connection import Connection
-from engine.http.catalog import LazyCatalog
-from engine.http.client import ClientOptions, ConnectorClient
-from engine.http.errors import FatalError
-from engine.http.redact import REDACTOR
-from engine.spec import Project
-from engine.store import State
-from engine.sync.flow import FlowContext, FlowRun, FlowSummary, describe_failure
-from engine.sync.schedule import is_due
-from engine.transform.mapping import CompiledMapping
+from ml_connector.config import ConnectorConfig, MappingConfig
+from ml_connector.config.entity import EntityConfig
+from ml_connector.connection import Connection
+from ml_connector.http.catalog import LazyCatalog
+from ml_connector.http.client import ClientOptions, ConnectorClient
+from ml_connector.http.errors import FatalError
+from ml_connector.http.redact import REDACTOR
+from ml_connector.spec import Project
+from ml_connector.store import State
+from ml_connector.sync.flow import FlowContext, FlowRun, FlowSummary, describe_failure
+from ml_connector.sync.schedule import is_due
+from ml_connector.transform.mapping import CompiledMapping
 
 INTERRUPTED = "interrupted"  # a run or flow status: stopped from outside (a signal), not failed
 #: How a stop from outside arrives: Ctrl-C in plain Python, or the cancellation a signal handler sends the run.

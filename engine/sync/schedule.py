@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from engine.spec.flow_checks import schedule_seconds
+from ml_connector.spec.flow_checks import schedule_seconds
 
 
 def parse_schedule(text: str) -> timedelta:

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engine.config import MappingConfig
-from engine.config.mapping import ExampleConfig
-from engine.transform.mapping import CompiledMapping, Deferred, MappingError, require_reference
+from ml_connector.config import MappingConfig
+from ml_connector.config.mapping import ExampleConfig
+from ml_connector.transform.mapping import CompiledMapping, Deferred, MappingError, require_reference
 
 
 @dataclass(frozen=True)

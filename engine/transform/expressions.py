@@ -19,7 +19,7 @@ from jinja2.compiler import Frame
 from jinja2.filters import make_attrgetter
 from jmespath import exceptions as jmespath_errors
 
-from engine.transform.template_bounds import BoundedCodeGenerator, BoundedSandbox
+from ml_connector.transform.template_bounds import BoundedCodeGenerator, BoundedSandbox
 
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
 

@@ -9,8 +9,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engine.config import Expr, MappingConfig
-from engine.config.mapping import ChildListConfig, FieldConfig
+from ml_connector.config import Expr, MappingConfig
+from ml_connector.config.mapping import ChildListConfig, FieldConfig
 
 
 class Deferred(Exception):

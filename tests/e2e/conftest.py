@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from sandbox.pipedrive import PipedriveSandbox, create_pipedrive_sandbox
-from sandbox.qad import QadSandbox, create_qad_sandbox
-from sandbox.serve import SandboxServer
-from sandbox.workspace import SANDBOX_ENV, write_workspace
+from ml_connector.sandbox.pipedrive import PipedriveSandbox, create_pipedrive_sandbox
+from ml_connector.sandbox.qad import QadSandbox, create_qad_sandbox
+from ml_connector.sandbox.serve import SandboxServer
+from ml_connector.sandbox.workspace import SANDBOX_ENV, write_workspace
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,7 +30,7 @@ class Env:
 
     def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """Run `ml-connector <args> -w <workspace>` in a child process."""
-        return subprocess.run([sys.executable, "-m", "engine.cli", *args, "-w", str(self.workspace)],
+        return subprocess.run([sys.executable, "-m", "ml_connector.cli", *args, "-w", str(self.workspace)],
                               capture_output=True, text=True, timeout=timeout, cwd=REPO,
                               env={**os.environ, **SANDBOX_ENV})
 

@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl
 
 import yaml
 
-from sandbox.core import Sandbox
+from ml_connector.sandbox.core import Sandbox
 from tests.e2e.conftest import REPO, Env
 
 TIMESTAMP_PARAMS = frozenset({"modifiedSince", "updated_since"})

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from sandbox.workspace import SANDBOX_ENV, write_workspace
+from ml_connector.sandbox.workspace import SANDBOX_ENV, write_workspace
 from tests.e2e.conftest import Env, flows
 from tests.e2e.requestlog import (
     CRM_PARAMS,
@@ -136,7 +136,7 @@ def test_deal_with_a_product_unknown_to_the_id_map_waits_for_the_product_flow(en
 
 
 def test_oauth2_tokens_expire_rotate_and_the_rotated_refresh_token_is_kept(env: Env) -> None:
-    from sandbox.core import Fault
+    from ml_connector.sandbox.core import Fault
 
     env.crm.config.update(access_token_ttl=1.0, rotate_refresh_token=True, burst_limit_oauth=400)
     env.crm.faults.add(Fault(method="POST", path="/api/v2/", status=0, delay=0.05, times=10_000))  # a run of seconds
@@ -158,7 +158,7 @@ def test_oauth2_tokens_expire_rotate_and_the_rotated_refresh_token_is_kept(env: 
     assert env.crm.log.summary()["counts"].get("POST /oauth/token", 0) >= 1
 
     # invariant 5: no secret, and no token we were given, lies in the state files in clear
-    from engine.store import State
+    from ml_connector.store import State
 
     state_dir = env.workspace.parent / "state"
     state = State(state_dir / "ml-connector.duckdb")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from engine.store import State
+from ml_connector.store import State
 from tests.e2e.conftest import Env, flows
 from tests.e2e.requestlog import CRM_PARAMS, Call, call, calls, crm_catalog, crm_list
 

@@ -11,7 +11,7 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from sandbox.workspace import SANDBOX_ENV
+from ml_connector.sandbox.workspace import SANDBOX_ENV
 from tests.e2e.conftest import REPO, Env, flows
 from tests.e2e.requestlog import (
     CRM_PARAMS,
@@ -189,9 +189,9 @@ def test_plan_counts_exactly_what_a_run_would_do_and_calls_only_the_sources(env:
 
 
 def test_sigkill_mid_run_then_rerun_leaves_no_duplicates(env: Env) -> None:
-    env.crm.faults.add(__import__("sandbox.core", fromlist=["Fault"]).Fault(
+    env.crm.faults.add(__import__("ml_connector.sandbox.core", fromlist=["Fault"]).Fault(
         method="POST", path="/api/v2/", status=0, delay=0.05, times=10_000))
-    process = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "-w", str(env.workspace)], cwd=REPO,
+    process = subprocess.Popen([sys.executable, "-m", "ml_connector.cli", "run", "-w", str(env.workspace)], cwd=REPO,
                                env={**__import__("os").environ, **SANDBOX_ENV},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
@@ -214,7 +214,7 @@ def test_sigkill_mid_run_then_rerun_leaves_no_duplicates(env: Env) -> None:
 
 
 def test_a_rejected_record_is_parked_exit_code_is_1_and_the_next_run_sends_it(env: Env) -> None:
-    from sandbox.core import Fault
+    from ml_connector.sandbox.core import Fault
 
     env.crm.faults.add(Fault(method="POST", path="/api/v2/products", status=400, times=1,
                              body={"success": False, "error": "Validation failed: name", "code":
@@ -231,7 +231,7 @@ def test_a_rejected_record_is_parked_exit_code_is_1_and_the_next_run_sends_it(en
 
 
 def test_creates_whose_answer_is_lost_are_found_again_not_duplicated(env: Env) -> None:
-    from sandbox.core import Fault
+    from ml_connector.sandbox.core import Fault
 
     # the organization IS created, but the client only sees a 502 (or a dropped connection)
     env.crm.faults.add(Fault(method="POST", path="/api/v2/organizations", status=502, after=True, times=3,
@@ -246,7 +246,7 @@ def test_creates_whose_answer_is_lost_are_found_again_not_duplicated(env: Env) -
 
 
 def test_replay_sends_parked_records_selected_by_error(env: Env) -> None:
-    from sandbox.core import Fault
+    from ml_connector.sandbox.core import Fault
 
     env.crm.faults.add(Fault(method="POST", path="/api/v2/organizations", status=400, times=2,
                              body={"success": False, "error": "Organization limit reached"}))
@@ -263,14 +263,14 @@ def test_replay_sends_parked_records_selected_by_error(env: Env) -> None:
 def test_killed_again_and_again_at_different_points_still_converges_without_duplicates(env: Env) -> None:
     import os
 
-    from sandbox.core import Fault
+    from ml_connector.sandbox.core import Fault
 
     env.crm.faults.add(Fault(method="POST", path="/api/v2/", status=0, delay=0.03, times=100_000))
     expected = expected_counts(env)
     total = sum(expected.values())
     for fraction in (0.1, 0.35, 0.6, 0.85):  # kill once the target holds this share of all records
-        process = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "-w", str(env.workspace)], cwd=REPO,
-                                   env={**os.environ, **SANDBOX_ENV}, stdout=subprocess.DEVNULL,
+        process = subprocess.Popen([sys.executable, "-m", "ml_connector.cli", "run", "-w", str(env.workspace)],
+                                   cwd=REPO, env={**os.environ, **SANDBOX_ENV}, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and process.poll() is None:
@@ -300,7 +300,7 @@ def test_verbose_logs_show_every_call_but_never_a_secret(env: Env) -> None:
 
 
 def test_a_flow_that_fails_midway_keeps_its_watermark_so_nothing_is_skipped(env: Env) -> None:
-    from sandbox.core import Fault
+    from ml_connector.sandbox.core import Fault
 
     env.crm.faults.add(Fault(method="POST", path="/api/v2/products", status=401, times=10_000,
                              body={"success": False, "error": "unauthorized access", "errorCode": 401}))
@@ -316,7 +316,7 @@ def test_a_flow_that_fails_midway_keeps_its_watermark_so_nothing_is_skipped(env:
 
 
 def test_a_lagging_search_index_does_not_cause_duplicates(env: Env) -> None:
-    from sandbox.core import Fault
+    from ml_connector.sandbox.core import Fault
 
     env.crm.config.update(search_index_lag_seconds=600)  # nothing created in this test is ever searchable
     code, _ = env.run_json()

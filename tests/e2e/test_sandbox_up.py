@@ -11,14 +11,15 @@ from pathlib import Path
 
 import httpx
 
-from sandbox.workspace import SANDBOX_ENV
+from ml_connector.sandbox.workspace import SANDBOX_ENV
 from tests.e2e.conftest import REPO
 
 
 def test_sandbox_up_prints_urls_serves_and_stops_on_interrupt(tmp_path: Path) -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "sandbox", "up", "--random-ports", "--customers", "20", "--items", "15",
-         "--write-workspace", str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [sys.executable, "-m", "ml_connector.cli", "sandbox", "up", "--random-ports", "--customers", "20",
+         "--items", "15", "--write-workspace", str(tmp_path)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
         lines: list[str] = []
@@ -30,7 +31,7 @@ def test_sandbox_up_prints_urls_serves_and_stops_on_interrupt(tmp_path: Path) ->
         assert set(urls) == {"qad", "pipedrive"}
         assert httpx.get(urls["qad"] + "/_admin/requests").json()["total"] == 0
 
-        result = subprocess.run([sys.executable, "-m", "engine.cli", "run", "--json", "-w",
+        result = subprocess.run([sys.executable, "-m", "ml_connector.cli", "run", "--json", "-w",
                                  str(tmp_path / "workspace.yaml")], cwd=REPO, capture_output=True, text=True,
                                 env={**os.environ, **SANDBOX_ENV}, timeout=300)
         assert result.returncode == 0, result.stdout + result.stderr

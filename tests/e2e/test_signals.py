@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from engine.store import State
-from sandbox.core import Fault
-from sandbox.workspace import SANDBOX_ENV
+from ml_connector.sandbox.core import Fault
+from ml_connector.sandbox.workspace import SANDBOX_ENV
+from ml_connector.store import State
 from tests.e2e.conftest import REPO, Env
 from tests.e2e.test_first_integration import assert_no_duplicates, expected_counts
 
@@ -23,7 +23,7 @@ FLOW_OF = {"products": "items_to_products", "organizations": "customers_to_organ
 def interrupt_mid_run(env: Env, signum: int) -> subprocess.CompletedProcess[str]:
     """Start a run, send ``signum`` once the CRM holds some organizations, and wait for the run to stop."""
     env.crm.faults.add(Fault(method="POST", path="/api/v2/", status=0, delay=0.05, times=10_000))
-    process = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "-w", str(env.workspace)], cwd=REPO,
+    process = subprocess.Popen([sys.executable, "-m", "ml_connector.cli", "run", "-w", str(env.workspace)], cwd=REPO,
                                env={**os.environ, **SANDBOX_ENV}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
     deadline = time.monotonic() + 60

@@ -12,10 +12,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bench.soak import Soak, SoakOptions
-from sandbox.core import CHAOS_KINDS, Fault, Sandbox
-from sandbox.pipedrive import create_pipedrive_sandbox
-from sandbox.qad import create_qad_sandbox
-from sandbox.workspace import SANDBOX_ENV
+from ml_connector.sandbox.core import CHAOS_KINDS, Fault, Sandbox
+from ml_connector.sandbox.pipedrive import create_pipedrive_sandbox
+from ml_connector.sandbox.qad import create_qad_sandbox
+from ml_connector.sandbox.workspace import SANDBOX_ENV
 from tests.e2e.conftest import Env
 
 CI_SOAK = SoakOptions(seed=17, minutes=2.0, cycles=14, faults=0.15, kills=0.5, customers=20, items=15, stall=1.0)

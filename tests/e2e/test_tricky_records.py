@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from engine.store import State
+from ml_connector.store import State
 from tests.e2e.conftest import Env, flows
 
 ITEMS, CUSTOMERS, CONTACTS = "items_to_products", "customers_to_organizations", "contacts_to_persons"

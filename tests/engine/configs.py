@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.config import ConnectorConfig, MappingConfig
-from engine.config.connector import QuotaConfig
-from engine.config.entity import EntityConfig
-from engine.spec.typed import connector_config, mapping_config
+from ml_connector.config import ConnectorConfig, MappingConfig
+from ml_connector.config.connector import QuotaConfig
+from ml_connector.config.entity import EntityConfig
+from ml_connector.spec.typed import connector_config, mapping_config
 
 BASE = {"connector": "test", "base_url": "http://test.example",
         "auth": {"key": {"type": "api_key", "header": "x-key", "value": "k-literal"}},

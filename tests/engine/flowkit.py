@@ -10,11 +10,11 @@ from typing import Any
 
 import httpx
 
-from engine.connection import Connection
-from engine.http.client import ConnectorClient
-from engine.store import State
-from engine.sync.flow import FlowContext, FlowRun, FlowSummary
-from engine.transform.mapping import CompiledMapping
+from ml_connector.connection import Connection
+from ml_connector.http.client import ConnectorClient
+from ml_connector.store import State
+from ml_connector.sync.flow import FlowContext, FlowRun, FlowSummary
+from ml_connector.transform.mapping import CompiledMapping
 from tests.engine.configs import connector, entity, mapping
 from tests.engine.fakeapi import FakeAPI
 

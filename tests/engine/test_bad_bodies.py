@@ -12,13 +12,13 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import Response
 
-from engine.connection import Connection
-from engine.http.catalog import FieldCatalog
-from engine.http.client import ConnectorClient
-from engine.http.errors import TransientError
-from engine.http.matching import TargetFinder
-from engine.http.reader import EntityReader
-from engine.store import State
+from ml_connector.connection import Connection
+from ml_connector.http.catalog import FieldCatalog
+from ml_connector.http.client import ConnectorClient
+from ml_connector.http.errors import TransientError
+from ml_connector.http.matching import TargetFinder
+from ml_connector.http.reader import EntityReader
+from ml_connector.store import State
 from tests.engine import configs
 from tests.engine.fakeapi import FakeAPI
 

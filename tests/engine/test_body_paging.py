@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from engine.http.errors import FatalError
-from engine.http.reader import EntityReader
-from engine.spec import load_specs
+from ml_connector.http.errors import FatalError
+from ml_connector.http.reader import EntityReader
+from ml_connector.spec import load_specs
 from tests.engine.fakeapi import FakeAPI
 from tests.engine.test_client import API_KEY, make_client
 

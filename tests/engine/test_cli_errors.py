@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner, Result
 from cryptography.fernet import Fernet
 
-import engine.cli
-from engine.cli import main
-from engine.sync.runner import Runner
+import ml_connector.cli
+from ml_connector.cli import main
+from ml_connector.sync.runner import Runner
 from tests.engine.fakeapi import FakeAPI
 from tests.engine.tiny_workspace import CONNECTOR, write_workspace
 
@@ -29,7 +29,8 @@ def cli(*args: str) -> Result:
 
 def against(monkeypatch: pytest.MonkeyPatch, api: FakeAPI) -> None:
     """Runs started by the CLI call ``api`` in process."""
-    monkeypatch.setattr(engine.cli, "Runner", functools.partial(Runner, transport=httpx.ASGITransport(app=api.app)))
+    monkeypatch.setattr(ml_connector.cli, "Runner",
+                        functools.partial(Runner, transport=httpx.ASGITransport(app=api.app)))
 
 
 def one_line(result: Result) -> str:
@@ -75,9 +76,9 @@ def test_a_workspace_key_that_is_not_a_key_is_one_clear_line(tmp_path: Path,
 
 def test_demo_without_the_shipped_specs_says_where_it_looked(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    import sandbox.workspace
+    import ml_connector.sandbox.workspace
 
-    monkeypatch.setattr(sandbox.workspace, "REPO", tmp_path / "site-packages")
+    monkeypatch.setattr(ml_connector.sandbox.workspace, "REPO", tmp_path / "site-packages")
     result = cli("demo", "--dir", str(tmp_path / "demo"))
     assert result.exit_code == 2
     assert one_line(result) == (

@@ -8,11 +8,11 @@ from typing import Any
 import httpx
 import pytest
 
-from engine.connection import Connection
-from engine.http.client import ConnectorClient
-from engine.http.errors import FatalError, ReauthorizeError, RecordError
-from engine.http.reader import EntityReader
-from engine.store import State
+from ml_connector.connection import Connection
+from ml_connector.http.client import ConnectorClient
+from ml_connector.http.errors import FatalError, ReauthorizeError, RecordError
+from ml_connector.http.reader import EntityReader
+from ml_connector.store import State
 from tests.engine import configs
 from tests.engine.fakeapi import FakeAPI
 
@@ -205,7 +205,7 @@ def test_secrets_echoed_by_an_api_never_reach_error_messages() -> None:
 
 
 def test_custom_fields_are_read_by_label_and_written_by_key() -> None:
-    from engine.http.catalog import FieldCatalog, LazyCatalog
+    from ml_connector.http.catalog import FieldCatalog, LazyCatalog
 
     api = FakeAPI()
     api.on("GET", "/v2/fields", 200, {"data": [{"key": "a" * 40, "name": "ERP Id"}], "more": True})

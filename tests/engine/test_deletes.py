@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from engine.report import run_table
-from engine.store import State
-from engine.sync.flow import FlowContext, FlowRun, FlowSummary
-from engine.sync.runner import RunSummary
-from engine.transform.mapping import CompiledMapping, content_hash
+from ml_connector.report import run_table
+from ml_connector.store import State
+from ml_connector.sync.flow import FlowContext, FlowRun, FlowSummary
+from ml_connector.sync.runner import RunSummary
+from ml_connector.transform.mapping import CompiledMapping, content_hash
 from tests.engine.configs import entity, mapping
 from tests.engine.fakeapi import FakeAPI
 from tests.engine.flowkit import NOW, client

@@ -8,12 +8,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from engine.http.catalog import LazyCatalog
-from engine.report import run_table
-from engine.spec import load_specs
-from engine.store import State
-from engine.sync.flow import FlowContext, FlowRun, FlowSummary
-from engine.transform.mapping import CompiledMapping
+from ml_connector.http.catalog import LazyCatalog
+from ml_connector.report import run_table
+from ml_connector.spec import load_specs
+from ml_connector.store import State
+from ml_connector.sync.flow import FlowContext, FlowRun, FlowSummary
+from ml_connector.transform.mapping import CompiledMapping
 from tests.engine.configs import entity, mapping
 from tests.engine.fakeapi import FakeAPI
 from tests.engine.flowkit import NOW, SOURCE, client

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from engine.cli import main
-from engine.config import MappingConfig
-from engine.spec import load_specs
-from engine.transform.examples import run_examples
+from ml_connector.cli import main
+from ml_connector.config import MappingConfig
+from ml_connector.spec import load_specs
+from ml_connector.transform.examples import run_examples
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT, _ = load_specs([REPO / "connectors", REPO / "mappings"])

@@ -5,8 +5,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from jinja2.exceptions import SecurityError
 
-from engine.transform.expressions import JinjaExpression, TemplateTree, compile_expression
-from engine.transform.mapping import CompiledMapping, Deferred, MappingError, content_hash
+from ml_connector.transform.expressions import JinjaExpression, TemplateTree, compile_expression
+from ml_connector.transform.mapping import CompiledMapping, Deferred, MappingError, content_hash
 from tests.engine import configs
 
 
@@ -89,7 +89,7 @@ def test_mapping_filter_defer_and_errors() -> None:
 
 
 def test_values_inserted_into_paths_are_encoded() -> None:
-    from engine.transform.expressions import compile_path
+    from ml_connector.transform.expressions import compile_path
 
     path = compile_path("/api/orders/{{ id }}")
     assert path.evaluate({"id": "../customers/C1"}) == "/api/orders/..%2Fcustomers%2FC1"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from engine.store import State
+from ml_connector.store import State
 from tests.engine.fakeapi import FakeAPI
 from tests.engine.flowkit import bodies, flow_spec, run_flow
 

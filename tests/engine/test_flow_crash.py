@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from engine.store import State
-from engine.sync.runner import Runner
-from engine.workspace import Workspace
+from ml_connector.store import State
+from ml_connector.sync.runner import Runner
+from ml_connector.workspace import Workspace
 from tests.engine.fakeapi import FakeAPI
 
 FILES = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.store import State
+from ml_connector.store import State
 from tests.engine.fakeapi import FakeAPI
 from tests.engine.flowkit import bodies, flow_spec, run_flow
 

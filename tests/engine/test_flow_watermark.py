@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from engine.report import run_table
-from engine.store import State
+from ml_connector.report import run_table
+from ml_connector.store import State
 from tests.engine.fakeapi import FakeAPI
 from tests.engine.flowkit import bodies, flow_spec, run_flow
 

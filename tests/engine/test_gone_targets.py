@@ -3,7 +3,7 @@ only a search_then_write flow without an explicit target id may look for or crea
 
 from __future__ import annotations
 
-from engine.store import State
+from ml_connector.store import State
 from tests.engine.configs import entity
 from tests.engine.fakeapi import FakeAPI
 from tests.engine.flowkit import flow_spec

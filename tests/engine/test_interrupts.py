@@ -14,11 +14,11 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-import engine.cli
-from engine.cli import main
-from engine.store import State
-from engine.sync.runner import Runner
-from engine.workspace import Workspace
+import ml_connector.cli
+from ml_connector.cli import main
+from ml_connector.store import State
+from ml_connector.sync.runner import Runner
+from ml_connector.workspace import Workspace
 from tests.engine.fakeapi import FakeAPI
 
 FILES = {
@@ -175,7 +175,7 @@ def test_the_cli_stops_on_a_signal_prints_what_was_done_and_exits_with_its_code(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signum: int, code: int) -> None:
     api = scripted()
     transport = StopAtThirdWrite(api, functools.partial(os.kill, os.getpid(), signum))
-    monkeypatch.setattr(engine.cli, "Runner", functools.partial(Runner, transport=transport))
+    monkeypatch.setattr(ml_connector.cli, "Runner", functools.partial(Runner, transport=transport))
     path = workspace(tmp_path)
 
     result = CliRunner().invoke(main, ["run", "-w", str(path)])

@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 from cryptography.fernet import Fernet
 
-from engine.cli import main
-from engine.connection import Connection
-from engine.http.client import ConnectorClient
-from engine.store import CredentialError, State
+from ml_connector.cli import main
+from ml_connector.connection import Connection
+from ml_connector.http.client import ConnectorClient
+from ml_connector.store import CredentialError, State
 from tests.engine import configs
 from tests.engine.fakeapi import FakeAPI
 from tests.engine.tiny_workspace import write_workspace

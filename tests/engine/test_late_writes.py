@@ -9,12 +9,12 @@ from typing import Any
 
 import httpx
 
-from engine.config.entity import EntityConfig
-from engine.connection import Connection
-from engine.http.client import ConnectorClient
-from engine.store import State
-from engine.sync.flow import FlowContext, FlowRun, FlowSummary
-from engine.transform.mapping import CompiledMapping
+from ml_connector.config.entity import EntityConfig
+from ml_connector.connection import Connection
+from ml_connector.http.client import ConnectorClient
+from ml_connector.store import State
+from ml_connector.sync.flow import FlowContext, FlowRun, FlowSummary
+from ml_connector.transform.mapping import CompiledMapping
 from tests.engine.configs import connector, entity, mapping
 from tests.engine.fakeapi import FakeAPI
 from tests.engine.flowkit import NOW, SOURCE, bodies, flow_spec

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.store import State
-from engine.sync.lookups import IdMapLookups
-from engine.transform.examples import run_examples
-from engine.transform.mapping import CompiledMapping, Deferred, MappingError
+from ml_connector.store import State
+from ml_connector.sync.lookups import IdMapLookups
+from ml_connector.transform.examples import run_examples
+from ml_connector.transform.mapping import CompiledMapping, Deferred, MappingError
 from tests.engine import configs
 
 SPEC = {"flow": "persons", "from": {"connection": "a", "entity": "contact"}, "key": "id",

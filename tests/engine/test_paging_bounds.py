@@ -9,12 +9,12 @@ from typing import Any
 import httpx
 import pytest
 
-from engine.connection import Connection
-from engine.http.catalog import FieldCatalog
-from engine.http.client import ConnectorClient
-from engine.http.errors import FatalError
-from engine.http.reader import EntityReader
-from engine.store import State
+from ml_connector.connection import Connection
+from ml_connector.http.catalog import FieldCatalog
+from ml_connector.http.client import ConnectorClient
+from ml_connector.http.errors import FatalError
+from ml_connector.http.reader import EntityReader
+from ml_connector.store import State
 from tests.engine import configs
 from tests.engine.fakeapi import FakeAPI
 

@@ -15,9 +15,9 @@ from urllib.parse import unquote
 
 import pytest
 
-from engine.http.reader import EntityReader
-from engine.http.writer import EntityWriter, PushItem
-from engine.store import State
+from ml_connector.http.reader import EntityReader
+from ml_connector.http.writer import EntityWriter, PushItem
+from ml_connector.store import State
 from tests.engine import configs
 from tests.engine.fakeapi import FakeAPI
 from tests.engine.flowkit import flow_spec

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from engine.store import State
+from ml_connector.store import State
 from tests.engine.configs import entity
 from tests.engine.fakeapi import FakeAPI
 from tests.engine.flowkit import NOW, flow_spec

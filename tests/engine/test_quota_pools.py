@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from engine.http.catalog import FieldCatalog
-from engine.http.client import ConnectorClient
-from engine.http.reader import EntityReader
-from engine.http.writer import EntityWriter
-from engine.spec import load_specs
+from ml_connector.http.catalog import FieldCatalog
+from ml_connector.http.client import ConnectorClient
+from ml_connector.http.reader import EntityReader
+from ml_connector.http.writer import EntityWriter
+from ml_connector.spec import load_specs
 from tests.engine import configs
 from tests.engine.fakeapi import FakeAPI
 from tests.engine.test_client import API_KEY, make_client

@@ -7,9 +7,9 @@ import asyncio
 import httpx
 import pytest
 
-from engine.http import quotas
-from engine.http.quotas import Quota
-from engine.http.waits import WaitTooLong
+from ml_connector.http import quotas
+from ml_connector.http.quotas import Quota
+from ml_connector.http.waits import WaitTooLong
 from tests.engine.configs import quota
 
 

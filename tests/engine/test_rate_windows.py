@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from engine.http.quotas import Quota
-from engine.spec import load_specs
+from ml_connector.http.quotas import Quota
+from ml_connector.spec import load_specs
 from tests.engine.configs import quota
 from tests.engine.fakeapi import FakeAPI
 from tests.engine.test_client import API_KEY, make_client

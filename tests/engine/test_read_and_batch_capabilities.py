@@ -13,11 +13,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from engine.connection import Connection
-from engine.http.client import ConnectorClient
-from engine.http.reader import EntityReader
-from engine.http.writer import EntityWriter, PushItem
-from engine.store import State
+from ml_connector.connection import Connection
+from ml_connector.http.client import ConnectorClient
+from ml_connector.http.reader import EntityReader
+from ml_connector.http.writer import EntityWriter, PushItem
+from ml_connector.store import State
 from tests.engine import configs
 from tests.engine.fakeapi import FakeAPI
 from tests.engine.test_client import API_KEY, make_client

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from engine.store import State
-from engine.sync.flow import FlowContext, FlowRun
+from ml_connector.store import State
+from ml_connector.sync.flow import FlowContext, FlowRun
 from tests.engine import configs
 
 

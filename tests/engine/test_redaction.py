@@ -13,10 +13,10 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-import engine.cli
-from engine.cli import main
-from engine.http.redact import Redactor
-from engine.sync.runner import Runner
+import ml_connector.cli
+from ml_connector.cli import main
+from ml_connector.http.redact import Redactor
+from ml_connector.sync.runner import Runner
 from tests.engine.fakeapi import FakeAPI
 from tests.engine.tiny_workspace import CONNECTOR, write_workspace
 
@@ -86,7 +86,8 @@ def test_a_token_endpoint_echoing_the_request_leaks_nothing_into_run_json_or_the
     echo = {"error": "invalid_request", "request": {"authorization": f"Basic {PAIR}", "body": form,
                                                     "refresh_token": REFRESH, "client_secret": CLIENT_SECRET}}
     api = FakeAPI().on("POST", "/oauth/token", 400, echo)
-    monkeypatch.setattr(engine.cli, "Runner", functools.partial(Runner, transport=httpx.ASGITransport(app=api.app)))
+    monkeypatch.setattr(ml_connector.cli, "Runner",
+                        functools.partial(Runner, transport=httpx.ASGITransport(app=api.app)))
 
     result = CliRunner().invoke(main, ["run", "--json", "-w", str(workspace)])
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from engine.report import run_table
-from engine.sync.flow import FlowSummary
-from engine.sync.runner import RunSummary
+from ml_connector.report import run_table
+from ml_connector.sync.flow import FlowSummary
+from ml_connector.sync.runner import RunSummary
 
 
 def test_waiting_records_are_totalled_and_named() -> None:

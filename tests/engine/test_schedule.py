@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.store import State
-from engine.sync.runner import Runner
-from engine.sync.schedule import is_due, parse_schedule
-from engine.workspace import Workspace
-from sandbox.workspace import write_workspace
+from ml_connector.sandbox.workspace import write_workspace
+from ml_connector.store import State
+from ml_connector.sync.runner import Runner
+from ml_connector.sync.schedule import is_due, parse_schedule
+from ml_connector.workspace import Workspace
 
 
 def test_parse_schedule() -> None:

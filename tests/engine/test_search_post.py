@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from engine.http.writer import EntityWriter, PushItem, PushResult
-from engine.spec import load_specs
+from ml_connector.http.writer import EntityWriter, PushItem, PushResult
+from ml_connector.spec import load_specs
 from tests.engine import configs
 from tests.engine.fakeapi import FakeAPI
 from tests.engine.test_client import API_KEY, make_client

@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
-from engine.connection import Connection
-from engine.http.client import ClientOptions, ConnectorClient, UncertainWrite
-from engine.http.errors import FatalError, TransientError
-from engine.store import State
+from ml_connector.connection import Connection
+from ml_connector.http.client import ClientOptions, ConnectorClient, UncertainWrite
+from ml_connector.http.errors import FatalError, TransientError
+from ml_connector.store import State
 from tests.engine import configs
 from tests.engine.fakeapi import FakeAPI
 from tests.engine.flowkit import bodies, flow_spec, run_flow

@@ -14,10 +14,10 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-import engine.cli
-from engine.cli import main
-from engine.store import State, StateError
-from engine.sync.runner import Runner
+import ml_connector.cli
+from ml_connector.cli import main
+from ml_connector.store import State, StateError
+from ml_connector.sync.runner import Runner
 from tests.engine.fakeapi import FakeAPI
 from tests.engine.tiny_workspace import FLOW, write_workspace
 
@@ -62,8 +62,8 @@ def test_a_read_only_state_file_is_reported_as_read_only(tmp_path: Path, monkeyp
 
 def killed_after_a_write(path: Path) -> None:
     """A process that opens the state, starts a run and is killed (no clean close, no checkpoint)."""
-    code = (f"import os; from engine.store import State; s = State({str(path)!r}); s.runs.start('killed', 'run'); "
-            "os._exit(9)")
+    code = (f"import os; from ml_connector.store import State; s = State({str(path)!r}); "
+            "s.runs.start('killed', 'run'); os._exit(9)")
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2]).returncode == 9
 
 
@@ -86,7 +86,7 @@ def killed_just_after_the_log_grew_past_a_checkpoint(path: Path) -> None:
     DuckDB checkpoints on its own once its log passes a threshold and removes the log until the next write; a
     kill in that window left the session mark in the file with no log beside it, the signature of a lost log.
     """
-    code = (f"import os; from engine.store import State; s = State({str(path)!r}); wal = {str(path) + '.wal'!r}\n"
+    code = (f"import os; from ml_connector.store import State; s = State({str(path)!r}); wal = {str(path) + '.wal'!r}\n"
             "for i in range(40):\n"
             "    with s.db.transaction():\n"
             "        s.db.execute(\"CREATE TABLE IF NOT EXISTS filler (v VARCHAR)\")\n"
@@ -111,7 +111,7 @@ def test_a_process_killed_after_a_checkpoint_is_not_taken_for_a_lost_log(tmp_pat
 
 TORN_CHECKPOINT = """
 import os
-from engine.store import State
+from ml_connector.store import State
 path = {path!r}
 state = State(path)
 state.runs.start("before", "run")
@@ -157,7 +157,7 @@ def test_a_checkpoint_torn_by_a_kill_is_undone_and_the_log_replays_every_change(
 
 def test_a_second_process_cannot_open_a_state_in_use(tmp_path: Path) -> None:
     path = tmp_path / "state.duckdb"
-    holder = subprocess.Popen([sys.executable, "-c", f"import sys; from engine.store import State; "
+    holder = subprocess.Popen([sys.executable, "-c", f"import sys; from ml_connector.store import State; "
                                f"s = State({str(path)!r}); print('open', flush=True); sys.stdin.read()"],
                               cwd=Path(__file__).resolve().parents[2], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
@@ -209,8 +209,9 @@ def test_serve_waits_while_a_manual_run_holds_the_state_then_runs_its_tick(tmp_p
         holder.wait()
 
     api = FakeAPI().on("GET", "/v2/things", 200, {"data": [{"id": 1, "name": "x", "updated": "2026-01-01"}]})
-    monkeypatch.setattr(engine.cli, "_pause", pause)
-    monkeypatch.setattr(engine.cli, "Runner", functools.partial(Runner, transport=httpx.ASGITransport(app=api.app)))
+    monkeypatch.setattr(ml_connector.cli, "_pause", pause)
+    monkeypatch.setattr(ml_connector.cli, "Runner",
+                        functools.partial(Runner, transport=httpx.ASGITransport(app=api.app)))
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
         result = CliRunner().invoke(main, ["serve", "--once", "--interval", "7", "-w", str(workspace)])
@@ -242,7 +243,7 @@ def test_a_full_disk_fails_the_flow_and_the_run_with_a_clear_message(tmp_path: P
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     import asyncio
 
-    from engine.workspace import Workspace
+    from ml_connector.workspace import Workspace
 
     monkeypatch.setenv("FAKE_KEY", "k-123456")
     api = FakeAPI().on("GET", "/v2/things", 200, {"data": [{"id": 1, "name": "x", "updated": "2026-01-01"}]})

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.store import AuditRow, State, StateError
+from ml_connector.store import AuditRow, State, StateError
 
 
 def test_id_map_upserts_and_looks_up_both_ways() -> None:

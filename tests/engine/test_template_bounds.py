@@ -13,10 +13,10 @@ from contextlib import contextmanager
 import pytest
 from jinja2.exceptions import SecurityError, TemplateError
 
-from engine.spec import SpecError
-from engine.transform.expressions import compile_expression, compile_template
-from engine.transform.mapping import CompiledMapping, MappingError
-from engine.transform.template_bounds import TemplateLimitError
+from ml_connector.spec import SpecError
+from ml_connector.transform.expressions import compile_expression, compile_template
+from ml_connector.transform.mapping import CompiledMapping, MappingError
+from ml_connector.transform.template_bounds import TemplateLimitError
 from tests.engine import configs
 
 

@@ -11,10 +11,10 @@ import asyncio
 import json
 from typing import Any
 
-from engine.config import MappingConfig
-from engine.store import State
-from engine.sync.flow import FlowContext, FlowRun, FlowSummary
-from engine.transform.mapping import CompiledMapping
+from ml_connector.config import MappingConfig
+from ml_connector.store import State
+from ml_connector.sync.flow import FlowContext, FlowRun, FlowSummary
+from ml_connector.transform.mapping import CompiledMapping
 from tests.engine.configs import entity, mapping
 from tests.engine.fakeapi import FakeAPI
 from tests.engine.flowkit import NOW, client

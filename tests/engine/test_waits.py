@@ -9,13 +9,13 @@ from typing import Any
 import httpx
 import pytest
 
-from engine.connection import Connection
-from engine.http.client import ConnectorClient
-from engine.http.errors import TransientError
-from engine.http.waits import UNITS, WaitTooLong, wait_seconds
-from engine.spec import load_schema, load_workspace
-from engine.store import State
-from engine.sync.runner import Runner
+from ml_connector.connection import Connection
+from ml_connector.http.client import ConnectorClient
+from ml_connector.http.errors import TransientError
+from ml_connector.http.waits import UNITS, WaitTooLong, wait_seconds
+from ml_connector.spec import load_schema, load_workspace
+from ml_connector.store import State
+from ml_connector.sync.runner import Runner
 from tests.engine.configs import connector
 from tests.engine.fakeapi import FakeAPI
 from tests.engine.tiny_workspace import BASE, write_workspace

@@ -13,14 +13,14 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from engine.cli import main
-from engine.connection import Connection
-from engine.http.client import ConnectorClient
-from engine.http.errors import FatalError
-from engine.http.writer import EntityWriter, PushAborted, PushItem, PushResult
-from engine.store import State
-from engine.sync.flow import FlowContext, FlowRun, _Mapped
-from engine.transform.mapping import content_hash
+from ml_connector.cli import main
+from ml_connector.connection import Connection
+from ml_connector.http.client import ConnectorClient
+from ml_connector.http.errors import FatalError
+from ml_connector.http.writer import EntityWriter, PushAborted, PushItem, PushResult
+from ml_connector.store import State
+from ml_connector.sync.flow import FlowContext, FlowRun, _Mapped
+from ml_connector.transform.mapping import content_hash
 from tests.engine import configs
 from tests.engine.configs import connector, entity
 from tests.engine.fakeapi import FakeAPI

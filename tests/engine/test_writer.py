@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from engine.http.writer import EntityWriter, PushItem
+from ml_connector.http.writer import EntityWriter, PushItem
 from tests.engine import configs
 from tests.engine.fakeapi import FakeAPI
 from tests.engine.test_client import API_KEY, make_client

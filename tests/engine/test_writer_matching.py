@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from engine.http.catalog import FieldCatalog
-from engine.http.writer import EntityWriter, PushItem, PushResult
-from engine.store import State
-from engine.sync.flow import FlowContext, FlowRun, _Mapped
+from ml_connector.http.catalog import FieldCatalog
+from ml_connector.http.writer import EntityWriter, PushItem, PushResult
+from ml_connector.store import State
+from ml_connector.sync.flow import FlowContext, FlowRun, _Mapped
 from tests.engine import configs
 from tests.engine.fakeapi import FakeAPI
 from tests.engine.test_client import API_KEY, make_client

@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from sandbox.core import ManualClock
-from sandbox.qad import QadSandbox, create_qad_sandbox, iso_ms, parse_timestamp_ms
+from ml_connector.sandbox.core import ManualClock
+from ml_connector.sandbox.qad import QadSandbox, create_qad_sandbox, iso_ms, parse_timestamp_ms
 
 T = TypeVar("T")
 TOKEN_URL = "/clouderp/oauth/token"

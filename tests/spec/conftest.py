@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from engine.cli import main
+from ml_connector.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 WORKSPACE = """\

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from click.testing import Result
 
-from engine.spec import load_schema
+from ml_connector.spec import load_schema
 from tests.spec.conftest import WORKSPACE, SpecCopy
 
 PIPEDRIVE = "connectors/pipedrive.yaml"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.spec.expressions import compile_value
+from ml_connector.spec.expressions import compile_value
 
 
 def test_errors_are_located_inside_template_trees() -> None:

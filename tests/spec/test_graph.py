@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.spec.graph import find_cycles, topological_order
+from ml_connector.spec.graph import find_cycles, topological_order
 
 
 def test_order_respects_dependencies_and_keeps_listed_order_for_ties() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.spec import parse_yaml, validate_document
+from ml_connector.spec import parse_yaml, validate_document
 
 
 def problems(kind: str, text: str) -> list[str]:

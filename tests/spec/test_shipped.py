@@ -10,7 +10,7 @@ import pytest
 from click.testing import Result
 from jsonschema import Draft202012Validator
 
-from engine.spec import SCHEMA_DIR, SpecError, load_specs, load_workspace
+from ml_connector.spec import SCHEMA_DIR, SpecError, load_specs, load_workspace
 from tests.spec.conftest import REPO, WORKSPACE, SpecCopy
 
 FLOWS = [

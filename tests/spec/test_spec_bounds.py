@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
-from engine.spec import SpecError, SpecProblem, load_specs, load_yaml, parse_yaml
-from engine.spec.yamlload import YamlLimits
+from ml_connector.spec import SpecError, SpecProblem, load_specs, load_yaml, parse_yaml
+from ml_connector.spec.yamlload import YamlLimits
 from tests.spec.conftest import SpecCopy
 
 

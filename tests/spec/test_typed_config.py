@@ -12,15 +12,15 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import pytest
 
-import engine.config.connector
-import engine.config.entity
-import engine.config.mapping
-import engine.spec.typed
-from engine.config import ConnectorConfig, Expr, MappingConfig
-from engine.config.build import spec_key
-from engine.spec import SCHEMA_DIR, Spec, load_schema, load_specs
-from engine.spec.schemawalk import schema_walk
-from engine.spec.typed import typed_config
+import ml_connector.config.connector
+import ml_connector.config.entity
+import ml_connector.config.mapping
+import ml_connector.spec.typed
+from ml_connector.config import ConnectorConfig, Expr, MappingConfig
+from ml_connector.config.build import spec_key
+from ml_connector.spec import SCHEMA_DIR, Spec, load_schema, load_specs
+from ml_connector.spec.schemawalk import schema_walk
+from ml_connector.spec.typed import typed_config
 from tests.spec.conftest import REPO
 
 # Two connectors and two mappings that leave out every key the schemas give a default: the bare ones leave out
@@ -179,7 +179,7 @@ def test_every_schema_default_reaches_the_typed_config(kind: str, fixtures: dict
 
 def test_config_fields_default_only_to_none() -> None:
     """A config field that may be absent is None; every other default is written once, in the JSON Schema."""
-    modules = [engine.config.connector, engine.config.entity, engine.config.mapping]
+    modules = [ml_connector.config.connector, ml_connector.config.entity, ml_connector.config.mapping]
     classes: list[type] = [c for m in modules for _, c in inspect.getmembers(m, inspect.isclass)
                            if dataclasses.is_dataclass(c) and c.__module__ == m.__name__]
     assert len(classes) >= 30
@@ -329,7 +329,7 @@ def test_a_spec_the_config_cannot_model_is_a_problem(tmp_path: Path, monkeypatch
     class Narrow:
         connector: str
 
-    monkeypatch.setitem(engine.spec.typed.CONFIGS, "connector", Narrow)
+    monkeypatch.setitem(ml_connector.spec.typed.CONFIGS, "connector", Narrow)
     (tmp_path / "bare.yaml").write_text(BARE_CONNECTOR)
     project, problems = load_specs([tmp_path])
     assert [str(p).split(": ", 1)[1] for p in problems] == [
@@ -377,8 +377,8 @@ def test_the_runtime_keeps_no_second_default_and_compiles_nothing() -> None:
 
 
 def test_an_expansion_of_several_parents_per_call_names_their_key() -> None:
-    from engine.spec import SpecError
-    from engine.spec.typed import connector_config
+    from ml_connector.spec import SpecError
+    from ml_connector.spec.typed import connector_config
 
     base = {"connector": "c", "base_url": "https://c.example",
             "auth": {"k": {"type": "api_key", "header": "x-k", "value": "v"}}}
@@ -390,8 +390,8 @@ def test_an_expansion_of_several_parents_per_call_names_their_key() -> None:
 
 
 def test_a_batch_says_how_its_body_carries_the_records() -> None:
-    from engine.spec import SpecError
-    from engine.spec.typed import connector_config
+    from ml_connector.spec import SpecError
+    from ml_connector.spec.typed import connector_config
 
     create = {"method": "POST", "path": "/things", "batch": {"size": 10}, "results": {"items": "saved", "key": "code"}}
     spec = {"connector": "c", "base_url": "https://c.example",

@@ -9,7 +9,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.spec import SourceMap, SpecError, SpecProblem, field_name, parse_yaml
+from ml_connector.spec import SourceMap, SpecError, SpecProblem, field_name, parse_yaml
 
 KEYS = st.from_regex(r"[a-z][a-z0-9_]{0,7}", fullmatch=True).filter(
     lambda k: k not in {"y", "n", "yes", "no", "on", "off", "true", "false", "null"}
