@@ -14,7 +14,7 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 demo: install
-	$(BIN)/ml-connector demo
+	$(BIN)/ml-connector demo --force
 
 # mypy reads the import name ml_connector through links: engine/'s entries, and sandbox/ as ml_connector/sandbox
 lint: install

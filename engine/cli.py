@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import signal
 import sys
@@ -17,13 +16,34 @@ from typing import Any, NoReturn
 
 import click
 
+from ml_connector.commands.audit_export import export_format, payload_lines
+from ml_connector.commands.discover import discover
+from ml_connector.commands.init import init
+from ml_connector.commands.new import new
+from ml_connector.commands.options import (
+    VERBOSE_HELP,
+    accept_verbose,
+    configure_logging,
+    count_verbose,
+    verbosity,
+    workspace_option,
+)
+from ml_connector.commands.ping import ping
+from ml_connector.commands.preview import preview
+from ml_connector.commands.report import report as report_command
+from ml_connector.commands.secrets import secret
+from ml_connector.commands.state_admin import parked, repush, watermark
 from ml_connector.config import MappingConfig
 from ml_connector.errors import MlConnectorError, SetupError
+from ml_connector.extras import import_from_extra
 from ml_connector.http.redact import REDACTOR
 from ml_connector.report import run_table, table
+from ml_connector.serve_view import idle_line, slots, started_lines, utc_naive
 from ml_connector.spec import SpecError, SpecProblem, load_specs
 from ml_connector.store import StateError
 from ml_connector.store.database import StateLocked
+from ml_connector.sync.progress import close as close_progress
+from ml_connector.sync.progress import for_stream
 from ml_connector.sync.runner import Runner, RunSummary
 from ml_connector.sync.schedule import parse_schedule
 from ml_connector.transform.examples import run_examples
@@ -59,6 +79,14 @@ ERROR_EXIT_CODES: tuple[tuple[type[MlConnectorError], int], ...] = (
 class Main(click.Group):
     """The command group; every error that leaves a command ends here, as one line on stderr and an exit code."""
 
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None,
+                                                                           list[str]]:
+        """Every command, whoever registered it, accepts -v after its name too (`ml-connector run -v`)."""
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None:
+            accept_verbose(command)
+        return name, command, rest
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -70,7 +98,7 @@ class Main(click.Group):
 
 def _fail(ctx: click.Context, exc: Exception) -> NoReturn:
     """Print ``exc`` as one line (a spec error: one line per problem), the traceback too with -vv, and exit."""
-    detailed = ctx.params.get("verbose", 0) >= 2
+    detailed = verbosity(ctx) >= 2
     if detailed:
         click.echo(REDACTOR("".join(traceback.format_exception(exc))), err=True, nl=False)
     code = next((code for kind, code in ERROR_EXIT_CODES if isinstance(exc, kind)), EXIT_UNEXPECTED)
@@ -88,29 +116,45 @@ def _fail(ctx: click.Context, exc: Exception) -> NoReturn:
 
 
 @click.group(cls=Main, epilog=EXIT_CODES_HELP)
-@click.option("-v", "--verbose", count=True, help="-v: progress per page and waits; -vv: every API call, and the "
-                                                  "traceback of an error.")
+@click.version_option(package_name="ml-connector", prog_name="ml-connector",
+                      help="Print the version and exit.")
+@click.option("-v", "--verbose", count=True, callback=count_verbose, help=VERBOSE_HELP + " Also accepted after "
+              "the command.")
 def main(verbose: int) -> None:
-    """ml-connector: a declarative, config-driven sync engine."""
+    """ml-connector: a declarative, config-driven sync engine.
+
+    \b
+    Example:
+      ml-connector validate && ml-connector run -w ws/workspace.yaml -v
+    """
     os.umask(0o077)  # files we create (state, its write-ahead log, key, workspaces) are the owner's alone
-    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("httpx", "httpcore"):  # their lines carry full URLs (query strings may hold keys)
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(verbose)
 
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option(
+    "-w",
     "--workspace",
     "workspace",
     type=click.Path(path_type=Path, dir_okay=False),
     help="Also check this workspace file (and the connectors and integrations it names).",
 )
-def validate(paths: tuple[Path, ...], workspace: Path | None) -> None:
-    """Check specs (default: ./connectors and ./mappings); print problems as file:line: field: message."""
+@click.option("--json", "as_json", is_flag=True, help="Print the problems as JSON.")
+def validate(paths: tuple[Path, ...], workspace: Path | None, as_json: bool) -> None:
+    """Check specs (default: ./connectors and ./mappings); print problems as file:line: field: message.
+
+    \b
+    Example:
+      ml-connector validate connectors mappings -w ws/workspace.yaml
+    """
     targets = list(paths) or [Path(p) for p in DEFAULT_SPEC_PATHS]
     project, problems = load_specs(targets, workspace=workspace)
+    if as_json:
+        click.echo(json.dumps({"files": len(project.files), "problems": [
+            {"file": display_path(p.file), "line": p.line, "field": p.field, "message": p.message}
+            for p in problems]}, indent=2))
+        raise SystemExit(1 if problems else 0)
     for problem in problems:
         click.echo(format_problem(problem))
     files, count = len(project.files), len(problems)
@@ -138,12 +182,6 @@ def _plural(count: int, word: str) -> str:
 
 
 # ---- workspace commands ----------------------------------------------------------------------------------------
-
-workspace_option = click.option(
-    "-w", "--workspace", "workspace_path", type=click.Path(path_type=Path, dir_okay=False),
-    default=lambda: os.environ.get("ML_CONNECTOR_WORKSPACE", "workspace.yaml"), show_default="workspace.yaml",
-    help="The workspace file (connections, state, integrations). Env: ML_CONNECTOR_WORKSPACE.")
-
 
 def _check_flows(workspace: Workspace, flows: tuple[str, ...]) -> list[str] | None:
     """The flows asked for with --flow (None: all); an unknown name is a usage error."""
@@ -203,10 +241,12 @@ def _until_stopped(work: Coroutine[Any, Any, Any], progress: Callable[[], RunSum
 
 def _run(workspace: Workspace, action: Callable[[Runner], Coroutine[Any, Any, Any]]) -> Any:
     state = workspace.state()
-    runner = Runner(workspace.project, state)
+    progress = for_stream(sys.stderr)  # a live table on a terminal, plain lines in a log; never on stdout
+    runner = Runner(workspace.project, state, progress=progress)
     try:
         return _until_stopped(action(runner), lambda: runner.last)
     finally:
+        close_progress(progress)
         state.close()
 
 
@@ -243,7 +283,12 @@ def _report(summary: RunSummary, as_json: bool, plan: bool = False) -> None:
 @click.option("--flow", "flows", multiple=True, help="Only these flows (repeatable); default: all.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 def plan(workspace_path: Path, flows: tuple[str, ...], as_json: bool) -> None:
-    """Dry run: per flow, how many records would be created, updated, left unchanged or deferred. No writes."""
+    """Dry run: per flow, how many records would be created, updated, left unchanged or deferred. No writes.
+
+    \b
+    Example:
+      ml-connector plan -w ws/workspace.yaml --flow items_to_products
+    """
     workspace = Workspace.open(workspace_path)
     selected = _check_flows(workspace, flows)
     _run_and_report(workspace, lambda runner: runner.run(selected, dry_run=True), as_json, plan=True)
@@ -256,7 +301,12 @@ def plan(workspace_path: Path, flows: tuple[str, ...], as_json: bool) -> None:
 @click.option("--full", is_flag=True, help="Re-read whole sources, not only what changed since the watermark.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
 def run(workspace_path: Path, flows: tuple[str, ...], due: bool, full: bool, as_json: bool) -> None:
-    """Run flows once: pull, map, diff, push, record. Exit code 1 when records were parked, 3 when a flow failed."""
+    """Run flows once: pull, map, diff, push, record. Exit code 1 when records were parked, 3 when a flow failed.
+
+    \b
+    Example:
+      ml-connector run -w ws/workspace.yaml --flow items_to_products --json
+    """
     workspace = Workspace.open(workspace_path)
     selected = _check_flows(workspace, flows)
     _run_and_report(workspace, lambda runner: runner.run(selected, due=due, full=full), as_json)
@@ -267,8 +317,13 @@ def run(workspace_path: Path, flows: tuple[str, ...], due: bool, full: bool, as_
 @click.option("--interval", default=30.0, show_default=True, help="Seconds between schedule checks.")
 @click.option("--once", is_flag=True, help="Check the schedules once and exit (for cron).")
 def serve(workspace_path: Path, interval: float, once: bool) -> None:
-    """Run each flow on its own schedule (`schedule: every 15m`) until interrupted (SIGINT, SIGTERM)."""
-    service = Service(Workspace.open(workspace_path), interval)
+    """Run each flow on its own schedule (`schedule: every 15m`) until interrupted (SIGINT, SIGTERM).
+
+    \b
+    Example:
+      ml-connector serve -w ws/workspace.yaml --interval 60
+    """
+    service = Service(Workspace.open(workspace_path), interval, verbose=verbosity(click.get_current_context()))
     try:
         _until_stopped(service.loop(once), lambda: service.runner.last if service.runner else None)
     except Interrupted as stop:
@@ -290,8 +345,12 @@ class Service:
     workspace: Workspace
     interval: float
     runner: Runner | None = None  # the tick's runner while it runs
+    verbose: int = 0  # -v: a line for each idle tick too
 
     async def loop(self, once: bool) -> None:
+        project = self.workspace.project
+        schedules = [(name, project.flows[name].data.get("schedule")) for name in project.flow_order()]
+        click.echo("\n".join(started_lines(schedules, self.interval)), err=True)
         while True:
             try:
                 state = self.workspace.state()
@@ -301,12 +360,16 @@ class Service:
                 continue
             self.runner = Runner(self.workspace.project, state)
             try:
-                summary = await self.runner.run(due=True)
+                now = utc_naive(self.runner.now())
+                found = slots(schedules, state)
+                summary = await self.runner.run(due=True)  # nothing due: no run row
             finally:
                 state.close()
             self.runner = None
             if summary.flows:
                 click.echo(run_table(summary.as_dict()))
+            elif self.verbose:
+                click.echo(idle_line(found, now), err=True)
             if once:
                 return
             await _pause(self.interval)
@@ -314,9 +377,14 @@ class Service:
 
 @main.command()
 @workspace_option
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print flows and recent runs as JSON.")
 def status(workspace_path: Path, as_json: bool) -> None:
-    """Per flow: last run, watermark, records mapped, records pending (deferred / failed), next due."""
+    """Per flow: last run, watermark, records mapped, records pending (deferred / failed), next due.
+
+    \b
+    Example:
+      ml-connector status -w ws/workspace.yaml --json
+    """
     workspace = Workspace.open(workspace_path)
     state = workspace.state()
     try:
@@ -346,23 +414,45 @@ def status(workspace_path: Path, as_json: bool) -> None:
 
 @main.command()
 @workspace_option
-@click.option("--flow")
-@click.option("--run", "run_id")
+@click.option("--flow", help="Only this flow's rows.")
+@click.option("--run", "run_id", help="Only this run's rows (a run id from `status`).")
 @click.option("--key", "source_key", help="A source record key.")
-@click.option("--outcome", type=click.Choice(["ok", "unchanged", "deferred", "failed", "filtered"]))
-@click.option("--limit", default=50, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--outcome", type=click.Choice(["ok", "unchanged", "deferred", "failed", "filtered"]),
+              help="Only rows with this outcome.")
+@click.option("--limit", type=int, help="At most this many rows (default: 50 shown; an export writes all).")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+@click.option("--payload", "payloads", is_flag=True, help="Show what was sent for each record (secrets masked).")
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), help="Export format (default: from the "
+              "--output file's suffix).")
+@click.option("--output", type=click.Path(path_type=Path, dir_okay=False), help="Export the rows to this file.")
 def audit(workspace_path: Path, flow: str | None, run_id: str | None, source_key: str | None,
-          outcome: str | None, limit: int, as_json: bool) -> None:
-    """Recent audit rows (one per record per run), newest first, filterable."""
+          outcome: str | None, limit: int | None, as_json: bool, payloads: bool, fmt: str | None,
+          output: Path | None) -> None:
+    """Recent audit rows (one per record per run), newest first, filterable; with --output, exported to a file.
+
+    \b
+    Example:
+      ml-connector audit --key C000001 --payload
+      ml-connector audit --flow items_to_products --output audit.parquet
+    """
+    export = export_format(fmt, output)
     workspace = Workspace.open(workspace_path)
     state = workspace.state()
     try:
-        rows = state.audit.query(run_id=run_id, flow=flow, source_key=source_key, outcome=outcome, limit=limit)
+        if export is not None and output is not None:
+            count = state.audit.export(output, export, run_id=run_id, flow=flow, source_key=source_key,
+                                       outcome=outcome, limit=limit)
+            click.echo(f"wrote {count} audit {_plural(count, 'row')} to {output} ({export})")
+            return
+        rows = state.audit.query(run_id=run_id, flow=flow, source_key=source_key, outcome=outcome,
+                                 limit=limit or 50)
     finally:
         state.close()
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    if payloads:
+        click.echo("\n".join(payload_lines(rows)))
         return
     columns = ["logged_at", "run_id", "flow", "source_key", "target_id", "action", "outcome", "attempts", "error",
                "note"]
@@ -373,7 +463,12 @@ def audit(workspace_path: Path, flow: str | None, run_id: str | None, source_key
 @workspace_option
 @click.option("--keep", default="90d", show_default=True, help="How much audit history to keep: <n>s|m|h|d.")
 def prune(workspace_path: Path, keep: str) -> None:
-    """Delete audit rows older than --keep. Id maps, watermarks and parked records are never pruned."""
+    """Delete audit rows older than --keep. Id maps, watermarks and parked records are never pruned.
+
+    \b
+    Example:
+      ml-connector prune -w ws/workspace.yaml --keep 30d
+    """
     try:
         days = parse_schedule(keep if keep.startswith("every") else f"every {keep}").total_seconds() / 86400
     except ValueError as exc:
@@ -388,14 +483,19 @@ def prune(workspace_path: Path, keep: str) -> None:
 
 @main.command()
 @workspace_option
-@click.option("--flow")
+@click.option("--flow", help="Records parked by this flow.")
 @click.option("--run", "run_id", help="Records parked by this run.")
 @click.option("--error", "error_like", help="Records whose error contains this text.")
 @click.option("--key", "keys", multiple=True, help="Source keys (repeatable).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
 def replay(workspace_path: Path, flow: str | None, run_id: str | None, error_like: str | None,
            keys: tuple[str, ...], as_json: bool) -> None:
-    """Send parked (failed or deferred) records again now, selected by flow, run, error text or key."""
+    """Send parked (failed or deferred) records again now, selected by flow, run, error text or key.
+
+    \b
+    Example:
+      ml-connector replay -w ws/workspace.yaml --error "Validation failed"
+    """
     workspace = Workspace.open(workspace_path)
     state = workspace.state()
     try:
@@ -414,7 +514,12 @@ def replay(workspace_path: Path, flow: str | None, run_id: str | None, error_lik
 @main.command("test")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 def test_examples(paths: tuple[Path, ...]) -> None:
-    """Run the `examples` of every mapping spec (default: ./mappings). Exit code 2 when there is none."""
+    """Run the `examples` of every mapping spec (default: ./mappings). Exit code 2 when there is none.
+
+    \b
+    Example:
+      ml-connector test mappings
+    """
     searched = list(paths) or [Path("mappings")]
     targets = [*searched, Path("connectors")] if Path("connectors").exists() else searched
     project, _problems = load_specs(targets)
@@ -438,47 +543,29 @@ def test_examples(paths: tuple[Path, ...]) -> None:
         raise SystemExit(1)
 
 
-@main.group()
-def secret() -> None:
-    """The encrypted credential store (what `store:NAME` secret references read)."""
-
-
-@secret.command("set")
-@workspace_option
-@click.argument("name")
-@click.option("--value", prompt=True, hide_input=True, help="The value (prompted, hidden, when not given).")
-def secret_set(workspace_path: Path, name: str, value: str) -> None:
-    """Store a secret, encrypted with the workspace key (ML_CONNECTOR_KEY or the key file beside the state)."""
-    state = Workspace.open(workspace_path).state()
-    try:
-        state.credentials.put(name, value)
-    finally:
-        state.close()
-    click.echo(f"stored {name}; refer to it as store:{name}")
-
-
-@secret.command("list")
-@workspace_option
-def secret_list(workspace_path: Path) -> None:
-    """Names in the credential store (never values)."""
-    state = Workspace.open(workspace_path).state()
-    try:
-        for name in state.credentials.names():
-            click.echo(name)
-    finally:
-        state.close()
+main.add_command(secret)
+main.add_command(init)
+main.add_command(ping)  # engine/commands/ping.py
+main.add_command(new)  # engine/commands/new.py
+main.add_command(preview)  # engine/commands/preview.py
+main.add_command(discover)  # engine/commands/discover.py
 
 
 # ---- sandboxes and demo ------------------------------------------------------------------------------------------
 
 @main.group()
 def sandbox() -> None:
-    """Local simulators of the connected systems."""
+    """Local simulators of the connected systems.
+
+    \b
+    Example:
+      ml-connector sandbox up --write-workspace ws
+    """
 
 
 @sandbox.command("up")
 @click.option("--only", "names", multiple=True, help="Only these sandboxes (repeatable).")
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
 @click.option("--write-workspace", type=click.Path(path_type=Path, file_okay=False),
               help="Also write workspace.yaml for these sandboxes into this directory.")
 @click.option("--customers", default=300, show_default=True, help="Customers seeded in the ERP sandbox.")
@@ -486,9 +573,13 @@ def sandbox() -> None:
 @click.option("--random-ports", is_flag=True, help="Let the system pick free ports instead of 8701, 8702, ...")
 def sandbox_up(names: tuple[str, ...], host: str, write_workspace: Path | None, customers: int, items: int,
                random_ports: bool) -> None:
-    """Serve the sandboxes over HTTP, print their URLs, and serve until interrupted."""
-    from ml_connector.sandbox.up import serve_sandboxes
+    """Serve the sandboxes over HTTP, print their URLs, and serve until interrupted.
 
+    \b
+    Example:
+      ml-connector sandbox up --random-ports --write-workspace ws
+    """
+    serve_sandboxes = import_from_extra("ml_connector.sandbox.up", "sandbox").serve_sandboxes
     serve_sandboxes(list(names) or None, host=host, workspace_dir=write_workspace,
                     sizes={"customers": customers, "items": items}, echo=click.echo, random_ports=random_ports)
 
@@ -496,12 +587,21 @@ def sandbox_up(names: tuple[str, ...], host: str, write_workspace: Path | None, 
 @main.command()
 @click.option("--dir", "directory", type=click.Path(path_type=Path, file_okay=False), default=Path("demo-workspace"),
               show_default=True, help="Where the demo writes its workspace and state.")
-def demo(directory: Path) -> None:
-    """Start the sandboxes, run the shipped integration end to end, and show what happened."""
-    from ml_connector.sandbox.demo import run_demo
+@click.option("--force", is_flag=True, help="Replace the state and workspace an earlier demo left in --dir.")
+def demo(directory: Path, force: bool) -> None:
+    """Start the sandboxes, run the shipped integration end to end, and show what happened.
 
-    sys.exit(run_demo(directory, echo=click.echo))
+    \b
+    Example:
+      ml-connector demo --dir demo-workspace --force
+    """
+    run_demo = import_from_extra("ml_connector.sandbox.demo", "sandbox").run_demo
+    sys.exit(run_demo(directory, echo=click.echo, force=force))
 
+
+main.add_command(report_command)  # engine/commands/report.py
+for _admin in (parked, watermark, repush):  # engine/commands/state_admin.py
+    main.add_command(_admin)
 
 if __name__ == "__main__":
     main()

@@ -10,7 +10,7 @@ from typing import Any
 
 from ml_connector.errors import SetupError
 from ml_connector.report import run_table
-from ml_connector.sandbox import workspace as sandbox_workspace
+from ml_connector.resources import shipped_specs
 from ml_connector.sandbox.pipedrive import create_pipedrive_sandbox
 from ml_connector.sandbox.qad import create_qad_sandbox
 from ml_connector.sandbox.serve import SandboxServer
@@ -38,20 +38,28 @@ def _check(ok: bool, what: str, echo: Echo) -> bool:
 
 
 def _check_shipped_specs() -> None:
-    """The demo runs the shipped specs, which live in a source checkout beside the packages, not in a wheel."""
-    needed = [sandbox_workspace.REPO / "connectors", sandbox_workspace.REPO / "mappings" / "qad-pipedrive"]
-    if not all(path.is_dir() for path in needed):
-        raise SetupError(f"the demo needs the shipped connectors/ and mappings/ of a source checkout, not found at "
-                         f"{needed[0]} and {needed[1]} (an installed package carries only the engine; clone the "
-                         f"repository and run the demo there)")
+    """The demo runs the shipped specs (installed with the package as data, or a checkout's own folders)."""
+    specs = shipped_specs()
+    if not (specs / "mappings" / "qad-pipedrive").is_dir():
+        raise SetupError(f"the demo needs the shipped integration mappings/qad-pipedrive, not found in {specs}")
 
 
-def run_demo(directory: Path, echo: Echo = print) -> int:
+def _make_room(directory: Path, force: bool) -> None:
+    """An earlier demo's state and workspace are replaced only with --force: the folder may hold a user's work."""
+    found = [name for name in ("state", "workspace.yaml") if (directory / name).exists()]
+    if found and not force:
+        raise SetupError(f"{directory} already holds a state or workspace ({', '.join(found)}); pass --force to "
+                         "replace them, or choose another --dir")
+    if (directory / "state").exists():
+        shutil.rmtree(directory / "state")
+    (directory / "workspace.yaml").unlink(missing_ok=True)
+
+
+def run_demo(directory: Path, echo: Echo = print, *, force: bool = False) -> int:
     """Run the demo; 0 when every step did what it should."""
     _check_shipped_specs()
     apply_env()
-    if (directory / "state").exists():
-        shutil.rmtree(directory / "state")
+    _make_room(directory, force)
     server = SandboxServer()
     try:
         erp = create_qad_sandbox(customers=300, items=200)

@@ -11,7 +11,7 @@ from typing import Any
 
 from ml_connector.sandbox.registry import SANDBOXES, create_sandbox, default_port
 from ml_connector.sandbox.serve import SandboxServer
-from ml_connector.sandbox.workspace import SANDBOX_ENV, write_workspace
+from ml_connector.sandbox.workspace import SANDBOX_ENV, refuse_to_overwrite, write_workspace
 
 SIZE_OPTIONS = {"qad": ("customers", "items")}
 
@@ -20,6 +20,8 @@ def serve_sandboxes(names: list[str] | None, *, host: str = "127.0.0.1", workspa
                     sizes: dict[str, int] | None = None, echo: Callable[[str], Any] = print,
                     random_ports: bool = False) -> None:
     """Start the named sandboxes (default: all), print where they are, block until SIGINT/SIGTERM."""
+    if workspace_dir is not None:
+        refuse_to_overwrite(workspace_dir, "sandbox up")  # before any port is taken
     server = SandboxServer(host=host)
     urls: dict[str, str] = {}
     try:
@@ -29,7 +31,7 @@ def serve_sandboxes(names: list[str] | None, *, host: str = "127.0.0.1", workspa
             urls[name] = served.url
             echo(f"{name:10} {served.url}   (admin: {served.url}/_admin/requests)")
         if workspace_dir is not None:
-            path = write_workspace(workspace_dir, urls)
+            path = write_workspace(workspace_dir, urls, overwrite=False)
             echo(f"workspace  {path}")
             echo("export the sandbox credentials before running the engine:")
             for key, value in SANDBOX_ENV.items():

@@ -8,7 +8,8 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from ml_connector.errors import SetupError
+from ml_connector.resources import shipped_specs
 
 # The sandboxes' default credentials, handed to the engine through environment variables, as a user would.
 SANDBOX_ENV = {
@@ -56,14 +57,36 @@ def connections(urls: dict[str, str], pipedrive_auth: str = "api_token") -> dict
     return entries
 
 
+class WorkspaceExists(SetupError):
+    """A workspace file is where one would be written: a user's file is never replaced."""
+
+
+def refuse_to_overwrite(directory: Path, command: str) -> None:
+    """Raise WorkspaceExists when ``directory`` already holds a workspace.yaml (checked before anything starts)."""
+    path = directory / "workspace.yaml"
+    if path.exists():
+        raise WorkspaceExists(f"{path} exists; {command} never replaces a workspace: remove it or choose another "
+                              "--write-workspace folder")
+
+
 def write_workspace(directory: Path, urls: dict[str, str], *, pipedrive_auth: str = "api_token",
-                    state: str = "state/ml-connector.duckdb") -> Path:
-    """Write ``workspace.yaml`` for the QAD <-> Pipedrive integration against the given sandbox URLs."""
+                    state: str = "state/ml-connector.duckdb", overwrite: bool = True) -> Path:
+    """Write ``workspace.yaml`` for the QAD <-> Pipedrive integration against the given sandbox URLs.
+
+    ``overwrite=False``: a workspace.yaml already there is refused (WorkspaceExists), never replaced.
+    """
+    if not overwrite:
+        refuse_to_overwrite(directory, "this command")
+    if (directory / "connectors").is_dir() and (directory / "mappings" / "qad-pipedrive").is_dir():
+        connectors, integration = "connectors", "mappings/qad-pipedrive"  # a project made by `init`: its own copies
+    else:  # a checkout's own folders, or the data installed with the package
+        specs = shipped_specs()
+        connectors, integration = str(specs / "connectors"), str(specs / "mappings" / "qad-pipedrive")
     directory.mkdir(parents=True, exist_ok=True)
     document = {
         "state": state,
-        "connectors": [str(REPO / "connectors")],
-        "integrations": [str(REPO / "mappings" / "qad-pipedrive")],
+        "connectors": [connectors],
+        "integrations": [integration],
         "connections": connections(urls, pipedrive_auth),
     }
     path = directory / "workspace.yaml"

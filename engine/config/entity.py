@@ -14,6 +14,17 @@ from ml_connector.config.expr import Expr
 
 
 @dataclass(frozen=True, kw_only=True)
+class FieldDeclConfig:
+    """A declared field of a record: what validate checks mappings against (`fields` of an entity or expand)."""
+
+    type: Literal["string", "number", "integer", "boolean", "date", "datetime", "object", "array", "any"]
+    required: bool
+    writable: bool
+    description: str | None = None
+    fields: Mapping[str, FieldDeclConfig] | None = None  # of an object, or of each object of an array
+
+
+@dataclass(frozen=True, kw_only=True)
 class CatalogConfig:
     """Where the label -> id catalog of custom fields is read."""
 
@@ -91,6 +102,7 @@ class ExpandConfig:
     paginator: str | None = None
     parent_key: str | None = None  # None: one parent per call (batch 1)
     quota: str | None = None
+    fields: Mapping[str, FieldDeclConfig] | None = None  # None: not declared, not checked
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -241,6 +253,7 @@ class EntityConfig:
 
     key: str
     updated: str | None = None
+    fields: Mapping[str, FieldDeclConfig] | None = None  # None: not declared, not checked
     custom_fields: CustomFieldsConfig | None = None
     read: ReadConfig | None = None
     get: GetConfig | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from ml_connector.errors import MlConnectorError
 from ml_connector.http.auth import Auth, Vault, build_auth
 from ml_connector.http.bodies import BodyMismatch, BodyTooLarge, RecordsAt, receive
 from ml_connector.http.errors import (
+    ConnectorError,
     FatalError,
     NeedsReauth,
     RateLimited,
@@ -49,6 +51,28 @@ log = logging.getLogger("ml_connector.http")
 
 class UncertainWrite(TransientError):
     """A non-idempotent write may or may not have happened (timeout, dropped connection, 5xx)."""
+
+
+class Unreachable(FatalError):
+    """The host cannot be reached at all (its name does not resolve, nothing listens): not worth a retry loop."""
+
+
+def _unreachable(connection: str, exc: httpx.ConnectError) -> ConnectorError:
+    """A connect failure named by host: a DNS failure or a refused connection stops the flow at once; any other
+    (a TLS handshake, a reset) stays worth the usual retries. Nothing was sent either way."""
+    url = exc.request.url
+    host = f"{url.host}:{url.port}" if url.port else url.host
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, socket.gaierror):
+            reason = cause.strerror or str(cause)
+            return Unreachable(f"connection {connection}: cannot reach {host}: the name does not resolve "
+                               f"(DNS: {reason})")
+        if isinstance(cause, ConnectionRefusedError):
+            return Unreachable(f"connection {connection}: cannot reach {host}: connection refused (nothing listens "
+                               "there)")
+        cause = cause.__cause__ or cause.__context__
+    return TransientError(f"connection {connection}: cannot reach {host}: {exc or type(exc).__name__}")
 
 
 @dataclass
@@ -223,7 +247,14 @@ class ConnectorClient:
                     safe: bool, is_read: bool, records: RecordsAt | None = None) -> Reply:
         headers = dict(self.headers)
         query: dict[str, Any] = {k: v for k, v in (params or {}).items() if v is not None}
-        await self.auth.apply(self.http, headers, query)  # first: a token may name the base URL
+        try:
+            await self.auth.apply(self.http, headers, query)  # first: a token may name the base URL
+        except TransientError as exc:  # a token endpoint that cannot be reached at all stops here too
+            unreachable = _unreachable(self.connection.name, exc.__cause__) \
+                if isinstance(exc.__cause__, httpx.ConnectError) else None
+            if isinstance(unreachable, Unreachable):
+                raise unreachable from exc
+            raise
         url = _join(self.base_url, path)
         queued = time.monotonic()
         async with pool:
@@ -244,8 +275,8 @@ class ConnectorClient:
             except BodyTooLarge as exc:  # the same next time: refused, not retried (a write may have happened)
                 message = f"{method} {url.path} -> HTTP {exc.status}: {exc}"
                 raise (FatalError(message) if safe else UncertainWrite(message)) from None
-            except httpx.ConnectError as exc:  # nothing was sent: always safe to retry
-                raise TransientError(f"{method} {url.path}: cannot connect ({type(exc).__name__})") from exc
+            except httpx.ConnectError as exc:  # nothing was sent: safe to retry, unless the host is unreachable
+                raise _unreachable(self.connection.name, exc) from exc
             except httpx.TransportError as exc:
                 message = f"{method} {url.path}: {type(exc).__name__}"
                 raise (TransientError(message) if safe else UncertainWrite(message)) from exc

@@ -24,6 +24,7 @@ from typing import Any
 
 from ml_connector.config import Expr
 from ml_connector.config.entity import EntityConfig
+from ml_connector.http.bodies import RecordsAt
 from ml_connector.http.catalog import FieldCatalog
 from ml_connector.http.client import ConnectorClient, Reply, UncertainWrite
 from ml_connector.http.errors import FatalError, RecordError, TransientError
@@ -145,14 +146,19 @@ class EntityWriter:
         return self.create if action == CREATE else self.update
 
     async def fetch(self, target_id: str) -> dict[str, Any] | None:
-        """The target record as the API stores it (None: it does not exist)."""
+        """The target record as the API stores it (None: it does not exist, as a 404 says).
+
+        A 200 without the record (a proxy's page, a cut-off or empty body) proves nothing: it is retried like any
+        read, never taken for "no such record" (a search hit dropped so would be created a second time).
+        """
         if self._get is None:
             raise FatalError(f"{self.entity}: reading a record back needs a get operation")
         get = self._get
         context = {**self.client.context, "id": target_id}
         try:
             reply = await self.client.request("GET", str(_path(get.path, context)),
-                                              params=get.params.evaluate(context), quota=get.quota)
+                                              params=get.params.evaluate(context), quota=get.quota,
+                                              records=RecordsAt(get.record, single=True))
         except RecordError as exc:
             if exc.status == 404:
                 return None
@@ -384,12 +390,14 @@ class _Push:
         else:
             await self._reread(job)
 
-    async def _find(self, item: PushItem, action: str) -> tuple[bool, dict[str, Any] | None]:
-        """(still going, the one target record matching the item or None); a failure is recorded here."""
+    async def _find(self, item: PushItem, action: str, *, unknown: bool = False
+                    ) -> tuple[bool, dict[str, Any] | None]:
+        """(still going, the one target record matching the item or None); a failure is recorded here (``unknown``:
+        as a create of unknown outcome, which a later run must still look for before creating it)."""
         try:
             hits = await self.w.finder.find(item.match_value)
         except RecordError as exc:
-            self.fail(item, action, str(exc))
+            self.fail(item, action, str(exc), unknown=unknown)
             return False, None
         if len(hits) > 1:
             ids = ", ".join(str(h.get(self.w.key_field)) for h in hits[:5])
@@ -436,11 +444,14 @@ class _Push:
         [item] = job.items
         try:
             await self.w.finder.refresh_after_uncertain(job.failed_at)
-            going, hit = await self._find(item, job.action)
+            going, hit = await self._find(item, job.action, unknown=True)
         except asyncio.CancelledError:  # stopped mid-check: the create may have landed, so it is parked as such
             self.stopping = True
             self.unknown(item, job.action, job.reason, job.failed_at)
             raise
+        except TransientError as exc:  # the views could not be read (retries spent): still unknown, not the push's end
+            self.fail(item, job.action, f"outcome unknown: {job.reason}; looking for it failed: {exc}", unknown=True)
+            return
         if not going:
             return
         if hit is not None:
@@ -452,7 +463,7 @@ class _Push:
         """A create an earlier run left unknown: found = it landed (sent again as an update when the record has
         changed since); not found = it never did, create it."""
         [item] = job.items
-        going, hit = await self._find(item, job.action)
+        going, hit = await self._find(item, job.action, unknown=True)
         if not going:
             return
         if hit is None:

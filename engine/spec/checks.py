@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from ml_connector.spec.checkutil import as_dict, get_path, problem, unknown
+from ml_connector.spec.connector_names import check_connector_names
+from ml_connector.spec.field_checks import check_connector_fields
 from ml_connector.spec.flow_checks import check_cycles, check_flow, schedule_seconds
 from ml_connector.spec.model import Project, Spec
 from ml_connector.spec.paging_checks import check_body_paging
@@ -69,6 +71,8 @@ def check_connector(spec: Spec) -> list[SpecProblem]:
                                     "a GET search sends no body (use method: POST)"))
     problems += check_body_paging(spec)
     problems += check_write_steps(spec)
+    problems += check_connector_fields(spec)
+    problems += check_connector_names(spec)
     return problems
 
 

@@ -7,20 +7,25 @@ does not compile is a problem at its own field. See `engine.config.expr` for the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import difflib
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import jinja2
-from jinja2 import nodes
+from jinja2 import meta, nodes
 from jmespath import exceptions as jmespath_errors
 
 from ml_connector.config import EXPRESSION_KINDS, Expr, ExpressionKind, compile_expr
+from ml_connector.spec.checkutil import did_you_mean
 from ml_connector.spec.problems import JsonPath
 from ml_connector.spec.schemas import Kind
 from ml_connector.spec.schemawalk import schema_walk
 from ml_connector.transform.expressions import ENV, PATH_ENV, is_template
 
 LOOKUP_FUNCTIONS = ("lookup", "lookup_source")
+#: What a template may call: the environment's functions, and in mappings the id-map lookups the runtime passes.
+CONNECTOR_FUNCTIONS = frozenset(ENV.globals)
+MAPPING_FUNCTIONS = CONNECTOR_FUNCTIONS | frozenset(LOOKUP_FUNCTIONS)
 TAG = "x-expression"
 
 Located = tuple[JsonPath, str]
@@ -45,25 +50,34 @@ def compile_expressions(kind: Kind, data: Any) -> tuple[dict[JsonPath, Expr], li
     """Every tagged value of `data` compiled, and the (path, message) of each that does not compile."""
     compiled: dict[JsonPath, Expr] = {}
     problems: list[Located] = []
+    functions = MAPPING_FUNCTIONS if kind == "mapping" else CONNECTOR_FUNCTIONS
     for path, (expression_kind, value) in tagged_values(kind, data).items():
-        expr, errors = compile_value(expression_kind, value, path)
+        expr, errors = compile_value(expression_kind, value, path, functions)
         problems += errors
         if expr is not None:
             compiled[path] = expr
     return compiled, problems
 
 
-def compile_value(kind: ExpressionKind, value: Any, path: JsonPath) -> tuple[Expr | None, list[Located]]:
-    """`value` compiled as `kind`, or the problems of each string inside it that does not compile."""
+def compile_value(
+    kind: ExpressionKind, value: Any, path: JsonPath, functions: frozenset[str] | None = None
+) -> tuple[Expr | None, list[Located]]:
+    """`value` compiled as `kind`, or the problems of each string inside it that does not compile.
+
+    `functions` are the names a template may call (default: those of a mapping, lookups included).
+    """
+    functions = MAPPING_FUNCTIONS if functions is None else functions
     strings_only = kind in ("jmespath", "path")
     if not isinstance(value, str) if strings_only else kind == "mapping" and isinstance(value, (dict, list)):
         return None, []  # the schema reports the wrong type
     try:
         expr = compile_expr(kind, value)
     except (jmespath_errors.JMESPathError, jinja2.TemplateError) as exc:  # say where inside `value`, and why
-        errors = [(leaf, error) for leaf, text in strings(value, path) if (error := _error(kind, text, True))]
+        errors = [(leaf, error) for leaf, text in strings(value, path)
+                  if (error := _error(kind, text, True, functions))]
         return None, errors or [(path, str(exc))]
-    errors = [(leaf, error) for leaf, text in strings(value, path) if (error := _error(kind, text, False))]
+    errors = [(leaf, error) for leaf, text in strings(value, path)
+              if (error := _error(kind, text, False, functions))]
     return (None, errors) if errors else (expr, [])
 
 
@@ -92,31 +106,52 @@ def lookup_calls(template: str) -> list[tuple[str, str]]:
     return calls
 
 
-def _error(kind: ExpressionKind, text: str, compile_it: bool) -> str | None:
-    """Why one string does not compile as `kind` (checked only when `compile_it`), or uses an unknown filter."""
+def _error(kind: ExpressionKind, text: str, compile_it: bool, functions: frozenset[str]) -> str | None:
+    """Why one string does not compile as `kind` (checked only when `compile_it`), or uses an unknown filter,
+    test or function."""
     if compile_it:
         try:
             compile_expr(kind, text)
         except jmespath_errors.JMESPathError as exc:
             return _jmespath_message(exc)
-        except jinja2.TemplateError as exc:
-            return _jinja_message(exc.message or str(exc), text, getattr(exc, "lineno", None))
+        except jinja2.TemplateError as exc:  # an unknown filter or test is said with a close name, if there is one
+            unknown = _parsed_unknown_name(text, PATH_ENV if kind == "path" else ENV, functions)
+            return _jinja_message(unknown or exc.message or str(exc), text, getattr(exc, "lineno", None))
     if kind != "jmespath" and is_template(text):
-        unknown = _unknown_name(text, PATH_ENV if kind == "path" else ENV)
+        unknown = _unknown_name(text, PATH_ENV if kind == "path" else ENV, functions)
         return _jinja_message(unknown, text, None) if unknown else None
     return None
 
 
-def _unknown_name(template: str, env: jinja2.Environment) -> str | None:
-    """A filter or test the environment lacks; Jinja itself defers those inside `{% if %}` to run time."""
+def _unknown_name(template: str, env: jinja2.Environment, functions: frozenset[str]) -> str | None:
+    """A filter, test or function the template cannot have: Jinja defers unknown filters inside `{% if %}` to run
+    time, and a call to an unknown name fails only when a record reaches it."""
     tree = env.parse(template)
     for node in tree.find_all(nodes.Filter):
         if node.name not in env.filters:
-            return f"no filter named '{node.name}'"
+            return f"no filter named '{node.name}'" + _close(node.name, env.filters)
     for test in tree.find_all(nodes.Test):
         if test.name not in env.tests:
-            return f"no test named '{test.name}'"
+            return f"no test named '{test.name}'" + _close(test.name, env.tests)
+    free = meta.find_undeclared_variables(tree)  # names the template does not define itself ({% set %}, macros)
+    for call in tree.find_all(nodes.Call):
+        name = call.node.name if isinstance(call.node, nodes.Name) else None
+        if name is not None and name in free and name not in functions:
+            return f"no function named '{name}'" + did_you_mean(name, sorted(functions))
     return None
+
+
+def _parsed_unknown_name(template: str, env: jinja2.Environment, functions: frozenset[str]) -> str | None:
+    try:
+        return _unknown_name(template, env, functions)
+    except jinja2.TemplateSyntaxError:
+        return None
+
+
+def _close(name: str, known: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` for a close name; nothing else (the lists of filters and tests are long)."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _jinja_message(message: str, template: str, line: int | None) -> str:

@@ -9,6 +9,7 @@ from ml_connector.spec.checkutil import as_dict, as_list, listing, problem, unkn
 from ml_connector.spec.delete_checks import check_on_delete
 from ml_connector.spec.ensure_checks import check_ensure_fields
 from ml_connector.spec.expressions import jinja_sources, lookup_calls
+from ml_connector.spec.field_checks import check_mapping_fields
 from ml_connector.spec.graph import find_cycles
 from ml_connector.spec.model import Project, Spec
 from ml_connector.spec.problems import JsonPath, SpecProblem
@@ -49,6 +50,7 @@ def check_flow(project: Project, spec: Spec) -> list[SpecProblem]:
     problems += check_reverse(project, spec)
     if spec.name in project.flow_integration:
         problems += _connection_problems(project, spec)
+        problems += check_mapping_fields(project, spec)
     return problems
 
 
@@ -84,11 +86,17 @@ def _example_problems(project: Project, spec: Spec) -> list[SpecProblem]:
 
 
 def _lookup_problems(project: Project, spec: Spec, path: JsonPath, template: str) -> list[SpecProblem]:
-    return [
-        problem(spec, path, f"{function}() names {unknown('flow', flow, project.flows)}")
-        for function, flow in lookup_calls(template)
-        if flow not in project.flows
-    ]
+    """A lookup names a known flow, and one this flow depends on: run order and deferral retries follow depends_on."""
+    depends = as_list(spec.data.get("depends_on"))
+    problems = []
+    for function, flow in lookup_calls(template):
+        if flow not in project.flows:
+            problems.append(problem(spec, path, f"{function}() names {unknown('flow', flow, project.flows)}"))
+        elif flow not in depends and flow != spec.name:
+            problems.append(problem(spec, path, f"{function}() reads flow '{flow}', which is not in depends_on: "
+                                    "add it there, so that flow runs first and records waiting for it are retried "
+                                    "after it"))
+    return problems
 
 
 def _connection_problems(project: Project, spec: Spec) -> list[SpecProblem]:

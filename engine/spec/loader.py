@@ -7,7 +7,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ml_connector.spec.cascades import follows_from_unreadable, named_in
 from ml_connector.spec.checks import run_checks
+from ml_connector.spec.context import context_files, is_flow_or_broken
 from ml_connector.spec.model import Project, Spec, SpecKind
 from ml_connector.spec.problems import SpecError, SpecProblem, field_name, sort_problems
 from ml_connector.spec.schemas import validate_document
@@ -71,6 +73,8 @@ class _Loader:
         self.specs: dict[Path, Spec | None] = {}
         self.files: list[Path] = []
         self.problems: list[SpecProblem] = []
+        self.unreadable: set[tuple[str, str]] = set()  # (kind, name) of specs whose YAML did not load
+        self.unlisted: set[Path] = set()  # files in an integration folder its flows do not list
 
     def load(self, paths: list[Path], workspace_path: Path | None) -> tuple[Project, list[SpecProblem]]:
         files = self._existing(paths)
@@ -79,13 +83,16 @@ class _Loader:
             workspace = self._workspace(workspace_path)
             if workspace is not None:
                 files += self._workspace_files(workspace)
+        else:  # one file or folder is checked with what it refers to: its integration and the connectors
+            files += discover(context_files(paths, self.limits))
         loaded = [spec for spec in (self.read(path) for path in _unique(files)) if spec is not None]
         workspace = workspace or self._single_workspace(loaded)
         connectors = self._by_name([s for s in loaded if s.kind == "connector"])
         integrations = self._by_name([s for s in loaded if s.kind == "integration"])
         flows, flow_integration = self._flows(integrations, [s for s in loaded if s.kind == "mapping"])
         project = Project(connectors, integrations, flows, flow_integration, workspace, list(self.files))
-        return project, sort_problems([*self.problems, *run_checks(project)])
+        checked = [p for p in run_checks(project) if not follows_from_unreadable(p, self.unreadable)]
+        return project, sort_problems([*self.problems, *checked])
 
     def read(self, path: Path) -> Spec | None:
         """Parse, classify and schema-check one file (once); None if it is not a usable spec."""
@@ -98,6 +105,7 @@ class _Loader:
             data, source = load_yaml(path, self.limits)
         except SpecError as error:
             self.problems += error.problems
+            self.unreadable |= named_in(path, self.limits)
             return None
         self.problems += source.problems
         kind = _classify(data)
@@ -242,7 +250,7 @@ class _Loader:
                 if self._add_flow(flows, spec, integration.name, owner):
                     owner[spec.name] = integration.name
         for spec in loose:
-            if spec.path.resolve() not in claimed_by:
+            if spec.path.resolve() not in claimed_by and spec.path.resolve() not in self.unlisted:
                 self._add_flow(flows, spec, None, owner)
         return flows, owner
 
@@ -262,6 +270,7 @@ class _Loader:
                 if spec is not None and spec.kind == "mapping":
                     claimed.append((spec, ("integration",)))
             return claimed
+        self._unlisted(integration, listed)
         for index, entry in enumerate(listed):
             if not isinstance(entry, str):
                 continue
@@ -290,6 +299,31 @@ class _Loader:
             elif spec is not None:
                 claimed.append((spec, where))
         return claimed
+
+    def _unlisted(self, integration: Spec, listed: list[Any]) -> None:
+        """One rule for validate and run: every YAML file beside an integration file is one of its flows.
+
+        A mapping the list leaves out would pass validate and never run; a stray copy (`x.yml`, `x copy.yaml`)
+        would be checked by validate and ignored by run.
+        """
+        folder = integration.path.parent
+        named = {_join(folder, entry).resolve() for entry in listed if isinstance(entry, str)}
+        for path in discover([folder]):
+            key = path.resolve()
+            if path.parent.resolve() != folder.resolve() or key == integration.path.resolve() or key in named:
+                continue
+            if not is_flow_or_broken(path, self.limits):
+                continue
+            self.unlisted.add(key)
+            self.problems.append(
+                SpecProblem(
+                    str(path),
+                    1,
+                    "(root)",
+                    f"not listed in the flows of integration '{integration.name}' ({integration.path.name}), so it "
+                    "would never run: add it to flows, or move it out of the folder",
+                )
+            )
 
     def _add_flow(self, flows: dict[str, Spec], spec: Spec, integration: str | None, owner: dict[str, str]) -> bool:
         """Flow names are global in a workspace: the state, `--flow`, `depends_on` and lookups name a flow by it."""

@@ -11,6 +11,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from ml_connector.spec.problems import JsonPath, SpecError, SpecProblem, field_name
+from ml_connector.spec.yaml_words import plain_syntax_error
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
@@ -185,6 +186,9 @@ def _too_deep(limits: YamlLimits) -> str:
 
 def _syntax_problem(exc: yaml.MarkedYAMLError, file: str) -> SpecProblem:
     """A YAML error as a problem; the message never quotes the document (it may hold secrets)."""
+    plain = plain_syntax_error(exc)
+    if plain is not None:
+        return SpecProblem(file, plain[0], "(root)", f"YAML syntax error: {plain[1]}")
     mark = exc.problem_mark or exc.context_mark
     line = mark.line + 1 if mark is not None else 1
     message = f"YAML syntax error: {exc.problem or exc.context or 'invalid YAML'}"

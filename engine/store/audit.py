@@ -1,12 +1,17 @@
-"""The audit trail: one row per record per run, queryable with SQL."""
+"""The audit trail: one row per record per run, queryable with SQL, exportable to CSV or Parquet."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from ml_connector.http.redact import REDACTOR
 from ml_connector.store.database import Database
+
+EXPORT_FORMATS = ("csv", "parquet")
 
 
 @dataclass(frozen=True)
@@ -21,39 +26,72 @@ class AuditRow:
     error: str | None = None
     payload_hash: str | None = None
     note: str | None = None  # something else worth knowing, e.g. "future-stamped: …"
+    payload: Mapping[str, Any] | None = None  # what was sent (stored with every secret in use masked)
+
+
+def stored_payload(payload: Mapping[str, Any] | None) -> str | None:
+    """The payload as stored: JSON text with every secret and token value in use replaced by ``***``.
+
+    Masking the serialised text catches a secret wherever a template put it (a nested field, part of a string).
+    """
+    return None if payload is None else REDACTOR(json.dumps(payload, sort_keys=True, default=str))
 
 
 class Audit:
     """Repository for audit rows."""
 
     COLUMNS = ("run_id", "flow", "source_key", "target_id", "action", "outcome", "attempts", "error",
-               "payload_hash", "note")
+               "payload_hash", "note", "payload")
 
     TYPED_COLUMNS = (("run_id", "VARCHAR"), ("flow", "VARCHAR"), ("source_key", "VARCHAR"), ("target_id", "VARCHAR"),
                      ("action", "VARCHAR"), ("outcome", "VARCHAR"), ("attempts", "INTEGER"), ("error", "VARCHAR"),
-                     ("payload_hash", "VARCHAR"), ("note", "VARCHAR"))
+                     ("payload_hash", "VARCHAR"), ("note", "VARCHAR"), ("payload", "JSON"))
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
     def add(self, rows: Iterable[AuditRow]) -> None:
         batch = [(r.run_id, r.flow, r.source_key, r.target_id, r.action, r.outcome, r.attempts, r.error,
-                  r.payload_hash, r.note) for r in rows]
+                  r.payload_hash, r.note, stored_payload(r.payload)) for r in rows]
         self.db.insert_rows("audit", self.TYPED_COLUMNS, batch)
 
-    def query(self, *, run_id: str | None = None, flow: str | None = None, source_key: str | None = None,
-              outcome: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        sql = f"SELECT {', '.join(self.COLUMNS)}, logged_at FROM audit WHERE true"
+    @staticmethod
+    def _select(run_id: str | None, flow: str | None, source_key: str | None, outcome: str | None,
+                limit: int | None) -> tuple[str, list[Any]]:
+        """The SELECT of the rows a filter asks for, newest first, and its parameters."""
+        sql = f"SELECT {', '.join(Audit.COLUMNS)}, logged_at FROM audit WHERE true"
         params: list[Any] = []
         for column, value in (("run_id", run_id), ("flow", flow), ("source_key", source_key),
                               ("outcome", outcome)):
             if value is not None:
                 sql += f" AND {column} = ?"
                 params.append(value)
-        sql += " ORDER BY logged_at DESC, source_key LIMIT ?"
-        params.append(limit)
+        sql += " ORDER BY logged_at DESC, source_key"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return sql, params
+
+    def query(self, *, run_id: str | None = None, flow: str | None = None, source_key: str | None = None,
+              outcome: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        sql, params = self._select(run_id, flow, source_key, outcome, limit)
         names = (*self.COLUMNS, "logged_at")
-        return [dict(zip(names, row, strict=True)) for row in self.db.fetchall(sql, params)]
+        rows = [dict(zip(names, row, strict=True)) for row in self.db.fetchall(sql, params)]
+        for row in rows:
+            row["payload"] = json.loads(row["payload"]) if row["payload"] is not None else None
+        return rows
+
+    def export(self, path: Path, fmt: str, *, run_id: str | None = None, flow: str | None = None,
+               source_key: str | None = None, outcome: str | None = None, limit: int | None = None) -> int:
+        """Write the selected rows to ``path`` as CSV (with a header) or Parquet; returns how many were written."""
+        if fmt not in EXPORT_FORMATS:
+            raise ValueError(f"unknown export format {fmt!r}")
+        sql, params = self._select(run_id, flow, source_key, outcome, limit)
+        target = str(path).replace("'", "''")
+        options = "FORMAT csv, HEADER" if fmt == "csv" else "FORMAT parquet"
+        self.db.execute(f"COPY ({sql}) TO '{target}' ({options})", params)
+        count = self.db.fetchone(f"SELECT count(*) FROM ({sql})", params)
+        return int(count[0]) if count else 0
 
     def prune(self, older_than_days: float) -> int:
         """Delete audit rows older than that many days; returns how many went. Parked records stay in ``pending``."""

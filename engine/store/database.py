@@ -62,6 +62,10 @@ MIGRATIONS: list[str] = [
         flow VARCHAR NOT NULL, target_id VARCHAR NOT NULL, target_values JSON NOT NULL,
         updated_at TIMESTAMP NOT NULL DEFAULT now(), PRIMARY KEY (flow, target_id));
     """,
+    # 6: what was sent for a record (the payload, secrets redacted), not only its hash
+    """
+    ALTER TABLE audit ADD COLUMN payload JSON;
+    """,
 ]
 
 

@@ -67,6 +67,25 @@ class IdMaps:
     def forget(self, flow: str, source_key: str) -> None:
         self.db.execute("DELETE FROM id_map WHERE flow = ? AND source_key = ?", [flow, source_key])
 
+    def forget_hashes(self, flow: str, source_keys: list[str] | None = None) -> list[str]:
+        """Make these records (None: all of the flow) look changed, so the next read pushes them again; the target
+        ids stay, so the push updates, never duplicates. Returns the keys found."""
+        sql = "SELECT source_key, target_id FROM id_map WHERE flow = ?"
+        params: list[Any] = [flow]
+        if source_keys is not None:
+            sql += " AND source_key IN (SELECT unnest(?::VARCHAR[]))"
+            params.append(source_keys)
+        rows = self.db.fetchall(sql + " ORDER BY source_key", params)
+        keys, targets = [key for key, _ in rows], [target for _, target in rows]
+        if keys:
+            with self.db.transaction():
+                self.db.execute("UPDATE id_map SET payload_hash = NULL, updated_at = now() WHERE flow = ? AND "
+                                "source_key IN (SELECT unnest(?::VARCHAR[]))", [flow, keys])
+                # what the target was last seen holding would let the echo guard skip the push (sync/echo.py)
+                self.db.execute("DELETE FROM target_values WHERE flow = ? AND target_id IN "
+                                "(SELECT unnest(?::VARCHAR[]))", [flow, targets])
+        return keys
+
     def count(self, flow: str) -> int:
         row = self.db.fetchone("SELECT count(*) FROM id_map WHERE flow = ?", [flow])
         return int(row[0]) if row else 0

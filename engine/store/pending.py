@@ -103,6 +103,13 @@ class Pending:
         return [PendingRecord(f, k, s, json.loads(r), reason, int(a), due, bool(unknown), int(n))
                 for f, k, s, r, reason, a, due, unknown, n in self.db.fetchall(sql, params)]
 
+    def discard(self, flow: str, keys: Iterable[str] = (), status: str | None = None) -> tuple[PendingRecord, ...]:
+        """Remove parked records a person gave up on (these keys, or all of ``status``); returns what went."""
+        wanted = list(keys)
+        gone = self.list(flow=flow, status=status, keys=wanted or None) if wanted or status else []
+        self.clear(flow, [p.source_key for p in gone])
+        return tuple(gone)
+
     def counts(self) -> dict[tuple[str, str], int]:
         rows = self.db.fetchall("SELECT flow, status, count(*) FROM pending GROUP BY flow, status")
         return {(flow, status): int(n) for flow, status, n in rows}

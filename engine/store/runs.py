@@ -57,3 +57,21 @@ class Runs:
             "SELECT flow, max(started_at), max(finished_at), arg_max(status, started_at) FROM flow_runs "
             "GROUP BY flow ORDER BY flow")
         return [{"flow": f, "last_started": s, "last_finished": e, "last_status": st} for f, s, e, st in rows]
+
+    def get(self, run_id: str | None = None) -> dict[str, Any] | None:
+        """One run (None: the latest sync, not a change made by hand), with its summary; None when unknown."""
+        sql = "SELECT run_id, started_at, finished_at, status, mode, summary FROM runs "
+        rows = (self.db.fetchall(sql + "WHERE run_id = ?", [run_id]) if run_id is not None
+                else self.db.fetchall(sql + "WHERE mode IN ('run', 'replay') ORDER BY started_at DESC LIMIT 1"))
+        if not rows:
+            return None
+        item = dict(zip(("run_id", "started_at", "finished_at", "status", "mode", "summary"), rows[0], strict=True))
+        item["summary"] = json.loads(item["summary"]) if item["summary"] else None
+        return item
+
+    def flows_of(self, run_id: str) -> list[dict[str, Any]]:
+        """The flow runs of one run, in the order they started, each with its summary (and progress timeline)."""
+        rows = self.db.fetchall("SELECT flow, started_at, finished_at, status, summary FROM flow_runs "
+                                "WHERE run_id = ? ORDER BY started_at, flow", [run_id])
+        return [{"flow": f, "started_at": s, "finished_at": e, "status": st,
+                 "summary": json.loads(summary) if summary else {}} for f, s, e, st, summary in rows]

@@ -16,6 +16,7 @@ from ml_connector.config.entity import EntityConfig
 from ml_connector.errors import MlConnectorError
 from ml_connector.http.catalog import FieldCatalog, LazyCatalog
 from ml_connector.http.client import ConnectorClient
+from ml_connector.http.errors import RecordError
 from ml_connector.http.matching import get_path
 from ml_connector.http.reader import EntityReader, later
 from ml_connector.http.redact import REDACTOR
@@ -28,6 +29,7 @@ from ml_connector.sync.echo import EchoGuard
 from ml_connector.sync.ensure_fields import FieldEnsurer
 from ml_connector.sync.horizon import ReadHorizon
 from ml_connector.sync.lookups import IdMapLookups
+from ml_connector.sync.progress import FlowCounts, NullProgress, Progress
 from ml_connector.sync.schedule import is_due
 from ml_connector.transform.mapping import CompiledMapping, Deferred, MappingError, content_hash
 
@@ -99,7 +101,9 @@ class FlowContext:
     full: bool = False
     audit_unchanged: bool = True
     reverse: MappingConfig | None = None  # the flow syncing the same records the other way (two-way flows)
+    planned: dict[str, set[str]] = field(default_factory=dict)  # a plan: source keys each earlier flow would write
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # the clock (tests inject one)
+    progress: Progress = field(default_factory=NullProgress)  # told after each page (sync/progress.py)
 
 
 def describe_failure(exc: Exception) -> str:
@@ -125,6 +129,7 @@ class FlowRun:
         self._entity_writer: EntityWriter | None = None
         self._unmet: set[str] = set()  # keys parked before this run that this run has not processed yet
         self._on_demand = False  # a replay: parked records are sent whatever their back-off says
+        self._stats_base: list[tuple[ConnectorClient, tuple[int, int, int, float]]] = []  # API counts at start
         self.echo = EchoGuard(config, ctx.reverse, ctx.state.id_maps) if ctx.reverse is not None else None
         self._fields = FieldEnsurer(self.name, config.ensure_fields, ctx.target, config.target.entity,
                                     ctx.target_entity.custom_fields, ctx.target_catalog, dry_run=ctx.dry_run)
@@ -145,6 +150,7 @@ class FlowRun:
         started = time.monotonic()
         clients = list({id(c): c for c in (self.ctx.source, self.ctx.target)}.values())
         before = [c.stats.snapshot() for c in clients]
+        self._stats_base = list(zip(clients, before, strict=True))
         try:
             await work
         except Exception as exc:  # any failure fails this flow, said in one line; the run goes on
@@ -161,6 +167,13 @@ class FlowRun:
                 self.summary.waited_seconds += client.stats.waited_seconds - waited
             self.summary.seconds = round(time.monotonic() - started, 3)
         return self.summary
+
+    def counts(self) -> FlowCounts:
+        """The numbers so far, the API's rate limiting included, for whoever watches the run."""
+        base, s = self._stats_base, self.summary
+        return FlowCounts(read=s.read, written=s.created + s.updated, deferred=s.deferred, failed=s.failed,
+                          rate_limited=sum(c.stats.rate_limited - b[2] for c, b in base),
+                          waited_seconds=round(sum(c.stats.waited_seconds - b[3] for c, b in base), 3))
 
     def _fail(self, error: str) -> None:
         self.summary.status = "failed"
@@ -205,6 +218,7 @@ class FlowRun:
             self.deletes.saw(units)
             self.summary.future_stamped += len(notes)
             await self._process(units, notes)
+            self.ctx.progress.flow_update(self.name, self.counts())
             log.info("%s: %d read so far (%d created, %d updated, %d unchanged, %d deferred, %d failed)", self.name,
                      self.summary.read, self.summary.created, self.summary.updated, self.summary.unchanged,
                      self.summary.deferred, self.summary.failed)
@@ -214,6 +228,7 @@ class FlowRun:
         self.summary.retried_pending = len(retry)
         for start in range(0, len(retry), PENDING_PAGE):  # retried in pages, like records read from a source
             await self._process(retry[start:start + PENDING_PAGE])
+            self.ctx.progress.flow_update(self.name, self.counts())
         await self.deletes.after_read()  # the deleted-records endpoint, then absence from a full read
         if self.ctx.dry_run:
             return
@@ -289,7 +304,7 @@ class FlowRun:
                 failed.append((key, unit, error))
                 continue
             try:
-                result = self.ctx.mapping.map(unit, self.lookups.lookup, self.lookups.lookup_source)
+                result = self.ctx.mapping.map(unit, self._lookup, self.lookups.lookup_source)
             except Deferred as exc:
                 deferred.append((key, unit, str(exc)))
                 continue
@@ -316,11 +331,7 @@ class FlowRun:
         if changed:  # the custom fields this flow writes exist before its first write (a plan only lists them)
             self.summary.new_fields += await self._fields.ensure()
         if self.ctx.dry_run:
-            for item in changed:
-                if item.key in entries:
-                    self.summary.updated += 1
-                else:
-                    self.summary.created += 1
+            await self._plan(changed, entries)
             self.summary.failed += len(failed)
             return
         self._record_echoes(echoes, mapped, keyed_notes)
@@ -328,6 +339,43 @@ class FlowRun:
         results = await self._push(changed, entries, parked) if changed else []
         self._record(results, {m.key: m for m in changed}, unchanged, deferred, failed, filtered, entries,
                      keyed_notes)
+
+    def _lookup(self, flow: str, source_key: Any) -> str:
+        """An id map lookup; in a plan, a record an earlier flow of the same plan would write resolves too (the
+        run would find it written), instead of counting as deferred."""
+        try:
+            return self.lookups.lookup(flow, source_key)
+        except Deferred:
+            if self.ctx.dry_run and str(source_key) in self.ctx.planned.get(flow, ()):
+                return f"(planned: {flow} {source_key})"
+            raise
+
+    async def _plan(self, changed: list[_Mapped], entries: Mapping[str, Any]) -> None:
+        """Count what the run would do, read-only: a record unknown to the id map is an update when the match
+        search finds it in the target (as the run's search would), a create when it finds none."""
+        known = [m for m in changed if m.key in entries or m.target_id]
+        unknown = [m for m in changed if not (m.key in entries or m.target_id)]
+        self.summary.updated += len(known)
+        write = self.ctx.target_entity.write
+        failed: set[str] = set()
+        if unknown and self.match_field and write is not None and write.strategy in ("search_then_write", "upsert"):
+            writer = await self._writer()
+            await writer.prepare(len(unknown))
+            for m in unknown:
+                try:
+                    found = len(await writer.finder.find(get_path(m.payload, self.match_field)))
+                except RecordError:  # the run would park it
+                    found = -1
+                if found < 0 or found > 1:  # a failed search, or a duplicate in the target: parked by the run
+                    failed.add(m.key)
+                elif found:
+                    self.summary.updated += 1
+                else:
+                    self.summary.created += 1
+        else:
+            self.summary.created += len(unknown)
+        self.summary.failed += len(failed)
+        self.ctx.planned.setdefault(self.name, set()).update(m.key for m in changed if m.key not in failed)
 
     def _echoes(self, changed: list[_Mapped], entries: Mapping[str, Any]) -> dict[str, str]:
         """Changed records whose target already holds them (two-way flows): source key -> target id."""
@@ -438,7 +486,8 @@ class FlowRun:
                 digest = by_key[key].digest
                 saved.append((key, str(r.target_id), digest))
                 rows.append(AuditRow(run_id, flow, key, r.target_id, r.action, "ok",
-                                     attempts.get(key, 0) + r.item.attempts, None, digest, notes.get(key)))
+                                     attempts.get(key, 0) + r.item.attempts, None, digest, notes.get(key),
+                                     payload=by_key[key].payload))
                 if r.action == CREATE:
                     self.summary.created += 1
                 else:
@@ -446,7 +495,7 @@ class FlowRun:
         for key, _unit, error in failures:
             target = progress[key][0] if key in progress else entries[key].target_id if key in entries else None
             rows.append(AuditRow(run_id, flow, key, target, "park", "failed", attempts.get(key, 0) + 1, error,
-                                 note=notes.get(key)))
+                                 note=notes.get(key), payload=by_key[key].payload if key in by_key else None))
         for key, _unit, reason in deferred:
             rows.append(AuditRow(run_id, flow, key, None, "defer", "deferred", attempts.get(key, 0) + 1, reason,
                                  note=notes.get(key)))

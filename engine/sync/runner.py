@@ -21,6 +21,7 @@ from ml_connector.http.redact import REDACTOR
 from ml_connector.spec import Project
 from ml_connector.store import State
 from ml_connector.sync.flow import FlowContext, FlowRun, FlowSummary, describe_failure
+from ml_connector.sync.progress import Fanout, FlowCounts, NullProgress, Progress, Timeline
 from ml_connector.sync.schedule import is_due
 from ml_connector.transform.mapping import CompiledMapping
 
@@ -72,7 +73,7 @@ class Runner:
 
     def __init__(self, project: Project, state: State, *, transport: httpx.AsyncBaseTransport | None = None,
                  client_options: ClientOptions | None = None, audit_unchanged: bool = True,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC), progress: Progress | None = None) -> None:
         self.project = project
         self.now = now  # the clock: run ids, schedules, and the moment each read begins
         self.state = state
@@ -83,6 +84,9 @@ class Runner:
         self._catalogs: dict[tuple[str, str], LazyCatalog] = {}
         self._mappings: dict[str, CompiledMapping] = {}
         self.last: RunSummary | None = None  # the latest run's summary, also when it was interrupted
+        self._planned: dict[str, dict[str, set[str]]] = {}  # by run id: what each flow of a plan would write
+        self.progress: Progress = progress or NullProgress()  # who watches (sync/progress.py)
+        self._watch: Progress = self.progress  # the run's listeners: ``progress`` and the timeline it records
 
     # ---- connections ---------------------------------------------------------------------------------------
 
@@ -151,15 +155,16 @@ class Runner:
         target_entity = self.entity(target.connection, target.entity)
         name = config.flow
         if name not in self._mappings:
-            self._mappings[name] = CompiledMapping(config)
+            self._mappings[name] = CompiledMapping(config, source_entity)
         return FlowContext(
             run_id=run_id, state=self.state, source=self.client(source.connection),
             target=self.client(target.connection), source_entity=source_entity, target_entity=target_entity,
             mapping=self._mappings[name], known_flows=set(self.project.flows),
             source_catalog=self.catalog(source.connection, source.entity, source_entity),
             target_catalog=self.catalog(target.connection, target.entity, target_entity),
-            dry_run=dry_run, full=full, audit_unchanged=self.audit_unchanged, now=self.now,
-            reverse=self.flow_config(config.reverse) if config.reverse else None)
+            dry_run=dry_run, full=full, audit_unchanged=self.audit_unchanged, now=self.now, progress=self._watch,
+            reverse=self.flow_config(config.reverse) if config.reverse else None,
+            planned=self._planned.setdefault(run_id, {}) if dry_run else {})
 
     async def run(self, flows: list[str] | None = None, *, dry_run: bool = False, due: bool = False,
                   full: bool = False, replay: Mapping[str, list[dict[str, Any]]] | None = None) -> RunSummary:
@@ -169,12 +174,17 @@ class Runner:
         summary = RunSummary(self.now().astimezone(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8],
                              mode)
         self.last = summary
+        if due and not names:  # nothing has come round: no empty run row (a service ticks thousands of times a day)
+            return summary
+        timeline = Timeline()
+        self._watch = Fanout(timeline, self.progress)
         if not dry_run:
             self.state.runs.start(summary.run_id, mode)
         try:
             for name in self.project.flow_order(names) if names else []:
                 if not dry_run:
                     self.state.runs.start_flow(summary.run_id, name)
+                self._watch.flow_started(name)
                 result = FlowSummary(name, status="failed", error="interrupted")  # until the flow reports
                 try:
                     config = self.flow_config(name)
@@ -189,8 +199,11 @@ class Runner:
                     raise
                 finally:  # the flow is never left 'running' in state, whatever happened
                     summary.flows.append(result)
+                    timeline.flow_finished(name, result.status, _counts(result))
                     if not dry_run:
-                        self.state.runs.finish_flow(summary.run_id, name, result.status, result.as_dict())
+                        self.state.runs.finish_flow(summary.run_id, name, result.status,
+                                                    {**result.as_dict(), "timeline": timeline.samples(name)})
+                    self.progress.flow_finished(name, result.status, _counts(result))  # after the state is true
         except INTERRUPTS:
             summary.stopped = INTERRUPTED
             raise
@@ -202,3 +215,10 @@ class Runner:
                 self.state.runs.finish(summary.run_id, summary.status, summary.as_dict())
             await self.aclose()
         return summary
+
+
+def _counts(result: FlowSummary) -> FlowCounts:
+    """A finished flow's numbers, as progress reports them."""
+    return FlowCounts(read=result.read, written=result.created + result.updated, deferred=result.deferred,
+                      failed=result.failed, rate_limited=result.rate_limited,
+                      waited_seconds=round(result.waited_seconds, 3))

@@ -17,6 +17,8 @@ import jmespath
 from jinja2 import ChainableUndefined, Undefined, nodes
 from jinja2.compiler import Frame
 from jinja2.filters import make_attrgetter
+from jinja2.runtime import Context
+from jinja2.utils import missing
 from jmespath import exceptions as jmespath_errors
 
 from ml_connector.transform.template_bounds import BoundedCodeGenerator, BoundedSandbox
@@ -37,6 +39,27 @@ class Missing(ChainableUndefined):
 
     def __hash__(self) -> int:
         return hash(None)
+
+
+DECLARED_ONLY = "__declared_only__"  # a context holding it true: a name it lacks is not a field of the source
+
+
+class UndeclaredName(NameError):
+    """A template read a name the source record does not declare: a spec error, not a null."""
+
+
+class _Context(Context):
+    """Resolves template names; with `DECLARED_ONLY` set, a name absent from the context is an error.
+
+    The mapping puts every declared field into the context (null when a record lacks it), so only a name the
+    source does not declare is absent; without declarations an absent name stays null (`Missing`).
+    """
+
+    def resolve_or_missing(self, key: str) -> Any:
+        found = super().resolve_or_missing(key)
+        if found is missing and self.parent.get(DECLARED_ONLY):
+            raise UndeclaredName(f"'{key}' is not a declared field of the source record")
+        return found
 
 
 def _text(value: Any) -> str:
@@ -68,6 +91,7 @@ class _CodeGenerator(BoundedCodeGenerator):
 
 class _Environment(BoundedSandbox):
     code_generator_class = _CodeGenerator
+    context_class = _Context
 
     def concat_text(self, values: Iterable[Any]) -> str:
         return self.bounded_text((_text(value) for value in values), "`~` would make a text")

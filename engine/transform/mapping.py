@@ -10,7 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ml_connector.config import Expr, MappingConfig
+from ml_connector.config.entity import EntityConfig
 from ml_connector.config.mapping import ChildListConfig, FieldConfig
+from ml_connector.errors import MlConnectorError
+from ml_connector.transform.expressions import DECLARED_ONLY, UndeclaredName
 
 
 class Deferred(Exception):
@@ -26,6 +29,27 @@ def require_reference(flow: str, value: Any) -> str:
     if value is None or value == "":
         raise MappingError(f"lookup into {flow!r} got an empty value")
     return str(value)
+
+
+class UndeclaredField(MlConnectorError):
+    """A mapping read a name its source entity does not declare: the spec is wrong, not the record."""
+
+
+def declared_names(config: MappingConfig, source: EntityConfig | None) -> frozenset[str] | None:
+    """The top-level names of a record this flow maps, when its source declares them (None: not declared).
+
+    Declared fields, the custom-field object and the expansions the flow asks for; with `from.each` naming a
+    declared array of objects, that array's fields.
+    """
+    if source is None or source.fields is None:
+        return None
+    names = set(source.fields) | set(config.source.expand)
+    if source.custom_fields is not None:
+        names.add(source.custom_fields.object)
+    if config.source.each is None:
+        return frozenset(names)
+    items = source.fields.get(config.source.each.source) if isinstance(config.source.each.source, str) else None
+    return frozenset(items.fields) if items is not None and items.fields is not None else None
 
 
 Lookup = Callable[[str, Any], Any]
@@ -123,8 +147,9 @@ def content_hash(payload: Any) -> str:
 class CompiledMapping:
     """One flow's transformation from a source record to a target payload (expressions compiled at load)."""
 
-    def __init__(self, config: MappingConfig) -> None:
+    def __init__(self, config: MappingConfig, source: EntityConfig | None = None) -> None:
         self.flow = config.flow
+        self.declared = declared_names(config, source)  # None: an absent name is null; else only these exist
         self.filter = config.filter
         self.key = config.key
         self.each = config.source.each
@@ -149,6 +174,8 @@ class CompiledMapping:
     def map(self, record: dict[str, Any], lookup: Lookup, lookup_source: Lookup) -> MapResult:
         """Map one (already exploded) record. Raises Deferred or MappingError."""
         key = self.source_key(record)
+        if self.declared is not None:  # a declared field the record lacks is null; any other name is an error
+            record = {**dict.fromkeys(self.declared), **record, DECLARED_ONLY: True}
         context: dict[str, Any] = {**record, "lookup": lookup, "lookup_source": lookup_source}
         for name, expr in self.lets:
             context[name] = self._evaluate(expr, context, name)
@@ -181,8 +208,8 @@ class CompiledMapping:
                 for index, item in enumerate(items):
                     if not isinstance(item, dict):
                         raise MappingError(f"field {name}[{index}]: {_type_name(item)} is not an object")
-                    child_context = {**context, **item, "_parent": context,
-                                     "loop": {"index": index + 1, "index0": index}}
+                    child_context = {**context, **item, "_parent": context,  # an item's fields are not listed:
+                                     "loop": {"index": index + 1, "index0": index}, DECLARED_ONLY: False}  # null
                     children.append(self._map_fields(expr.fields, child_context))
                 _assign(payload, path, children)
             else:
@@ -199,5 +226,7 @@ class CompiledMapping:
             return expr.evaluate(context)
         except Deferred:
             raise
+        except UndeclaredName as exc:
+            raise UndeclaredField(f"field {field}: {exc} (a spec error: declare it or fix the name)") from exc
         except Exception as exc:  # data errors: wrong types, division by zero, strict undefined
             raise MappingError(f"field {field}: {type(exc).__name__}: {exc}") from exc

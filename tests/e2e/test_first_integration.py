@@ -146,10 +146,13 @@ def test_plan_counts_exactly_what_a_run_would_do_and_calls_only_the_sources(env:
     assert plan(env) == {
         "items_to_products": (expected["items_to_products"], 0, 0, 0, 0),
         "customers_to_organizations": (expected["customers_to_organizations"], 0, 0, 0, 0),
-        # a contact's organization is not in the id map until its customer is synced for real
-        "contacts_to_persons": (0, 0, 0, expected["contacts_to_persons"], 0),
+        # a contact's organization is not in the id map yet, but the same plan creates it: not deferred
+        "contacts_to_persons": (expected["contacts_to_persons"], 0, 0, 0, 0),
         "won_deals_to_sales_orders": nothing, "sales_orders_to_deals": nothing, "organizations_to_customers": nothing}
-    assert calls(env.crm, CRM_PARAMS) == [WON_DEALS, crm_list("organizations")]
+    # matches resolved read-only: each target listed once (the run lists it too, instead of a search per record)
+    assert calls(env.crm, CRM_PARAMS) == [
+        crm_catalog("product"), crm_list("products"), crm_catalog("organization"), crm_list("organizations"),
+        crm_catalog("person"), crm_list("persons"), WON_DEALS, crm_list("organizations")]
     assert calls(env.qad, QAD_PARAMS) == [call("POST", "/clouderp/oauth/token"), *erp_run(env, None, None)]
     assert env.crm.store.all("organizations") == []
 
@@ -174,10 +177,18 @@ def test_plan_counts_exactly_what_a_run_would_do_and_calls_only_the_sources(env:
     assert plan(env) == {
         "items_to_products": (0, 3, len(window_items) - 3, 0, 0),
         "customers_to_organizations": (1, 0, sum(1 for c in window_customers if c["isActive"]), 0, 0),
-        "contacts_to_persons": (0, 0, key_contacts(window_customers), 1, 0),
+        "contacts_to_persons": (1, 0, key_contacts(window_customers), 0, 0),
         "won_deals_to_sales_orders": nothing, "sales_orders_to_deals": nothing,
         "organizations_to_customers": (0, 0, newest_orgs(env)[1], 0, 0)}
-    assert calls(env.crm, CRM_PARAMS) == [WON_DEALS, *orgs_read_back(env)]
+    # the two records unknown to the id maps are looked for read-only, as the run does: the changes within the
+    # search index's lag (listed), then the search; nothing else but the reads of an unchanged run
+    crm = calls(env.crm, CRM_PARAMS)
+    assert [c for c in crm if c[1].endswith("/search")] == [
+        call("GET", "/api/v2/organizations/search", limit="2", term="PLAN1"),
+        call("GET", "/api/v2/persons/search", limit="2", term="PLAN-01")]
+    assert [c[:2] for c in crm] == [c[:2] for c in [
+        crm_catalog("organization"), crm_list("organizations"), crm[2], crm_catalog("person"), crm_list("persons"),
+        crm[5], WON_DEALS, orgs_read_back(env)[0]]]  # (the organization catalog was read already)
     assert calls(env.qad, QAD_PARAMS) == erp_run(env, items_since, customers_since)
 
     code, summary = env.run_json()  # the plan changed nothing: the run does exactly what it said

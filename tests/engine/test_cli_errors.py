@@ -74,20 +74,6 @@ def test_a_workspace_key_that_is_not_a_key_is_one_clear_line(tmp_path: Path,
                                 "state database) is not a Fernet key (32 url-safe base64-encoded bytes)")
 
 
-def test_demo_without_the_shipped_specs_says_where_it_looked(tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    import ml_connector.sandbox.workspace
-
-    monkeypatch.setattr(ml_connector.sandbox.workspace, "REPO", tmp_path / "site-packages")
-    result = cli("demo", "--dir", str(tmp_path / "demo"))
-    assert result.exit_code == 2
-    assert one_line(result) == (
-        f"ml-connector: the demo needs the shipped connectors/ and mappings/ of a source checkout, not found at "
-        f"{tmp_path / 'site-packages' / 'connectors'} and {tmp_path / 'site-packages' / 'mappings' / 'qad-pipedrive'}"
-        " (an installed package carries only the engine; clone the repository and run the demo there)")
-    assert not (tmp_path / "demo").exists()
-
-
 def test_a_template_that_fails_at_run_time_fails_its_flow_with_one_clear_line(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     connector = CONNECTOR.replace("auth:\n", "headers: {x-tenant: \"{{ connection.tenant + 1 }}\"}\nauth:\n")

@@ -228,13 +228,13 @@ def test_yaml_syntax_error(specs: SpecCopy, cli: Callable[..., Result]) -> None:
         ITEMS, "to: {connection: pipedrive, entity: product}", "to: {connection: pipedrive, entity: product"
     )
     result = cli("validate")
-    assert "YAML syntax error" in reported(result, f"{ITEMS}:6: (root)")
+    assert "YAML syntax error" in reported(result, f"{ITEMS}:5: (root)")
 
 
 def test_duplicate_key(specs: SpecCopy, cli: Callable[..., Result]) -> None:
-    specs.edit(ITEMS, "  unit: unitOfMeasure\n", "  unit: unitOfMeasure\n  unit: uom\n")
+    specs.edit(ITEMS, "  unit: unitOfMeasure\n", "  unit: unitOfMeasure\n  unit: itemType\n")
     result = cli("validate")
-    line = specs.line(ITEMS, "unit: uom")
+    line = specs.line(ITEMS, "unit: itemType")
     assert reported(result, f"{ITEMS}:{line}: fields.unit").endswith(
         f"duplicate key 'unit' (first written at line {line - 1})"
     )

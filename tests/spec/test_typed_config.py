@@ -53,6 +53,7 @@ paginators:
 entities:
   thing:
     key: id
+    fields: {id: {type: integer}, updated: {type: datetime}}
     custom_fields: {object: custom, catalog: {path: /fields, key: key, label: name}}
     read: {path: /things, incremental: {field: updated}}
     get: {path: "/things/{{ id }}"}

@@ -73,7 +73,7 @@ def test_syntax_error_has_the_parser_line_and_no_document_text() -> None:
     with pytest.raises(SpecError) as raised:
         parse_yaml("a: 1\nb: [1, 2\nc: secret-value\n", "f.yaml")
     (problem,) = raised.value.problems
-    assert (problem.file, problem.line, problem.field) == ("f.yaml", 3, "(root)")
+    assert (problem.file, problem.line, problem.field) == ("f.yaml", 2, "(root)")  # where the unclosed [ opens
     assert problem.message.startswith("YAML syntax error: ")
     assert "secret-value" not in problem.message
 
