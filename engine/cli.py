@@ -462,7 +462,8 @@ def audit(workspace_path: Path, flow: str | None, run_id: str | None, source_key
 @main.command()
 @workspace_option
 @click.option("--keep", default="90d", show_default=True, help="How much audit history to keep: <n>s|m|h|d.")
-def prune(workspace_path: Path, keep: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the count removed as JSON.")
+def prune(workspace_path: Path, keep: str, as_json: bool) -> None:
     """Delete audit rows older than --keep. Id maps, watermarks and parked records are never pruned.
 
     \b
@@ -478,7 +479,11 @@ def prune(workspace_path: Path, keep: str) -> None:
         removed = state.audit.prune(days)
     finally:
         state.close()
-    click.echo(f"removed {removed} audit rows older than {keep.removeprefix('every ').strip()}")
+    older_than = keep.removeprefix("every ").strip()
+    if as_json:
+        click.echo(json.dumps({"removed": removed, "older_than": older_than}))
+        return
+    click.echo(f"removed {removed} audit rows older than {older_than}")
 
 
 @main.command()
@@ -513,7 +518,8 @@ def replay(workspace_path: Path, flow: str | None, run_id: str | None, error_lik
 
 @main.command("test")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-def test_examples(paths: tuple[Path, ...]) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print every example's result as JSON.")
+def test_examples(paths: tuple[Path, ...], as_json: bool) -> None:
     """Run the `examples` of every mapping spec (default: ./mappings). Exit code 2 when there is none.
 
     \b
@@ -526,19 +532,29 @@ def test_examples(paths: tuple[Path, ...]) -> None:
     if not project.flows:
         raise SetupError(f"no mapping specs (files with `flow:`) found in {', '.join(map(str, searched))}")
     failures = 0
-    count = 0
+    results: list[dict[str, Any]] = []
     for _name, spec in sorted(project.flows.items()):
+        where = display_path(str(spec.path))
         if not isinstance(spec.config, MappingConfig):  # the spec has problems of its own: `validate` names them
             failures += 1
-            click.echo(f"{display_path(str(spec.path))}:1: the spec has problems; run `ml-connector validate`")
+            if not as_json:
+                click.echo(f"{where}:1: the spec has problems; run `ml-connector validate`")
+            results.append({"file": where, "line": 1, "example": None, "ok": False,
+                            "message": "the spec has problems; run `ml-connector validate`"})
             continue
         for result in run_examples(spec.config):
-            count += 1
+            line = spec.line_of(("examples", result.index))
+            results.append({"file": where, "line": line, "example": result.index, "ok": result.ok,
+                            "message": result.message})
             if not result.ok:
                 failures += 1
-                line = spec.line_of(("examples", result.index))
-                click.echo(f"{display_path(str(spec.path))}:{line}: examples[{result.index}]: {result.message}")
-    click.echo(f"{count} {_plural(count, 'example')}, {failures} {_plural(failures, 'failure')}")
+                if not as_json:
+                    click.echo(f"{where}:{line}: examples[{result.index}]: {result.message}")
+    count = sum(1 for r in results if r["example"] is not None)
+    if as_json:
+        click.echo(json.dumps({"examples": count, "failures": failures, "results": results}, indent=2))
+    else:
+        click.echo(f"{count} {_plural(count, 'example')}, {failures} {_plural(failures, 'failure')}")
     if failures:
         raise SystemExit(1)
 
@@ -571,8 +587,10 @@ def sandbox() -> None:
 @click.option("--customers", default=300, show_default=True, help="Customers seeded in the ERP sandbox.")
 @click.option("--items", default=200, show_default=True, help="Items seeded in the ERP sandbox.")
 @click.option("--random-ports", is_flag=True, help="Let the system pick free ports instead of 8701, 8702, ...")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON line with the sandboxes' URLs (and the workspace written) once they serve.")
 def sandbox_up(names: tuple[str, ...], host: str, write_workspace: Path | None, customers: int, items: int,
-               random_ports: bool) -> None:
+               random_ports: bool, as_json: bool) -> None:
     """Serve the sandboxes over HTTP, print their URLs, and serve until interrupted.
 
     \b
@@ -581,7 +599,8 @@ def sandbox_up(names: tuple[str, ...], host: str, write_workspace: Path | None, 
     """
     serve_sandboxes = import_from_extra("ml_connector.sandbox.up", "sandbox").serve_sandboxes
     serve_sandboxes(list(names) or None, host=host, workspace_dir=write_workspace,
-                    sizes={"customers": customers, "items": items}, echo=click.echo, random_ports=random_ports)
+                    sizes={"customers": customers, "items": items}, echo=click.echo, random_ports=random_ports,
+                    as_json=as_json)
 
 
 @main.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import threading
 from collections.abc import Callable
@@ -18,8 +19,11 @@ SIZE_OPTIONS = {"qad": ("customers", "items")}
 
 def serve_sandboxes(names: list[str] | None, *, host: str = "127.0.0.1", workspace_dir: Path | None = None,
                     sizes: dict[str, int] | None = None, echo: Callable[[str], Any] = print,
-                    random_ports: bool = False) -> None:
-    """Start the named sandboxes (default: all), print where they are, block until SIGINT/SIGTERM."""
+                    random_ports: bool = False, as_json: bool = False) -> None:
+    """Start the named sandboxes (default: all), print where they are, block until SIGINT/SIGTERM.
+
+    ``as_json``: one JSON line (URLs, workspace, credentials' variable names) instead of the human lines.
+    """
     if workspace_dir is not None:
         refuse_to_overwrite(workspace_dir, "sandbox up")  # before any port is taken
     server = SandboxServer(host=host)
@@ -29,14 +33,18 @@ def serve_sandboxes(names: list[str] | None, *, host: str = "127.0.0.1", workspa
             options = {key: value for key, value in (sizes or {}).items() if key in SIZE_OPTIONS.get(name, ())}
             served = server.start(name, create_sandbox(name, **options), 0 if random_ports else default_port(name))
             urls[name] = served.url
-            echo(f"{name:10} {served.url}   (admin: {served.url}/_admin/requests)")
-        if workspace_dir is not None:
-            path = write_workspace(workspace_dir, urls, overwrite=False)
-            echo(f"workspace  {path}")
-            echo("export the sandbox credentials before running the engine:")
-            for key, value in SANDBOX_ENV.items():
-                echo(f"  export {key}='{value}'")
-        echo("serving; press Ctrl-C to stop")
+            if not as_json:
+                echo(f"{name:10} {served.url}   (admin: {served.url}/_admin/requests)")
+        path = write_workspace(workspace_dir, urls, overwrite=False) if workspace_dir is not None else None
+        if as_json:
+            echo(json.dumps({"urls": urls, "workspace": str(path) if path else None, "env": SANDBOX_ENV}))
+        else:
+            if path is not None:
+                echo(f"workspace  {path}")
+                echo("export the sandbox credentials before running the engine:")
+                for key, value in SANDBOX_ENV.items():
+                    echo(f"  export {key}='{value}'")
+            echo("serving; press Ctrl-C to stop")
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())

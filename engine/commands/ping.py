@@ -22,6 +22,7 @@ import httpx
 
 from ml_connector.commands.options import workspace_option
 from ml_connector.config import MappingConfig
+from ml_connector.config.connector import PingCheckConfig
 from ml_connector.config.entity import EntityConfig
 from ml_connector.errors import SetupError
 from ml_connector.http.bodies import RecordsAt
@@ -160,9 +161,29 @@ class Pinger:
             return Check(name, False, f"the object {name} is missing ({where})", answered=True, missing=True)
         return Check(name, False, " ".join(str(exc).split()) or type(exc).__name__, answered=True)
 
+    async def declared(self, check: PingCheckConfig) -> Check:
+        """A check the connector declares (`ping:`): the answer's body says whether something is wrong."""
+        client = self.client
+        path = str(check.path.evaluate(client.context))
+        seen = len(self.recorder.answers)
+        try:
+            reply = await client.request(check.method, path, params=check.params.evaluate(client.context),
+                                         reads=True, idempotent=True)
+        except Exception as exc:  # said as what it means, like a read
+            return self._explain(check.name, check.method, path, exc, self.recorder.answers[seen:])
+        if check.fails_when.evaluate(reply.body if isinstance(reply.body, (dict, list)) else {}):
+            return Check(check.name, False, str(check.message.evaluate({**client.context, "body": reply.body})),
+                         answered=True)
+        return Check(check.name, True, f"{check.method} {path}", answered=True)
+
     async def run(self, entities: list[str], config: dict[str, EntityConfig]) -> None:
         for name in entities:
             check = await self.probe(name, config[name])
+            self.checks.append(check)
+            if check.stop:
+                return
+        for declared in self.client.connection.connector.ping:
+            check = await self.declared(declared)
             self.checks.append(check)
             if check.stop:
                 return

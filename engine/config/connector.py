@@ -198,6 +198,18 @@ class BoundsConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PingCheckConfig:
+    """A check `ping` makes after its reads: a request whose answer says whether something is wrong."""
+
+    name: str
+    method: Literal["GET", "POST"]
+    path: Expr
+    params: Expr
+    fails_when: Expr
+    message: Expr
+
+
+@dataclass(frozen=True, kw_only=True)
 class ConnectorConfig:
     """A connector spec, typed and normalised."""
 
@@ -211,6 +223,7 @@ class ConnectorConfig:
     retries: int
     max_wait: float
     limits: BoundsConfig
+    ping: tuple[PingCheckConfig, ...]
     responses: tuple[RuleConfig, ...]
     quotas: Mapping[str, QuotaConfig]
     paginators: Mapping[str, PaginatorConfig]

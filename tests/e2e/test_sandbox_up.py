@@ -42,3 +42,20 @@ def test_sandbox_up_prints_urls_serves_and_stops_on_interrupt(tmp_path: Path) ->
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=15) == 0
+
+
+def test_sandbox_up_json_prints_one_line_with_the_urls_and_the_workspace(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ml_connector.cli", "sandbox", "up", "--random-ports", "--customers", "5",
+         "--items", "5", "--write-workspace", str(tmp_path), "--json"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        served = json.loads(process.stdout.readline())
+        assert set(served["urls"]) == {"qad", "pipedrive"}
+        assert served["workspace"] == str(tmp_path / "workspace.yaml") and served["env"] == SANDBOX_ENV
+        assert httpx.get(served["urls"]["qad"] + "/_admin/requests").json()["total"] == 0
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=15) == 0
+    assert process.stdout.read() == ""  # nothing but the one line

@@ -6,6 +6,7 @@ command's help shows an example, `-w` names the workspace wherever one is read, 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from importlib.metadata import version
@@ -19,9 +20,11 @@ from ml_connector.cli import main
 from ml_connector.sync.runner import Runner
 from tests.engine.tiny_workspace import write_workspace
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+REPO = Path(__file__).resolve().parents[2]
+README = REPO / "README.md"
 #: Commands that print data, and so offer --json.
-PRINT_DATA = [("plan",), ("run",), ("status",), ("audit",), ("replay",), ("secret", "list"), ("validate",)]
+PRINT_DATA = [("plan",), ("run",), ("status",), ("audit",), ("replay",), ("secret", "list"), ("validate",), ("prune",),
+              ("test",), ("sandbox", "up")]
 
 
 def cli(*args: str) -> Result:
@@ -96,3 +99,16 @@ def test_the_exit_codes_are_the_same_in_help_and_readme() -> None:
                           ("3", "a flow failed"), ("4", "unexpected error"), ("130, 143", "interrupted by SIGINT")):
         assert f"{code}  {meaning}" in helped
         assert f"| {code} | {meaning}" in readme
+
+
+def test_prune_and_test_say_it_in_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    tested = cli("test", "--json")
+    assert tested.exit_code == 0, tested.output
+    data = json.loads(tested.stdout)
+    assert data["failures"] == 0 and data["examples"] == len(data["results"]) > 0
+    assert set(data["results"][0]) == {"file", "line", "example", "ok", "message"}
+    workspace = str(write_workspace(tmp_path))
+    pruned = cli("prune", "-w", workspace, "--keep", "30d", "--json")
+    assert pruned.exit_code == 0, pruned.output
+    assert json.loads(pruned.stdout) == {"removed": 0, "older_than": "30d"}

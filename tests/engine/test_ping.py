@@ -206,3 +206,37 @@ def test_ping_json_lists_the_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert result.exit_code == 3
     assert [(c["subject"], c["ok"]) for c in json.loads(result.stdout)] == [
         ("auth", True), ("thing", True), ("invoice", False)]
+
+
+CHECKED = CONNECTOR.replace("entities:\n", """ping:
+  - name: invoice writes
+    path: /settings/sync
+    params: {{object: invoice}}
+    fails_when: "data.crm_sync_enabled"
+    message: "invoices are read-only here: another sync owns them ({{{{ body.data.owner }}}})"
+entities:
+""")
+
+
+def test_ping_runs_the_connectors_declared_checks_and_names_an_object_made_read_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = workspace(tmp_path)
+    (tmp_path / "connectors" / "fake.yaml").write_text(CHECKED.format(base="http://api.test/v2"))
+    api = FakeAPI().on("GET", "/v2/things", 200, {"data": []}).on("GET", "/v2/invoices", 200, {"data": []}) \
+                   .on("GET", "/v2/settings/sync", 200, {"data": {"crm_sync_enabled": True, "owner": "CRM sync"}})
+    result = ping(monkeypatch, path, api)
+    assert result.exit_code == 3, result.output
+    assert result.output.splitlines() == [
+        "ping api",
+        "  ok    auth: http://api.test/v2 answered; credentials accepted",
+        "  ok    thing: read 0 records (GET /things)",
+        "  ok    invoice: read 0 records (GET /invoices)",
+        "  FAIL  invoice writes: invoices are read-only here: another sync owns them (CRM sync)",
+        "3 ok, 1 failed"]
+    assert api.requests[-1]["params"] == {"object": "invoice"}
+
+    api = FakeAPI().on("GET", "/v2/things", 200, {"data": []}).on("GET", "/v2/invoices", 200, {"data": []}) \
+                   .on("GET", "/v2/settings/sync", 200, {"data": {"crm_sync_enabled": False}})
+    result = ping(monkeypatch, path, api)
+    assert result.exit_code == 0, result.output
+    assert "  ok    invoice writes: GET /settings/sync" in result.output.splitlines()

@@ -46,6 +46,8 @@ responses:
   - {when: {status: 500}, do: retry}
 quotas:
   default: {calls: 10, window: 1}
+ping:
+  - {name: sync, path: /sync, fails_when: data.on, message: "owned by another sync"}
 paginators:
   pages: {type: page, param: page, limit: {param: size, max: 100}}
   after: {type: cursor, param: after, next: next, limit: {param: limit, max: 100}}
