@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ml_connector.sandbox import pipedrive_index
+from ml_connector.sandbox.pipedrive import index as pipedrive_index
 from ml_connector.sandbox.core import ManualClock
 from ml_connector.sandbox.pipedrive import PipedriveSandbox, create_pipedrive_sandbox
 

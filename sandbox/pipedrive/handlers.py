@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl
 
 from starlette.datastructures import QueryParams
 
-from ml_connector.sandbox.pipedrive_common import (
+from ml_connector.sandbox.pipedrive.common import (
     csv_ints,
     decode_cursor,
     encode_cursor,
@@ -24,11 +24,11 @@ from ml_connector.sandbox.pipedrive_common import (
     v1_error,
     validation_error,
 )
-from ml_connector.sandbox.pipedrive_fields import parse_field_create
-from ml_connector.sandbox.pipedrive_index import SORT_FIELDS, Collection, Key, Query
-from ml_connector.sandbox.pipedrive_search import field_search, item_search, search_entity
-from ml_connector.sandbox.pipedrive_store import PipedriveStore, page_sorted
-from ml_connector.sandbox.pipedrive_validate import validate_entity, validate_line
+from ml_connector.sandbox.pipedrive.fields import parse_field_create
+from ml_connector.sandbox.pipedrive.index import SORT_FIELDS, Collection, Key, Query
+from ml_connector.sandbox.pipedrive.search import field_search, item_search, search_entity
+from ml_connector.sandbox.pipedrive.store import PipedriveStore, page_sorted
+from ml_connector.sandbox.pipedrive.validate import validate_entity, validate_line
 
 Result = tuple[int, Any]
 DEAL_STATUSES = ("open", "won", "lost", "deleted")

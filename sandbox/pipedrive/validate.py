@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ml_connector.sandbox.core import is_date
-from ml_connector.sandbox.pipedrive_common import (
+from ml_connector.sandbox.pipedrive.common import (
     ApiError,
     is_int,
     is_num,
@@ -15,8 +15,8 @@ from ml_connector.sandbox.pipedrive_common import (
     parse_datetime,
     validation_error,
 )
-from ml_connector.sandbox.pipedrive_fields import ADDRESS_PARTS, SINGULAR, check_custom_value
-from ml_connector.sandbox.pipedrive_store import PipedriveStore
+from ml_connector.sandbox.pipedrive.fields import ADDRESS_PARTS, SINGULAR, check_custom_value
+from ml_connector.sandbox.pipedrive.store import PipedriveStore
 
 Checker = Callable[[str, Any], Any]
 CONTACT_SYNC_FIELDS = frozenset({"im", "postal_address", "notes", "birthday", "job_title"})

@@ -14,7 +14,7 @@ from typing import Any
 
 from sortedcontainers import SortedList
 
-from ml_connector.sandbox.pipedrive_fields import SINGULAR, FieldCatalog, exact_strings, search_strings
+from ml_connector.sandbox.pipedrive.fields import SINGULAR, FieldCatalog, exact_strings, search_strings
 
 Key = tuple[Any, int]
 Book = dict[Any, Any]  # value -> id (int) or ids (set[int]); one id stays a bare int to save memory

@@ -32,12 +32,12 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ml_connector.sandbox.core import Clock, Sandbox
-from ml_connector.sandbox.pipedrive_auth import OAuthServer
-from ml_connector.sandbox.pipedrive_common import ERROR_INFO, ApiError
-from ml_connector.sandbox.pipedrive_fields import PLURAL, SINGULAR
-from ml_connector.sandbox.pipedrive_handlers import Ctx, Handlers, Result
-from ml_connector.sandbox.pipedrive_limits import CLOUDFLARE_PAGE, DEFAULT_COSTS, RateLimiter
-from ml_connector.sandbox.pipedrive_store import PipedriveStore
+from ml_connector.sandbox.pipedrive.auth import OAuthServer
+from ml_connector.sandbox.pipedrive.common import ERROR_INFO, ApiError
+from ml_connector.sandbox.pipedrive.fields import PLURAL, SINGULAR
+from ml_connector.sandbox.pipedrive.handlers import Ctx, Handlers, Result
+from ml_connector.sandbox.pipedrive.limits import CLOUDFLARE_PAGE, DEFAULT_COSTS, RateLimiter
+from ml_connector.sandbox.pipedrive.store import PipedriveStore
 
 logger = logging.getLogger(__name__)
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]

@@ -15,9 +15,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ml_connector.sandbox.core import Clock
-from ml_connector.sandbox.pipedrive_common import iso
-from ml_connector.sandbox.pipedrive_fields import PLURAL, SINGULAR, FieldCatalog
-from ml_connector.sandbox.pipedrive_index import Collection, Key
+from ml_connector.sandbox.pipedrive.common import iso
+from ml_connector.sandbox.pipedrive.fields import PLURAL, SINGULAR, FieldCatalog
+from ml_connector.sandbox.pipedrive.index import Collection, Key
 
 OWNER_ID = 18
 SEED_STAMP = "2024-01-02T08:00:00Z"

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ml_connector.sandbox.pipedrive_common import decode_cursor, encode_cursor, query_bool, query_int, validation_error
-from ml_connector.sandbox.pipedrive_fields import PLURAL, search_strings
-from ml_connector.sandbox.pipedrive_index import SEARCH_FIELDS, Collection, hits
-from ml_connector.sandbox.pipedrive_store import PipedriveStore
+from ml_connector.sandbox.pipedrive.common import decode_cursor, encode_cursor, query_bool, query_int, validation_error
+from ml_connector.sandbox.pipedrive.fields import PLURAL, search_strings
+from ml_connector.sandbox.pipedrive.index import SEARCH_FIELDS, Collection, hits
+from ml_connector.sandbox.pipedrive.store import PipedriveStore
 
 ITEM_TYPES = ("deal", "person", "organization", "product")
 UNSIMULATED_TYPES = ("lead", "file", "mail_attachment", "project")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ml_connector.sandbox.core import is_date
-from ml_connector.sandbox.pipedrive_common import (
+from ml_connector.sandbox.pipedrive.common import (
     ApiError,
     is_int,
     is_num,

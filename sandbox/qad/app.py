@@ -9,7 +9,7 @@ Routes (all JSON):
 Entities: customerV2s, supplierV2s, items, salesOrders. Every API call needs a bearer token and a domain
 scope (``x-qad-workspace-id: <domain>_<entity>`` or ``?domainCode=``) and is rate limited per token.
 
-Seeded records are virtual (see ``qad_data``): the store keeps one ``SortedList`` of ``(lastModifiedDate
+Seeded records are virtual (see ``data``): the store keeps one ``SortedList`` of ``(lastModifiedDate
 ms, key)`` per entity plus a dict of records changed since seeding, so a page costs O(log n + pageSize) at
 any size. Ordering by key equals ordering by ``uri`` because an entity's uris share one prefix.
 """
@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ml_connector.sandbox import qad_data as data
+from ml_connector.sandbox.qad import data
 from ml_connector.sandbox.core import Clock, Sandbox, is_date
 
 API = "/clouderp/api/erp"
