@@ -10,13 +10,13 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
 from ml_connector.commands.audit_export import export_format, payload_lines
+from ml_connector.commands.channels import channels
 from ml_connector.commands.discover import discover
 from ml_connector.commands.init import init
 from ml_connector.commands.new import new
@@ -35,13 +35,12 @@ from ml_connector.commands.secrets import secret
 from ml_connector.commands.state_admin import parked, repush, watermark
 from ml_connector.config import MappingConfig
 from ml_connector.errors import MlConnectorError, SetupError
+from ml_connector.events.service import Service
 from ml_connector.extras import import_from_extra
 from ml_connector.http.redact import REDACTOR
 from ml_connector.report import run_table, table
-from ml_connector.serve_view import idle_line, slots, started_lines, utc_naive
 from ml_connector.spec import SpecError, SpecProblem, load_specs
 from ml_connector.store import StateError
-from ml_connector.store.database import StateLocked
 from ml_connector.sync.progress import close as close_progress
 from ml_connector.sync.progress import for_stream
 from ml_connector.sync.runner import Runner, RunSummary
@@ -316,14 +315,22 @@ def run(workspace_path: Path, flows: tuple[str, ...], due: bool, full: bool, as_
 @workspace_option
 @click.option("--interval", default=30.0, show_default=True, help="Seconds between schedule checks.")
 @click.option("--once", is_flag=True, help="Check the schedules once and exit (for cron).")
-def serve(workspace_path: Path, interval: float, once: bool) -> None:
+@click.option("--listen", metavar="HOST:PORT", help="Receive callbacks of the channels that flows' `trigger` names "
+              "(default: the workspace's serve.listen; without either, no receiver).")
+def serve(workspace_path: Path, interval: float, once: bool, listen: str | None) -> None:
     """Run each flow on its own schedule (`schedule: every 15m`) until interrupted (SIGINT, SIGTERM).
+
+    With --listen, also receive callbacks: each one's records are synced at once by the flows it triggers.
 
     \b
     Example:
-      ml-connector serve -w ws/workspace.yaml --interval 60
+      ml-connector serve -w ws/workspace.yaml --interval 60 --listen 127.0.0.1:8780
     """
-    service = Service(Workspace.open(workspace_path), interval, verbose=verbosity(click.get_current_context()))
+    workspace = Workspace.open(workspace_path)
+    settings = workspace.serve
+    service = Service(workspace, interval, verbose=verbosity(click.get_current_context()),
+                      listen=listen or settings.listen, public_url=settings.public_url,
+                      make_runner=lambda project, state: Runner(project, state), pause=lambda s: _pause(s))
     try:
         _until_stopped(service.loop(once), lambda: service.runner.last if service.runner else None)
     except Interrupted as stop:
@@ -332,47 +339,6 @@ def serve(workspace_path: Path, interval: float, once: bool) -> None:
 
 async def _pause(seconds: float) -> None:
     await asyncio.sleep(seconds)
-
-
-@dataclass
-class Service:
-    """`serve`: a tick every ``interval`` seconds runs the flows that are due.
-
-    The state is opened per tick, so that a manual `run` can take it in between; a tick that finds it held waits
-    and tries again instead of ending the service.
-    """
-
-    workspace: Workspace
-    interval: float
-    runner: Runner | None = None  # the tick's runner while it runs
-    verbose: int = 0  # -v: a line for each idle tick too
-
-    async def loop(self, once: bool) -> None:
-        project = self.workspace.project
-        schedules = [(name, project.flows[name].data.get("schedule")) for name in project.flow_order()]
-        click.echo("\n".join(started_lines(schedules, self.interval)), err=True)
-        while True:
-            try:
-                state = self.workspace.state()
-            except StateLocked as exc:
-                click.echo(f"ml-connector: {exc}; trying again in {self.interval:g}s", err=True)
-                await _pause(self.interval)
-                continue
-            self.runner = Runner(self.workspace.project, state)
-            try:
-                now = utc_naive(self.runner.now())
-                found = slots(schedules, state)
-                summary = await self.runner.run(due=True)  # nothing due: no run row
-            finally:
-                state.close()
-            self.runner = None
-            if summary.flows:
-                click.echo(run_table(summary.as_dict()))
-            elif self.verbose:
-                click.echo(idle_line(found, now), err=True)
-            if once:
-                return
-            await _pause(self.interval)
 
 
 @main.command()
@@ -565,6 +531,7 @@ main.add_command(ping)  # engine/commands/ping.py
 main.add_command(new)  # engine/commands/new.py
 main.add_command(preview)  # engine/commands/preview.py
 main.add_command(discover)  # engine/commands/discover.py
+main.add_command(channels)  # engine/commands/channels.py
 
 
 # ---- sandboxes and demo ------------------------------------------------------------------------------------------

@@ -41,6 +41,8 @@ def run_table(summary: dict[str, Any], plan: bool = False) -> str:
     future += [f"  {f['flow']}: {'would create' if plan else 'created'} custom field(s) {', '.join(f['new_fields'])}"
                for f in summary["flows"] if f.get("new_fields")]
     future += _delete_notes(summary["flows"], plan)
+    future += [f"  {f['flow']}: read by a server-side bulk job (read.bulk)" for f in summary["flows"]
+               if f.get("read_path") == "bulk"]
     if future:
         out.append("notes:\n" + "\n".join(future))
     out.append(f"run {summary['run_id']}: {summary['status']}")

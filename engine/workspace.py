@@ -12,6 +12,14 @@ from ml_connector.store import State
 DEFAULT_STATE = "state/ml-connector.duckdb"
 
 
+@dataclass(frozen=True)
+class ServeSettings:
+    """The workspace's `serve` block: where the callback receiver listens and how the sources reach it."""
+
+    listen: str | None = None  # HOST:PORT; None: no receiver (unless --listen)
+    public_url: str | None = None  # None: http://<listen>
+
+
 @dataclass
 class Workspace:
     path: Path
@@ -31,6 +39,12 @@ class Workspace:
         configured = self.project.workspace.data.get("state") or DEFAULT_STATE
         candidate = Path(configured)
         return candidate if candidate.is_absolute() else self.path.parent / candidate
+
+    @property
+    def serve(self) -> ServeSettings:
+        assert self.project.workspace is not None
+        block = self.project.workspace.data.get("serve") or {}
+        return ServeSettings(listen=block.get("listen"), public_url=block.get("public_url"))
 
     def state(self) -> State:
         return State(self.state_path)

@@ -10,6 +10,7 @@ from ml_connector.sandbox.core import Sandbox
 SANDBOXES: dict[str, tuple[str, str, int]] = {
     "qad": ("ml_connector.sandbox.qad", "create_qad_sandbox", 8701),
     "pipedrive": ("ml_connector.sandbox.pipedrive", "create_pipedrive_sandbox", 8702),
+    "zoho": ("ml_connector.sandbox.zoho", "create_zoho_sandbox", 8703),
 }
 
 

@@ -14,7 +14,8 @@ from ml_connector.sandbox.registry import SANDBOXES, create_sandbox, default_por
 from ml_connector.sandbox.serve import SandboxServer
 from ml_connector.sandbox.workspace import SANDBOX_ENV, refuse_to_overwrite, write_workspace
 
-SIZE_OPTIONS = {"qad": ("customers", "items")}
+SIZE_OPTIONS = {"qad": ("customers", "items"),
+                "zoho": ("vendors", "products", "accounts", "contacts", "purchase_orders", "sales_orders")}
 
 
 def serve_sandboxes(names: list[str] | None, *, host: str = "127.0.0.1", workspace_dir: Path | None = None,

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 from ml_connector.errors import SetupError
@@ -20,7 +21,12 @@ SANDBOX_ENV = {
     "ML_SANDBOX_PIPEDRIVE_CLIENT_ID": "ml-connector-app",
     "ML_SANDBOX_PIPEDRIVE_CLIENT_SECRET": "app-secret",
     "ML_SANDBOX_PIPEDRIVE_REFRESH_TOKEN": "1:1:seeded-refresh-token",
+    "ML_SANDBOX_ZOHO_CLIENT_ID": "1000.SANDBOXEUCLIENT0000000000000",
+    "ML_SANDBOX_ZOHO_CLIENT_SECRET": "sandbox-eu-client-secret",
+    "ML_SANDBOX_ZOHO_REFRESH_TOKEN": "1000.sandbox-eu-refresh-token.0000000000000000",
 }
+ZOHO_ACCOUNTS_HOST = "127.0.0.2"  # the sandbox's EU data center, where its default org lives
+PAIRS = {"pipedrive": "qad-pipedrive", "zoho": "qad-zoho"}  # the CRM sandbox each shipped integration needs
 
 
 def apply_env(environ: dict[str, str] | None = None) -> None:
@@ -54,6 +60,19 @@ def connections(urls: dict[str, str], pipedrive_auth: str = "api_token") -> dict
             "settings": {"api_url": urls["pipedrive"], "oauth_url": urls["pipedrive"]},
             "secrets": secrets,
         }
+    if "zoho" in urls:
+        # The refresh token belongs to the EU org: its accounts server is the EU one. The API host is left at
+        # the US default on purpose: every call must go where the token response's api_domain says.
+        served = httpx.URL(urls["zoho"])
+        entries["zoho"] = {
+            "connector": "zoho-crm",
+            "sandbox": True,
+            "settings": {"accounts_url": str(served.copy_with(host=ZOHO_ACCOUNTS_HOST)).rstrip("/"),
+                         "api_domain": str(served).rstrip("/")},
+            "secrets": {"client_id": "env:ML_SANDBOX_ZOHO_CLIENT_ID",
+                        "client_secret": "env:ML_SANDBOX_ZOHO_CLIENT_SECRET",
+                        "refresh_token": "env:ML_SANDBOX_ZOHO_REFRESH_TOKEN"},
+        }
     return entries
 
 
@@ -71,22 +90,24 @@ def refuse_to_overwrite(directory: Path, command: str) -> None:
 
 def write_workspace(directory: Path, urls: dict[str, str], *, pipedrive_auth: str = "api_token",
                     state: str = "state/ml-connector.duckdb", overwrite: bool = True) -> Path:
-    """Write ``workspace.yaml`` for the QAD <-> Pipedrive integration against the given sandbox URLs.
+    """Write ``workspace.yaml`` for the shipped integrations whose sandboxes are in ``urls`` (QAD <-> Pipedrive,
+    QAD <-> Zoho CRM).
 
     ``overwrite=False``: a workspace.yaml already there is refused (WorkspaceExists), never replaced.
     """
     if not overwrite:
         refuse_to_overwrite(directory, "this command")
+    pairs = [pair for crm, pair in PAIRS.items() if crm in urls] or ["qad-pipedrive"]
     if (directory / "connectors").is_dir() and (directory / "mappings" / "qad-pipedrive").is_dir():
-        connectors, integration = "connectors", "mappings/qad-pipedrive"  # a project made by `init`: its own copies
+        connectors, integrations = "connectors", [f"mappings/{pair}" for pair in pairs]  # `init`'s own copies
     else:  # a checkout's own folders, or the data installed with the package
         specs = shipped_specs()
-        connectors, integration = str(specs / "connectors"), str(specs / "mappings" / "qad-pipedrive")
+        connectors, integrations = str(specs / "connectors"), [str(specs / "mappings" / pair) for pair in pairs]
     directory.mkdir(parents=True, exist_ok=True)
     document = {
         "state": state,
         "connectors": [connectors],
-        "integrations": [integration],
+        "integrations": integrations,
         "connections": connections(urls, pipedrive_auth),
     }
     path = directory / "workspace.yaml"

@@ -119,7 +119,7 @@ async def _sample(runner: Runner, connection: str, name: str, entity: EntityConf
     reader = EntityReader(runner.client(connection), name, entity,
                           runner.catalog(connection, name, entity) if entity.custom_fields is not None else None)
     records: list[dict[str, Any]] = []
-    async for page in reader.pages():
+    async for page in reader.pages(bulk=False):  # a sample: never a server-side bulk job
         records.extend(page)
         if len(records) >= size:
             break

@@ -112,7 +112,7 @@ class Previewer:
         reader = EntityReader(self.runner.client(source.connection), source.entity, entity,
                               self.runner.catalog(source.connection, source.entity, entity))
         units: list[dict[str, Any]] = []
-        async for page in reader.pages(params=source.params, expand=source.expand):
+        async for page in reader.pages(params=source.params, expand=source.expand, bulk=False):  # a few records
             for record in page:
                 units.extend(self.mapping.explode(record))
             if len(units) >= limit:

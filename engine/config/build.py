@@ -71,6 +71,8 @@ def _convert(kind: Any, value: Any, path: JsonPath) -> Any:
         if value not in get_args(kind):
             raise ConfigError(path, f"{value!r} is not one of {get_args(kind)}")
         return value
+    if isinstance(kind, type) and hasattr(kind, "from_spec"):  # a value the spec writes its own way (a duration)
+        return kind.from_spec(value, path)
     if isinstance(kind, type) and is_dataclass(kind) and kind is not Expr:
         return build(kind, value, path)
     if origin is Mapping:

@@ -10,12 +10,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ml_connector.config.channel import ChannelConfig
 from ml_connector.config.entity import EntityConfig
 from ml_connector.config.expr import Expr
 
 Scalar = str | int | float | bool
 WaitUnit = Literal["seconds", "ms", "epoch", "epoch_ms", "http_date"]
-PagingPlace = Literal["query", "body"]  # a paginator's `in`: where its values go
+PagingPlace = Literal["query", "body", "template"]  # a paginator's `in`: where its values go
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,6 +72,8 @@ class OAuth2AuthConfig:
     refresh_ahead: float
     base_url_from: str | None = None
     base_url_hosts: tuple[str, ...]
+    token_scheme: str
+    reauthorize_errors: tuple[str, ...]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,7 +127,7 @@ class RuleConfig:
     """A response rule: the first match wins, then the built-in defaults."""
 
     when: WhenConfig
-    do: Literal["retry", "reauth", "rate_limited", "record_error", "request_error", "fatal"]
+    do: Literal["ok", "retry", "reauth", "rate_limited", "record_error", "request_error", "fatal"]
     wait: WaitConfig | None = None
     message: Expr | None = None
 
@@ -228,3 +231,4 @@ class ConnectorConfig:
     quotas: Mapping[str, QuotaConfig]
     paginators: Mapping[str, PaginatorConfig]
     entities: Mapping[str, EntityConfig]
+    channels: Mapping[str, ChannelConfig]  # webhook channels the system offers (engine/events)

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from ml_connector.config.channel import EntityEventsConfig
 from ml_connector.config.expr import Expr
 
 
@@ -64,6 +65,103 @@ class IncrementalConfig:
     field: str
     format: str
     lookback: float
+    header: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobRequestConfig:
+    """One request of a bulk job (a start, an abort)."""
+
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+    path: Expr
+    params: Expr
+    body: Expr | None = None
+    quota: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobCreateConfig:
+    """The request that creates a bulk job, and where its answer names the job."""
+
+    method: Literal["POST", "PUT", "GET"]
+    path: Expr
+    params: Expr
+    body: Expr | None = None
+    quota: str | None = None
+    id: Expr
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobPollConfig:
+    """The status request, repeated until a done or failed state (bounded by `timeout`)."""
+
+    method: Literal["GET", "POST"]
+    path: Expr
+    params: Expr
+    quota: str | None = None
+    state: Expr
+    done: tuple[str, ...]
+    failed: tuple[str, ...]
+    error: Expr | None = None
+    interval: float
+    timeout: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResultPagesConfig:
+    """Result pages of one job: a header names the next, sent back as a query parameter."""
+
+    header: str
+    param: str
+    end: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobDownloadConfig:
+    """The result file of a done job, size-bounded."""
+
+    method: Literal["GET", "POST"]
+    path: Expr
+    params: Expr
+    quota: str | None = None
+    format: Literal["csv", "csv_zip"]
+    member: Expr | None = None
+    max_bytes: int
+    max_members: int
+    next: ResultPagesConfig | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobNextConfig:
+    """A new job for the next page of records, with the token the done job names."""
+
+    more: Expr
+    token: Expr
+    into: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobRowsConfig:
+    """How CSV rows become records."""
+
+    columns: Mapping[str, str]
+    nest: bool
+    empty: Literal["null", "keep"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BulkReadConfig:
+    """A server-side bulk read job (engine/http/jobs.py)."""
+
+    when: Literal["full", "always"]
+    create: JobCreateConfig
+    start: JobRequestConfig | None = None
+    poll: JobPollConfig
+    download: JobDownloadConfig
+    next: JobNextConfig | None = None
+    abort: JobRequestConfig | None = None
+    rows: JobRowsConfig
+    page_size: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,7 +176,10 @@ class ReadConfig:
     method: Literal["GET", "POST"]
     body: Expr | None = None
     max_depth: int | None = None
+    narrow: Literal["cursor", "key"]
     quota: str | None = None
+    empty_statuses: tuple[int, ...]
+    bulk: BulkReadConfig | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,6 +190,7 @@ class GetConfig:
     params: Expr
     record: Expr
     quota: str | None = None
+    gone: tuple[int, ...]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -142,6 +244,7 @@ class ResultsConfig:
     error_message: Expr | None = None
     key: Expr | None = None
     error_key: Expr | None = None
+    failed: Expr | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -260,3 +363,4 @@ class EntityConfig:
     expand: Mapping[str, ExpandConfig]
     write: WriteConfig | None = None
     deletes: DeletesConfig | None = None
+    events: EntityEventsConfig | None = None  # this entity can be watched through a channel

@@ -41,6 +41,13 @@ class MatchConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TriggerConfig:
+    """The channel whose callbacks run this flow for the records they name (between its scheduled runs)."""
+
+    channel: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class ChildListConfig:
     """A child list: one item per element of `each`, each mapped with `fields`."""
 
@@ -83,6 +90,7 @@ class MappingConfig:
     depends_on: tuple[str, ...]
     schedule: str | None = None
     reconcile: str | None = None
+    trigger: TriggerConfig | None = None  # callbacks of this channel re-read the records they name (events/)
     filter: Expr | None = None
     key: Expr
     match: MatchConfig | None = None

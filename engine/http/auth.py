@@ -6,7 +6,7 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, Protocol
 
 import httpx
@@ -84,7 +84,7 @@ class _TokenAuth:
             cached = self.vault.get(self._cache_key())
             data = json.loads(cached or "{}")
             token, expires_at, base_url = str(data["token"]), float(data["expires_at"]), data.get("base_url")
-            lifetime = float(data.get("lifetime", self.lifetime))
+            lifetime = float(data["lifetime"]) if "lifetime" in data else self.lifetime  # a cache field, no spec key
         except (MlConnectorError, ValueError, KeyError, TypeError):
             return
         if base_url and not self.policy.allows(base_url):
@@ -123,7 +123,8 @@ class _TokenAuth:
         raise NotImplementedError
 
 
-def _token_error(name: str, response: httpx.Response, body: Any) -> Exception:
+def _token_error(name: str, response: httpx.Response, body: Any,
+                 refused: Collection[str] = ("invalid_grant", "invalid_client", "unauthorized_client")) -> Exception:
     if response.status_code >= 500 or response.status_code == 429:
         return TransientError(f"{name}: token endpoint answered {response.status_code}")
     if response.status_code < 300 and not isinstance(body, dict):  # a proxy's page or a cut-off body: a glitch
@@ -131,7 +132,7 @@ def _token_error(name: str, response: httpx.Response, body: Any) -> Exception:
                               f"a JSON object")
     detail = body.get("error") if isinstance(body, dict) else None
     text = REDACTOR(json.dumps(body) if isinstance(body, (dict, list)) else str(body))[:300]
-    if detail in {"invalid_grant", "invalid_client", "unauthorized_client"}:
+    if detail in refused:
         return ReauthorizeError(f"connection {name}: the authorisation was refused ({detail}); "
                                 f"re-authorise this connection. Token endpoint said: {text}")
     return FatalError(f"connection {name}: token request failed with HTTP {response.status_code}: {text}")
@@ -199,7 +200,7 @@ class OAuth2Auth(_TokenAuth):
                 raise ReauthorizeError(f"connection {self.name}: no refresh token; authorise this connection")
             response, body = await self._post(http, grant)
         if response.status_code != 200 or not isinstance(body, dict) or "access_token" not in body:
-            raise _token_error(self.name, response, body)
+            raise _token_error(self.name, response, body, self.config.reauthorize_errors)
         rotated = body.get("refresh_token")
         if rotated and rotated != self._current_refresh_token():
             REDACTOR.add(rotated)
@@ -217,7 +218,7 @@ class OAuth2Auth(_TokenAuth):
         return named
 
     async def apply(self, http: httpx.AsyncClient, headers: dict[str, str], params: dict[str, Any]) -> None:
-        headers["Authorization"] = f"Bearer {await self.ensure(http)}"
+        headers["Authorization"] = f"{self.config.token_scheme} {await self.ensure(http)}"
 
 
 class SessionAuth(_TokenAuth):

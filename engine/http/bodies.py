@@ -60,6 +60,11 @@ class RecordsAt:
 
     path: Expr
     single: bool = False
+    none_statuses: frozenset[int] = frozenset()  # statuses whose empty body means "no records" (204, 304)
+
+    def none_left(self, status: int, body: Any) -> bool:
+        """Whether this answer says, by its status and an empty body, that there are no records."""
+        return status in self.none_statuses and body in (None, "")
 
     def of(self, body: Any) -> list[Any]:
         """The records in ``body``; raises BodyMismatch when the body has none to give (an empty list is fine)."""

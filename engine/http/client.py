@@ -194,7 +194,8 @@ class ConnectorClient:
 
     async def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                       json: Any = None, quota: str | None = None, idempotent: bool | None = None,
-                      reads: bool | None = None, records: RecordsAt | None = None) -> Reply:
+                      reads: bool | None = None, records: RecordsAt | None = None,
+                      headers: Mapping[str, str] | None = None) -> Reply:
         """One logical call: retried on transient failures, re-authenticated once on a reauth signal.
 
         ``reads``: whether the call counts as a read (default: GET does); a query sent as POST is a read.
@@ -209,11 +210,11 @@ class ConnectorClient:
         async for attempt in retrying:
             with attempt:
                 try:
-                    return await self._once(method, path, params, json, pool, safe, is_read, records)
+                    return await self._once(method, path, params, json, pool, safe, is_read, records, headers)
                 except NeedsReauth:
                     self.auth.invalidate()
                     try:
-                        return await self._once(method, path, params, json, pool, safe, is_read, records)
+                        return await self._once(method, path, params, json, pool, safe, is_read, records, headers)
                     except NeedsReauth as again:
                         raise FatalError(f"connection {self.connection.name}: credentials refused after "
                                          f"renewal ({method} {path})") from again
@@ -244,8 +245,9 @@ class ConnectorClient:
         await self._sleep(seconds)
 
     async def _once(self, method: str, path: str, params: Mapping[str, Any] | None, json: Any, pool: Quota,
-                    safe: bool, is_read: bool, records: RecordsAt | None = None) -> Reply:
-        headers = dict(self.headers)
+                    safe: bool, is_read: bool, records: RecordsAt | None = None,
+                    extra_headers: Mapping[str, str] | None = None) -> Reply:
+        headers = {**self.headers, **(extra_headers or {})}
         query: dict[str, Any] = {k: v for k, v in (params or {}).items() if v is not None}
         try:
             await self.auth.apply(self.http, headers, query)  # first: a token may name the base URL
@@ -284,6 +286,8 @@ class ConnectorClient:
             log.debug("%s %s %s -> %s in %.0f ms", self.connection.name, method, url.path, response.status_code,
                       (time.monotonic() - started) * 1000)
         body = parse_body(response, content)
+        if records is not None and records.none_left(response.status_code, body):
+            return Reply(response.status_code, body, response.headers, [])  # e.g. 204/304: nothing (more) to read
         decision = self.rules.classify(response, body)
         where = f"{method} {url.path} -> HTTP {response.status_code}"
         if decision.action == OK:

@@ -26,6 +26,8 @@ class Paginator(Protocol):
 
     def request(self, params: dict[str, Any], body: Any) -> tuple[dict[str, Any], Any]: ...
 
+    def variables(self, params: dict[str, Any]) -> dict[str, Any]: ...
+
 
 class _Limited:
     """The largest page the API allows, asked for on every request."""
@@ -36,6 +38,8 @@ class _Limited:
         self.limit = config.limit.max
         self.has_more = None if isinstance(config, CursorPaginatorConfig) else config.has_more
         self.in_body = config.placement == "body"
+        self.in_template = config.placement == "template"
+        self.variable = {"cursor": "cursor", "offset": "offset", "page": "number"}[config.type]
 
     def _limit_params(self) -> dict[str, Any]:
         return {self.limit_param: self.limit}
@@ -47,6 +51,8 @@ class _Limited:
         cursor comparison and the page guard work the same; with ``in: body`` they move into a copy of the body,
         each at its dotted path (a search endpoint reads its cursor or offset next to its filters).
         """
+        if self.in_template:  # the body template placed them (`page`, see variables)
+            return {k: v for k, v in params.items() if k not in (self.param, self.limit_param)}, body
         if not self.in_body:
             return params, body
         if body is None:
@@ -58,6 +64,11 @@ class _Limited:
             if name in query:
                 _set_path(placed, name, query.pop(name))
         return query, placed
+
+    def variables(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A page's paging values by meaning, for a body template (`page.offset`, `page.number`, `page.cursor`,
+        `page.limit`): a query language that pages inside its query text (``limit 200 offset 400``)."""
+        return {self.variable: params.get(self.param), "limit": self.limit}
 
     def _more(self, body: Any, records: list[Any]) -> bool:
         if not records:
@@ -121,6 +132,9 @@ class SinglePage:
 
     def request(self, params: dict[str, Any], body: Any) -> tuple[dict[str, Any], Any]:
         return params, body
+
+    def variables(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {}
 
 
 def _set_path(body: dict[str, Any], path: str, value: Any) -> None:

@@ -13,6 +13,7 @@ from ml_connector.http.bodies import RecordsAt
 from ml_connector.http.catalog import LazyCatalog
 from ml_connector.http.client import ConnectorClient
 from ml_connector.http.errors import FatalError
+from ml_connector.http.jobs import BulkRead
 from ml_connector.http.paginators import PageGuard
 
 
@@ -51,10 +52,11 @@ class EntityReader:
         self.config = config
         self.read = config.read
         self.catalog = catalog
-        self.records = RecordsAt(self.read.records)
+        self.records = RecordsAt(self.read.records, none_statuses=frozenset(self.read.empty_statuses))
         self.incremental = self.read.incremental
         self._max_depth = self.read.max_depth
         self.server_date: str | None = None  # the HTTP Date of the last read's first page: the source's clock
+        self.read_path = "list"  # which read ran last: "list" (paging the list) or "bulk" (a server-side job)
 
     @property
     def watermark_field(self) -> str | None:
@@ -66,55 +68,88 @@ class EntityReader:
         return self.incremental.lookback if self.incremental is not None else 0.0
 
     async def pages(self, *, since: str | None = None, params: Expr | None = None,
-                    expand: Sequence[str] = ()) -> AsyncIterator[list[dict[str, Any]]]:
+                    expand: Sequence[str] = (), bulk: bool = True) -> AsyncIterator[list[dict[str, Any]]]:
         """Pages of records changed since ``since`` (all records without it), children expanded.
 
-        ``params``: a flow's own query parameters (templates), added to the read's.
+        ``params``: a flow's own query parameters (templates), added to the read's. ``bulk``: False for a sample
+        of a few records (a preview), which must not start a server-side job.
         """
         context = self.client.context
         base = dict(self.read.params.evaluate(context))
-        if params is not None:
-            base.update(params.evaluate(context))
+        own = dict(params.evaluate(context)) if params is not None else {}
+        base.update(own)
+        job_spec = self.read.bulk
+        if job_spec is not None and bulk and not own and (since is None or job_spec.when == "always"):
+            # a full read as one server-side job; a flow's own filter parameters keep the list (a job ignores them)
+            self.read_path = "bulk"
+            job = BulkRead(self.client, f"{self.client.connection.name}.{self.entity}", job_spec, self.config.fields)
+            formatted = self._query({}, since, self.lookback)[1]
+            async for rows in job.pages(since=formatted):
+                self.server_date = job.date  # the first create's answer: when the read began, by the source
+                yield await self._finish(rows, expand)
+            self.server_date = job.date
+            return
+        self.read_path = "list"
         path = str(self.read.path.evaluate(context))
         paginator = self.client.paginator(self.read.paginator)
         lookback = self.lookback
         first = True
         boundary: set[str] = set()  # keys already read at the value a restarted query starts from
+        after: str | None = None  # narrow: key — the last key of the previous query (`page.after`)
         while True:  # one query, or several when the API caps how deep a query may page
             query, formatted = self._query(base, since, lookback)
-            body = self.read.body.evaluate({**context, "since": formatted}) if self.read.body is not None else None
+            last: str | None = None
             guard = self._guard(self.read.method, path, self._key)
             page_params: dict[str, Any] | None = guard.start({**query, **paginator.first()})
             depth, newest = 0, None
             seen_at_newest: set[str] = set()
             restart = False
             while page_params is not None:
+                page = {**paginator.variables(page_params), "after": after}  # for a query text that pages itself
+                body = self.read.body.evaluate({**context, "since": formatted, "page": page}) \
+                    if self.read.body is not None else None
                 query_params, json_body = paginator.request(page_params, body)  # paging in the query or the body
                 reply = await self.client.request(self.read.method, path, params=query_params, json=json_body,
                                                   reads=True, idempotent=True, records=self.records,
-                                                  quota=self.read.quota)
+                                                  quota=self.read.quota, headers=self._since_header(formatted))
                 if first:
                     self.server_date, first = reply.headers.get("date"), False
                 rows = [r for r in reply.records or () if isinstance(r, dict)]
                 depth += len(rows)
+                last = self._key(rows[-1]) if rows else last
                 newest, seen_at_newest = self._track_newest(rows, newest, seen_at_newest)
                 records = [r for r in rows if self._key(r) not in boundary] if boundary else rows
-                catalog = await self.catalog.get() if self.catalog is not None and records else None
-                if catalog is not None:
-                    records = [catalog.to_labels(r) for r in records]
-                for name in expand:
-                    await self._expand(records, name)
-                yield records
+                yield await self._finish(records, expand)
                 page_params = guard.next(paginator.next(page_params, reply.body, rows), rows)
                 if page_params is not None and self._max_depth and depth >= self._max_depth:
                     restart = True
                     break
             if not restart:
                 return
+            if self.read.narrow == "key":  # sorted by key: the next query starts after the last key read
+                if last is None or last == after:
+                    raise FatalError(f"{self.client.connection.name}.{self.entity}: narrowing by key makes no "
+                                     f"progress: the query after {self.config.key} {after!r} ended at {last!r} again")
+                after = last
+                continue
             if newest is None or newest == since:
                 raise FatalError(f"{self.client.connection.name}.{self.entity}: more than {self._max_depth} records "
                                  f"share {self.watermark_field}={newest!r}; the API cannot page deeper")
             since, lookback, boundary = newest, 0.0, seen_at_newest
+
+    def _since_header(self, formatted: str | None) -> dict[str, str] | None:
+        """The watermark as a request header, for APIs that take it so (``If-Modified-Since``)."""
+        header = self.incremental.header if self.incremental is not None else None
+        return {header: formatted} if header and formatted else None
+
+    async def _finish(self, records: list[dict[str, Any]], expand: Sequence[str]) -> list[dict[str, Any]]:
+        """A page as the flow sees it: custom fields by label, children expanded."""
+        catalog = await self.catalog.get() if self.catalog is not None and records else None
+        if catalog is not None:
+            records = [catalog.to_labels(r) for r in records]
+        for name in expand:
+            await self._expand(records, name)
+        return records
 
     def _query(self, base: dict[str, Any], since: str | None, lookback: float) -> tuple[dict[str, Any], str | None]:
         """Query parameters for a read from ``since``, and the watermark as the API wants it (for a body)."""

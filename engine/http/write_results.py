@@ -62,13 +62,14 @@ class BatchResults:
         self.errors, self.error_index = config.errors, config.error_index
         self.error_key, self.error_id = config.error_key, config.error_id
         self.error_message = config.error_message
+        self.failed = config.failed
 
     def read(self, body: Any, sent: list[Sent]) -> list[Answer]:
         """One answer per sent record, in the order sent."""
         if not isinstance(body, (dict, list)):
             return [Answer(unknown="the response is not JSON") for _ in sent]
         errors = self._errors(body, sent)
-        confirmed, unknown = self._confirmed(body, sent)
+        confirmed, unknown = self._confirmed(body, sent, errors)
         answers = []
         for index in range(len(sent)):
             if index in errors:
@@ -96,13 +97,21 @@ class BatchResults:
                 for value in _listed(path.evaluate(error) if path is not None else None):
                     positions = names.get(str(value), [])
                     named.update(positions if len(positions) == 1 else [])
-            text = str(self.error_message.evaluate({"error": error})) if self.error_message else str(error)
+            text = self._message(error)
             for index in named:
                 found[index] = f"{found[index]}; {text}" if index in found else text
         return found
 
-    def _confirmed(self, body: Any, sent: list[Sent]) -> tuple[dict[int, tuple[str | None, bool | None]], str]:
-        """(target id, created) by position for the records the results name; why the others are unknown."""
+    def _message(self, error: Any) -> str:
+        return str(self.error_message.evaluate({"error": error})) if self.error_message else str(error)
+
+    def _confirmed(self, body: Any, sent: list[Sent],
+                   errors: dict[int, str]) -> tuple[dict[int, tuple[str | None, bool | None]], str]:
+        """(target id, created) by position for the records the results name; why the others are unknown.
+
+        A result that says it failed (``failed``) goes into ``errors`` instead: some APIs list each record's
+        outcome in one list, successes and failures alike.
+        """
         results = self.items.evaluate(body)
         if not isinstance(results, list):
             return {}, UNMENTIONED
@@ -122,6 +131,9 @@ class BatchResults:
                     pairs.append((positions[0], result))
         confirmed: dict[int, tuple[str | None, bool | None]] = {}
         for index, result in pairs:
+            if self.failed is not None and self.failed.evaluate(result):
+                errors.setdefault(index, self._message(result))
+                continue
             found = self.id.evaluate(result) if self.id is not None else None
             created = bool(self.created.evaluate(result)) if self.created is not None else None
             confirmed[index] = (str(found) if found is not None else None, created)

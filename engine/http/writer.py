@@ -158,11 +158,14 @@ class EntityWriter:
         try:
             reply = await self.client.request("GET", str(_path(get.path, context)),
                                               params=get.params.evaluate(context), quota=get.quota,
-                                              records=RecordsAt(get.record, single=True))
+                                              records=RecordsAt(get.record, single=True,
+                                                                none_statuses=frozenset(get.gone)))
         except RecordError as exc:
-            if exc.status == 404:
+            if exc.status in get.gone:
                 return None
             raise
+        if not reply.records:  # a status the spec says means "no such record" (204 with no body)
+            return None
         found = get.record.evaluate(reply.body)
         return found if isinstance(found, dict) else None
 
@@ -271,6 +274,8 @@ class _Push:
             self.fail(item, UPDATE, "no target record to update")
         elif w.strategy == "update_only":
             self.write(item, UPDATE)
+        elif w.strategy == "upsert" and item.target_id is not None and w.update is not None:
+            self.write(item, UPDATE)  # the target record is known: updated by its id, whatever its key holds now
         elif w.strategy == "create_only" and item.target_id is not None:
             self.fail(item, UPDATE, f"{w.entity} is create-only and already holds this record (target "
                                     f"{item.target_id}): the change is not sent (a create would duplicate it)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from ml_connector.spec.channel_checks import check_connector_channels
 from ml_connector.spec.checkutil import as_dict, get_path, problem, unknown
 from ml_connector.spec.connector_names import check_connector_names
 from ml_connector.spec.field_checks import check_connector_fields
@@ -73,6 +74,7 @@ def check_connector(spec: Spec) -> list[SpecProblem]:
     problems += check_write_steps(spec)
     problems += check_connector_fields(spec)
     problems += check_connector_names(spec)
+    problems += check_connector_channels(spec)
     return problems
 
 

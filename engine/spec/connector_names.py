@@ -21,6 +21,9 @@ from ml_connector.transform.expressions import ENV
 CONTEXT_NAMES = frozenset({
     "connection", "secrets", "token", "body", "status", "headers", "error", "record", "records", "target_id",
     "existing", "match", "action", "id", "keys", "since", "field",
+    "channel",  # a channel request's: id, token, url, expires_at, events, entity (engine.events.channels)
+    "job",  # a bulk read job's requests: id, token, number, status (engine.http.jobs)
+    "page",  # a query read's paging values, in its body template: offset, limit, number, cursor, after
 })
 DECLARED = (("connection", "settings", "setting"), ("secrets", "secrets", "secret"))
 

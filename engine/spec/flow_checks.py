@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ml_connector.spec.channel_checks import check_trigger
 from ml_connector.spec.checkutil import as_dict, as_list, listing, problem, unknown
 from ml_connector.spec.delete_checks import check_on_delete
 from ml_connector.spec.ensure_checks import check_ensure_fields
@@ -46,6 +47,7 @@ def check_flow(project: Project, spec: Spec) -> list[SpecProblem]:
         if isinstance(name, str) and name not in project.flows:
             problems.append(problem(spec, ("depends_on", index), unknown("flow", name, project.flows)))
     problems += check_on_delete(project, spec)
+    problems += check_trigger(project, spec)
     problems += _example_problems(project, spec)
     problems += check_reverse(project, spec)
     if spec.name in project.flow_integration:

@@ -1,4 +1,5 @@
-"""Checks of paginators that page inside a JSON body (`in: body`): only a POST read sends a body to page in."""
+"""Checks of paginators that page inside a JSON body (`in: body`, or `in: template` where the body template places
+the values): only a POST read sends a body to page in."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ def check_body_paging(spec: Spec) -> list[SpecProblem]:
     GET requests)."""
     data = spec.data
     in_body = {name for name, p in as_dict(data.get("paginators")).items() if as_dict(p).get("in") == "body"}
+    in_template = {name for name, p in as_dict(data.get("paginators")).items() if as_dict(p).get("in") == "template"}
     problems = []
     for entity_name, entity in as_dict(data.get("entities")).items():
         entity = as_dict(entity)
@@ -27,6 +29,13 @@ def check_body_paging(spec: Spec) -> list[SpecProblem]:
         for path, section, why in uses:
             section = as_dict(section)
             name = section.get("paginator")
+            if name in in_template:  # the body template places the paging values: a POST read with a body
+                if why is None and section.get("method", "GET") == "POST" and "body" in section:
+                    continue
+                why = why or "this read sends no body to place them in; give it method: POST and a body"
+                problems.append(problem(spec, ("entities", entity_name, *path, "paginator"),
+                                        f"paginator '{name}' pages in the body template (in: template), but {why}"))
+                continue
             if name not in in_body:
                 continue
             if why is None and section.get("method", "GET") == "POST":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ml_connector.store.audit import Audit, AuditRow
+from ml_connector.store.channels import Channels
 from ml_connector.store.credentials import CredentialError, Credentials, load_or_create_key
 from ml_connector.store.database import Database, StateError
 from ml_connector.store.idmap import IdMapEntry, IdMaps
@@ -28,6 +29,7 @@ class State:
         except CredentialError:  # the key is unusable: leave the state closed, as this process found it
             self.db.close()
             raise
+        self.channels = Channels(self.db, self.credentials)
 
     def close(self) -> None:
         self.db.close()

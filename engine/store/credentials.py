@@ -18,7 +18,7 @@ from ml_connector.store.database import Database
 KEY_ENV = "ML_CONNECTOR_KEY"
 #: Names the engine keeps for a connection's cached tokens (``<connection>.access_token``, rotated refresh tokens):
 #: not the user's secrets, so `secret list` leaves them out and `secret set` refuses them.
-TOKEN_SUFFIXES = (".access_token", ".refresh_token")
+TOKEN_SUFFIXES = (".access_token", ".refresh_token", ".channel_token")  # + webhook channel tokens
 GITIGNORE_HEADER = "# ml-connector state: the encryption key and the state database stay out of version control"
 
 

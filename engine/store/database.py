@@ -66,6 +66,13 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE audit ADD COLUMN payload JSON;
     """,
+    # 7: webhook channels registered with source systems (their tokens are kept encrypted in credentials)
+    """
+    CREATE TABLE channels (
+        connection VARCHAR NOT NULL, channel VARCHAR NOT NULL, entity VARCHAR NOT NULL, channel_id VARCHAR NOT NULL,
+        url VARCHAR NOT NULL, status VARCHAR NOT NULL, reason VARCHAR, expires_at TIMESTAMP,
+        updated_at TIMESTAMP NOT NULL DEFAULT now(), PRIMARY KEY (connection, channel, entity));
+    """,
 ]
 
 

@@ -131,7 +131,7 @@ class FlowDeletes:
         state, name = self.ctx.state, watermark_name(self.flow)
         read = ReadConfig(path=endpoint.path, params=endpoint.params, records=endpoint.records,
                           paginator=endpoint.paginator, incremental=endpoint.incremental, method="GET",
-                          quota=endpoint.quota)
+                          quota=endpoint.quota, empty_statuses=(), narrow="cursor")
         entity = EntityConfig(key=self.ctx.source_entity.key, read=read, expand={})
         reader = EntityReader(self.ctx.source, self.config.source.entity, entity)
         stored = state.watermarks.get(name)

@@ -24,6 +24,7 @@ from ml_connector.http.write_ops import progress_mark, step_left
 from ml_connector.http.writer import CREATE, EntityWriter, PushAborted, PushItem, PushResult
 from ml_connector.store import DEFERRED, FAILED, AuditRow, PendingRecord, State
 from ml_connector.store.pending import Parking
+from ml_connector.sync.by_id import read_by_ids, record_skipped
 from ml_connector.sync.deletes import FlowDeletes
 from ml_connector.sync.echo import EchoGuard
 from ml_connector.sync.ensure_fields import FieldEnsurer
@@ -65,6 +66,7 @@ class FlowSummary:
     cleared: int = 0  # links cleared for records deleted at the source (on_delete: clear)
     delete_refused: int = 0  # deletes inferred from absence, parked as a mass delete (deletes.absent.max_share)
     delete_keys: list[str] = field(default_factory=list)  # the source keys deleted or cleared (the first 100)
+    read_path: str | None = None  # how the source was read: "list" (paged) or "bulk" (a server-side job)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -145,6 +147,29 @@ class FlowRun:
         self._on_demand = True
         return await self._measured(self._process(units))
 
+    async def by_ids(self, ids: list[str]) -> FlowSummary:
+        """Re-read these source records by id (a callback named them) and sync them; the watermark stays where it
+        is, and parked records of other keys wait for the flow's scheduled run (sync/by_id.py)."""
+        return await self._measured(self._by_ids(ids))
+
+    async def _by_ids(self, ids: list[str]) -> None:
+        source = self.config.source
+        found = await read_by_ids(self.ctx.source, source.entity, self.ctx.source_entity, ids,
+                                  catalog=self.ctx.source_catalog, expand=source.expand)
+        units = [unit for record in found.records for unit in self.ctx.mapping.explode(record)]
+        self.summary.read += len(units)
+        if self.echo is not None and not self.ctx.dry_run:  # what the source holds now, as a listing read notes it
+            self.echo.read(self.ctx.mapping, units)
+        await self._process(units)
+        if found.gone and self.config.on_delete != "ignore":
+            await self.deletes.apply(found.gone, read=True)
+        self.summary.filtered += len(found.gone) if self.config.on_delete == "ignore" else 0
+        self.summary.failed += len(found.refused)
+        if not self.ctx.dry_run:
+            record_skipped(self.ctx.state, self.ctx.run_id, self.name,
+                           found.gone if self.config.on_delete == "ignore" else [], found.refused)
+        self.ctx.progress.flow_update(self.name, self.counts())
+
     async def _measured(self, work: Coroutine[Any, Any, None]) -> FlowSummary:
         """Run the work; a connection-level failure fails the flow; count the API calls and time it took."""
         started = time.monotonic()
@@ -201,6 +226,7 @@ class FlowRun:
         horizon: ReadHorizon | None = None
         async for page in reader.pages(since=since, params=source_from.params, expand=source_from.expand):
             horizon = horizon or ReadHorizon.of(began, reader.server_date, reader.lookback)
+            self.summary.read_path = reader.read_path
             units: list[dict[str, Any]] = []
             notes: dict[int, str] = {}  # by position in ``units``
             for record in page:
@@ -222,6 +248,7 @@ class FlowRun:
             log.info("%s: %d read so far (%d created, %d updated, %d unchanged, %d deferred, %d failed)", self.name,
                      self.summary.read, self.summary.created, self.summary.updated, self.summary.unchanged,
                      self.summary.deferred, self.summary.failed)
+        self.summary.read_path = reader.read_path
         unmet = [p for p in pending if p.source_key in self._unmet]
         retry = [p.record for p in unmet if not self._waits(p)]
         self.summary.waiting += len(unmet) - len(retry)

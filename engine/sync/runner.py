@@ -167,10 +167,14 @@ class Runner:
             planned=self._planned.setdefault(run_id, {}) if dry_run else {})
 
     async def run(self, flows: list[str] | None = None, *, dry_run: bool = False, due: bool = False,
-                  full: bool = False, replay: Mapping[str, list[dict[str, Any]]] | None = None) -> RunSummary:
-        """Run the selected flows once (``full``: re-read whole sources; ``replay``: only these parked records)."""
-        mode = "plan" if dry_run else ("replay" if replay is not None else "run")
-        names = list(replay) if replay is not None else self.select(flows, due=due)
+                  full: bool = False, replay: Mapping[str, list[dict[str, Any]]] | None = None,
+                  triggered: Mapping[str, list[str]] | None = None) -> RunSummary:
+        """Run the selected flows once (``full``: re-read whole sources; ``replay``: only these parked records;
+        ``triggered``: only these source record ids, by flow, re-read by id — see sync/triggered.py)."""
+        mode = "plan" if dry_run else ("replay" if replay is not None else "trigger" if triggered is not None
+                                       else "run")
+        chosen = replay if replay is not None else triggered
+        names = list(chosen) if chosen is not None else self.select(flows, due=due)
         summary = RunSummary(self.now().astimezone(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8],
                              mode)
         self.last = summary
@@ -191,7 +195,8 @@ class Runner:
                     context = await self._context(summary.run_id, config, dry_run, full)
                     flow = FlowRun(config, context)
                     result = flow.summary  # an interrupted flow marks it failed, then the interruption goes on
-                    result = await (flow.replay(replay[name]) if replay is not None else flow.execute())
+                    result = await (flow.replay(replay[name]) if replay is not None
+                                    else flow.by_ids(triggered[name]) if triggered is not None else flow.execute())
                 except Exception as exc:  # the flow could not even start (unknown connection or entity, ...)
                     result = FlowSummary(name, status="failed", error=REDACTOR(describe_failure(exc)))
                 except INTERRUPTS as exc:

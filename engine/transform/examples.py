@@ -19,20 +19,27 @@ class ExampleResult:
     message: str
 
 
+_DEFER = object()  # no default given: a miss defers the example's record, as a run would
+
+
 def _lookup_table(example: ExampleConfig) -> tuple[Any, Any]:
     table: Mapping[str, Mapping[str, Any]] = example.lookups
 
-    def lookup(flow: str, key: Any) -> Any:
+    def lookup(flow: str, key: Any, default: Any = _DEFER) -> Any:
         found = (table.get(flow) or {}).get(require_reference(flow, key))
         if found is None:
+            if default is not _DEFER:
+                return default
             raise Deferred(f"{flow} has not synced source key {key!r} yet")
         return found
 
-    def lookup_source(flow: str, target: Any) -> Any:
+    def lookup_source(flow: str, target: Any, default: Any = _DEFER) -> Any:
         require_reference(flow, target)
         for source_key, target_id in (table.get(flow) or {}).items():
             if str(target_id) == str(target):
                 return source_key
+        if default is not _DEFER:
+            return default
         raise Deferred(f"{flow} has no source record for target id {target!r}")
 
     return lookup, lookup_source

@@ -116,10 +116,32 @@ def _join(env: _Environment, value: Iterable[Any], separator: str = "", attribut
     return env.bounded_join(str(separator), [_text(item) for item in value])
 
 
+_BACKSLASHED = {"\\": "\\\\", "'": "\\'", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _sql_string(value: Any, style: str = "standard") -> str:
+    """``value`` as a string literal of a query language, so data cannot end the literal and add query text.
+
+    ``standard``: a quote is doubled (SQL); ``backslash``: quotes, backslashes and line breaks are escaped with a
+    backslash. Null (use ``{% if %}``) and NUL characters have no literal: refused, never rendered as text.
+    """
+    if value is None or isinstance(value, Undefined):
+        raise ValueError("sql_string: no value to quote (null); guard the condition with {% if %}")
+    text = value if isinstance(value, str) else json.dumps(value) if isinstance(value, bool) else str(value)
+    if "\x00" in text:
+        raise ValueError("sql_string: a NUL character cannot be put in a query literal")
+    if style == "standard":
+        return "'" + text.replace("'", "''") + "'"
+    if style == "backslash":
+        return "'" + "".join(_BACKSLASHED.get(char, char) for char in text) + "'"
+    raise ValueError(f"sql_string: unknown style {style!r} (standard or backslash)")
+
+
 def _environment() -> _Environment:
     env = _Environment(undefined=Missing, autoescape=False, finalize=lambda value: "" if value is None else value)
     env.globals.update(coalesce=_coalesce)
     env.tests["none"] = lambda value: value is None or isinstance(value, Undefined)
+    env.filters["sql_string"] = _sql_string
     env.filters.update(sha256=_sha256, tojson_compact=lambda v: json.dumps(v, separators=(",", ":")),
                        string=_text, join=lambda value, d="", attribute=None: _join(env, value, d, attribute))
     return env

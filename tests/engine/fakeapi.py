@@ -62,4 +62,6 @@ class FakeAPI:
             return JSONResponse({"error": "no such route"}, status_code=404)
         self.served[route] += 1
         status, payload, headers = queue[0] if len(queue) == 1 else queue.popleft()
+        if isinstance(payload, bytes):  # a file (a CSV, a ZIP): sent as given
+            return Response(payload, status_code=status, headers=headers)
         return JSONResponse(payload, status_code=status, headers=headers)

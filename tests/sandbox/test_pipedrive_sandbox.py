@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from ml_connector.sandbox.pipedrive import index as pipedrive_index
 from ml_connector.sandbox.core import ManualClock
 from ml_connector.sandbox.pipedrive import PipedriveSandbox, create_pipedrive_sandbox
+from ml_connector.sandbox.pipedrive import index as pipedrive_index
 
 TOKEN = "0123456789abcdef0123456789abcdef01234567"
 BASE = "http://acme.pipedrive.test"

@@ -21,6 +21,15 @@ FLOWS = [
     "sales_orders_to_deals",
     "organizations_to_customers",
 ]
+ZOHO_FLOWS = [
+    "suppliers_to_vendors",
+    "items_to_zoho_products",
+    "purchase_orders_to_purchase_orders",
+    "supplier_invoices_to_vendor_invoices",
+    "customers_to_accounts",
+    "accounts_to_customers",
+    "approved_sales_orders_to_sales_orders",
+]
 
 
 @pytest.mark.parametrize("kind", ["connector", "mapping", "integration", "workspace"])
@@ -33,11 +42,11 @@ def test_schema_is_valid_draft_2020_12(kind: str) -> None:
 def test_shipped_specs_load_without_problems() -> None:
     project, problems = load_specs([REPO / "connectors", REPO / "mappings"])
     assert [str(p) for p in problems] == []
-    assert set(project.connectors) == {"qad", "pipedrive"}
-    assert set(project.integrations) == {"qad-pipedrive"}
-    assert list(project.flows) == FLOWS
-    assert set(project.flow_integration.values()) == {"qad-pipedrive"}
-    assert len(project.files) == 9
+    assert set(project.connectors) == {"qad", "pipedrive", "zoho-crm"}
+    assert set(project.integrations) == {"qad-pipedrive", "qad-zoho"}
+    assert list(project.flows) == FLOWS + ZOHO_FLOWS
+    assert set(project.flow_integration.values()) == {"qad-pipedrive", "qad-zoho"}
+    assert len(project.files) == 18
 
 
 def test_merge_keys_are_resolved() -> None:
@@ -54,7 +63,7 @@ def test_cli_validate_defaults_to_connectors_and_mappings(
     monkeypatch.chdir(REPO)
     result = cli("validate")
     assert result.exit_code == 0, result.output
-    assert result.output == "9 files, 0 problems\n"
+    assert result.output == "18 files, 0 problems\n"
 
 
 def test_workspace_loads_and_orders_flows(specs: SpecCopy, cli: Callable[..., Result]) -> None:
@@ -70,7 +79,7 @@ def test_workspace_loads_and_orders_flows(specs: SpecCopy, cli: Callable[..., Re
     assert project.entity("pipedrive", "deal")["key"] == "id"
     result = cli("validate", "--workspace", "workspace.yaml")
     assert result.exit_code == 0, result.output
-    assert result.output == "10 files, 0 problems\n"
+    assert result.output == "19 files, 0 problems\n"
 
 
 def test_flow_order_breaks_ties_by_listed_order(specs: SpecCopy) -> None:
@@ -89,6 +98,7 @@ def test_flow_order_breaks_ties_by_listed_order(specs: SpecCopy) -> None:
         "won_deals_to_sales_orders",
         "sales_orders_to_deals",
         "organizations_to_customers",
+        *ZOHO_FLOWS,
     ]
 
 

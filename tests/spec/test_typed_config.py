@@ -52,6 +52,9 @@ paginators:
   pages: {type: page, param: page, limit: {param: size, max: 100}}
   after: {type: cursor, param: after, next: next, limit: {param: limit, max: 100}}
   offset: {type: offset, param: start, limit: {param: limit, max: 100}}
+channels:
+  changes: {register: {path: /watch}}
+  pushes: {register: {path: /hooks, body: {url: "{{ channel.url }}"}}, callback: {answer: {body: {ok: true}}}}
 entities:
   thing:
     key: id
@@ -70,6 +73,17 @@ entities:
       prefetch: {}
       delete: {path: "/things/{{ target_id }}"}
     deletes: {read: {path: /gone, key: id, incremental: {param: since, field: at}}, absent: {}}
+    events: {channel: changes, names: [things.all]}
+  bulked:
+    key: id
+    read:
+      path: /bulked
+      bulk:
+        create: {path: /jobs, id: id}
+        start: {path: "/jobs/{{ job.id }}/start"}
+        poll: {path: "/jobs/{{ job.id }}", state: state, done: [done]}
+        download: {path: "/jobs/{{ job.id }}/file", next: {header: X-Next, param: locator}}
+        abort: {path: "/jobs/{{ job.id }}/abort"}
   linked:
     key: id
     write:

@@ -1,0 +1,170 @@
+"""`ml-connector serve`: a tick every ``interval`` seconds, and with ``--listen`` a callback receiver beside it.
+
+Each tick opens the state (a manual `run` may take it in between; a tick that finds it held waits and tries again),
+maintains the channels the triggered flows need (register, renew) and hands the live ones to the receiver, runs the
+flows whose schedule has come round, then the triggered flows for the ids pending in the inbox. A callback that
+stored ids wakes the loop at once (an asyncio.Event), so a change is synced without waiting for the interval.
+
+The receiver (uvicorn) runs as a task in the same event loop; it never touches the state, only the inbox. Stop
+signals are the command's: uvicorn's own signal handling is switched off, and the receiver is shut down on the way
+out, whatever ended the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable, Generator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import click
+import uvicorn
+
+from ml_connector.errors import SetupError
+from ml_connector.events.channels import maintain_channels
+from ml_connector.events.inbox import Inbox, inbox_path
+from ml_connector.events.receiver import Receiver
+from ml_connector.report import run_table
+from ml_connector.serve_view import idle_line, slots, started_lines, utc_naive
+from ml_connector.spec import Project
+from ml_connector.store import State
+from ml_connector.store.database import StateLocked
+from ml_connector.sync.runner import Runner, RunSummary
+from ml_connector.sync.triggered import run_triggered, triggered_flows
+from ml_connector.workspace import Workspace
+
+log = logging.getLogger("ml_connector.events")
+STARTUP_SECONDS = 10.0  # how long the receiver may take to bind its port
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its signal handlers: SIGINT and SIGTERM belong to the command (it cancels the loop)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """HOST:PORT -> (host, port); a usage error otherwise."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise SetupError(f"--listen {value!r} is not HOST:PORT (e.g. 127.0.0.1:8780)")
+    return host or "127.0.0.1", int(port)
+
+
+async def _sleep(seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
+@dataclass
+class Service:
+    """The loop of `serve`; ``listen`` (HOST:PORT) adds the receiver, ``public_url`` is what sources call."""
+
+    workspace: Workspace
+    interval: float
+    runner: Runner | None = None  # the tick's runner while it runs
+    verbose: int = 0  # -v: a line for each idle tick too
+    listen: str | None = None
+    public_url: str | None = None
+    make_runner: Callable[[Project, State], Runner] = Runner
+    pause: Callable[[float], Awaitable[None]] = _sleep  # the wait while another process holds the state
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    receiver: Receiver | None = field(default=None, init=False)  # with listen: the receiver while serve runs
+    _wake: asyncio.Event | None = field(default=None, init=False)  # set by a callback that stored ids
+
+    async def loop(self, once: bool) -> None:
+        project = self.workspace.project
+        schedules = [(name, project.flows[name].data.get("schedule")) for name in project.flow_order()]
+        address = parse_listen(self.listen) if self.listen is not None else None  # a bad one: before anything
+        click.echo("\n".join(started_lines(schedules, self.interval)), err=True)
+        if address is None:
+            await self._ticks(once, None)
+            return
+        inbox = Inbox.open(inbox_path(self.workspace.state_path))
+        try:
+            self._wake = asyncio.Event()
+            self.receiver = Receiver(inbox, now=self.now, on_stored=self._wake.set)
+            server, task = await self._start_receiver(self.receiver, *address)
+            try:
+                await self._ticks(once, inbox)
+            finally:  # a stop signal too: the receiver stops taking callbacks before the inbox closes
+                server.should_exit = True
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(task), STARTUP_SECONDS)
+        finally:
+            inbox.close()
+
+    async def _start_receiver(self, receiver: Receiver, host: str, port: int) -> tuple[_Server, asyncio.Task[None]]:
+        try:  # bound here, so that a port in use is our one-line error (uvicorn would exit the process)
+            sock = socket.create_server((host, port))
+        except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise SetupError(f"cannot listen for callbacks on {host}:{port}: {reason}") from exc
+        server = _Server(uvicorn.Config(receiver.app, log_level="warning", lifespan="off", access_log=False))
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        waited = 0.0
+        while not server.started:
+            if task.done() or waited > STARTUP_SECONDS:
+                server.should_exit = True
+                sock.close()
+                with contextlib.suppress(Exception):
+                    await task
+                raise SetupError(f"cannot listen for callbacks on {host}:{port}: the receiver did not start")
+            await asyncio.sleep(0.01)
+            waited += 0.01
+        bound = server.servers[0].sockets[0].getsockname()[1]
+        address = f"http://{host}:{bound}"
+        self.public_url = self.public_url or address
+        click.echo(f"  listening for callbacks on {address} (public URL {self.public_url})", err=True)
+        watched = [flow for flows in triggered_flows(self.workspace.project).values() for flow in flows]
+        click.echo(f"  triggered by callbacks: {', '.join(watched) or 'no flow (add trigger: {channel: ...})'}",
+                   err=True)
+        return server, task
+
+    async def _ticks(self, once: bool, inbox: Inbox | None) -> None:
+        project = self.workspace.project
+        schedules = [(name, project.flows[name].data.get("schedule")) for name in project.flow_order()]
+        while True:
+            try:
+                state = self.workspace.state()
+            except StateLocked as exc:
+                click.echo(f"ml-connector: {exc}; trying again in {self.interval:g}s", err=True)
+                await self.pause(self.interval)
+                continue
+            triggered: RunSummary | None = None
+            try:
+                if inbox is not None and self.receiver is not None and self.public_url is not None:
+                    live = await maintain_channels(project, state, public_url=self.public_url, now=self.now())
+                    self.receiver.update(live)
+                self.runner = self.make_runner(project, state)
+                now = utc_naive(self.runner.now())
+                found = slots(schedules, state)
+                summary = await self.runner.run(due=True)  # nothing due: no run row
+                if inbox is not None and triggered_flows(project):
+                    self.runner = self.make_runner(project, state)
+                    triggered = await run_triggered(self.runner, inbox)
+            finally:
+                state.close()
+            self.runner = None
+            for ran in (summary, triggered):
+                if ran is not None and ran.flows:
+                    click.echo(run_table(ran.as_dict()))
+            if not summary.flows and triggered is None and self.verbose:
+                click.echo(idle_line(found, now), err=True)
+            if once:
+                return
+            await self._wait()
+
+    async def _wait(self) -> None:
+        """Until the next tick: the interval, or less when a callback stored ids."""
+        if self._wake is None:
+            await self.pause(self.interval)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self.interval)
+        self._wake.clear()

@@ -1,0 +1,66 @@
+"""The business entities the sandbox serves: key field, URN, browse module and field rules of each."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ml_connector.sandbox.qad.rules import (
+    CUSTOMER_RULES,
+    ITEM_RULES,
+    ORDER_RULES,
+    PURCHASE_ORDER_RULES,
+    RECEIPT_RULES,
+    SUPPLIER_INVOICE_RULES,
+    SUPPLIER_RULES,
+    Rule,
+)
+
+ADMIN_USER = "sandbox-admin"
+SYSTEM_FIELDS = frozenset(
+    {"uri", "domainCode", "lastModifiedDate", "lastModifiedUser", "concurrencyHash", "dataOperation"})
+
+
+@dataclass(frozen=True)
+class EntitySpec:
+    """Static description of one business entity."""
+
+    name: str
+    key_field: str
+    urn: str
+    module: str  # browse module: urn:browse:bebrowse:com.qad.erp.<module>.<name>
+    salt: int  # seeded stream of this entity: data.stream_base(seed, salt)
+    rules: Mapping[str, Rule]
+    defaults: Mapping[str, Any]
+    read_only: frozenset[str] = frozenset()
+
+
+SPECS: dict[str, EntitySpec] = {s.name: s for s in (
+    EntitySpec("customerV2s", "customerCode", "urn:be:com.qad.base.customer.ICustomerV2", "base", 1,
+               CUSTOMER_RULES,
+               {"currencyCode": "USD", "creditTermsCode": "30D", "creditLimit": 0.0, "isActive": True,
+                "taxZone": None, "addresses": [], "contacts": []}),
+    EntitySpec("supplierV2s", "supplierCode", "urn:be:com.qad.base.supplier.ISupplierV2", "base", 2,
+               SUPPLIER_RULES,
+               {"currencyCode": "USD", "paymentTermsCode": "30D", "isActive": True, "addresses": []}),
+    EntitySpec("items", "itemCode", "urn:be:com.qad.base.item.IItem", "base", 3,
+               ITEM_RULES,
+               {"description2": "", "unitOfMeasure": "EA", "productLine": "1000", "itemType": "PURCH",
+                "itemStatus": "ACTIVE", "listPrice": 0.0, "currencyCode": "USD", "siteCode": "10-100"}),
+    EntitySpec("salesOrders", "salesOrderNumber", "urn:be:com.qad.sales.salesorder.ISalesOrder", "sales", 4,
+               ORDER_RULES,
+               {"requiredDate": None, "status": "open", "externalReference": None, "lines": []},
+               frozenset({"totalAmount"})),
+    EntitySpec("purchaseOrders", "purchaseOrderNumber", "urn:be:com.qad.purchasing.purchaseorder.IPurchaseOrder",
+               "purchasing", 5, PURCHASE_ORDER_RULES,
+               {"dueDate": None, "status": "open", "lines": []}, frozenset({"totalAmount"})),
+    EntitySpec("purchaseOrderReceipts", "receiptId", "urn:be:com.qad.purchasing.receipt.IPurchaseOrderReceipt",
+               "purchasing", 6, RECEIPT_RULES,
+               {"locationCode": "RECV", "lotSerial": None}),
+    EntitySpec("supplierInvoices", "invoiceId", "urn:be:com.qad.financials.supplierinvoice.ISupplierInvoice",
+               "financials", 7, SUPPLIER_INVOICE_RULES,
+               {"dueDate": None, "taxAmount": 0.0, "isApproved": False, "lines": []},
+               frozenset({"matchStatus", "matchedReceivers"})),
+)}
+
