@@ -72,13 +72,20 @@ class EchoGuard:
         self.id_maps.note_target_values(self.flow, [(target, project(payload, self.paths))
                                                      for target, payload in rows])
 
+    def paired(self, keys: list[str]) -> dict[str, str]:
+        """Source keys the reverse flow wrote (it made this very record from one of our targets): that target.
+
+        Such a record is new to this flow's id map, yet its target exists: it must be updated there, never matched
+        by key or created (a target made on the other side does not hold our key yet).
+        """
+        return {key: found[0] for key, found in self.id_maps.sources_of(self.reverse, keys).items()
+                if len(found) == 1}
+
     def echoes(self, changed: Iterable[tuple[str, Mapping[str, Any], str | None]]) -> dict[str, str]:
         """Of changed (source key, payload, target id or None) records, those whose target already holds the
         payload: source key -> target id."""
         items = list(changed)
-        unpaired = [key for key, _, target in items if target is None]
-        paired = {key: keys[0] for key, keys in self.id_maps.sources_of(self.reverse, unpaired).items()
-                  if len(keys) == 1}
+        paired = self.paired([key for key, _, target in items if target is None])
         targets = {key: target or paired.get(key) for key, _, target in items}
         known = self.id_maps.target_values(self.flow, [t for t in targets.values() if t is not None])
         found = {}

@@ -350,6 +350,7 @@ class FlowRun:
         self.summary.unchanged += len(unchanged)
         echoes = self._echoes(changed, entries)
         changed = [m for m in changed if m.key not in echoes]
+        self._pair(changed, entries)
         parked = self.ctx.state.pending.standing(self.name, [m.key for m in changed])
         waiting = {m.key for m in changed if self._waits(parked.get(m.key), m.unit)}
         held = [m for m in changed if m.key in waiting]
@@ -403,6 +404,15 @@ class FlowRun:
             self.summary.created += len(unknown)
         self.summary.failed += len(failed)
         self.ctx.planned.setdefault(self.name, set()).update(m.key for m in changed if m.key not in failed)
+
+    def _pair(self, changed: list[_Mapped], entries: Mapping[str, Any]) -> None:
+        """Two-way flows: a record the reverse flow made from one of our targets goes to that target."""
+        if self.echo is None:
+            return
+        new = [m for m in changed if m.key not in entries and not m.target_id]
+        paired = self.echo.paired([m.key for m in new]) if new else {}
+        for m in new:
+            m.target_id = paired.get(m.key)
 
     def _echoes(self, changed: list[_Mapped], entries: Mapping[str, Any]) -> dict[str, str]:
         """Changed records whose target already holds them (two-way flows): source key -> target id."""
