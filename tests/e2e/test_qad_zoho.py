@@ -208,9 +208,9 @@ def test_ten_thousand_products_take_one_hundred_upsert_calls_within_the_concurre
 def test_an_approved_sales_order_with_a_new_account_becomes_a_qad_customer_and_sales_order(pair: Pair) -> None:
     assert pair.run()[0] == 0
     products = pair.records("Products")[:2]
-    account = pair.admin("POST", "/_admin/records/Accounts", {"Account_Name": "Fresh Buyer Ltd",
-                                                               "Account_Type": "Customer", "Billing_Street": "1 Park Row", "Billing_City": "Leeds",
-                                                               "Billing_Country": "GB"})
+    account = pair.admin("POST", "/_admin/records/Accounts", {
+        "Account_Name": "Fresh Buyer Ltd", "Account_Type": "Customer", "Billing_Street": "1 Park Row",
+        "Billing_City": "Leeds", "Billing_Country": "GB"})
     prospect = pair.admin("POST", "/_admin/records/Accounts", {"Account_Name": "Only Looking Ltd",
                                                                 "Account_Type": "Prospect"})
     order = pair.admin("POST", "/_admin/records/Sales_Orders", {
@@ -291,7 +291,7 @@ def test_an_account_changed_in_zoho_reaches_qad_through_the_channel_without_poll
         assert customer["name"] != "Renamed In Zoho GmbH"
         time.sleep(1.0)  # an echo, if there were one, would be written back within this
         assert pair.zoho_writes() == {}
-        assert pair.zoho_calls() == {f"GET /crm/v8/Accounts/{{id}}": 1}  # re-read by id: nothing listed
+        assert pair.zoho_calls() == {"GET /crm/v8/Accounts/{id}": 1}  # re-read by id: nothing listed
 
         # A forged callback (wrong token) is refused and changes nothing.
         channel = next(c for c in channels if "Accounts.all" in c["events"])
@@ -301,7 +301,7 @@ def test_an_account_changed_in_zoho_reaches_qad_through_the_channel_without_poll
         refused = httpx.post(channel["notify_url"], json=forged, timeout=5)
         assert refused.status_code == 401
         time.sleep(0.5)
-        assert pair.zoho_calls() == {f"GET /crm/v8/Accounts/{{id}}": 1}
+        assert pair.zoho_calls() == {"GET /crm/v8/Accounts/{id}": 1}
     finally:
         serve.send_signal(signal.SIGTERM)
         out, err = serve.communicate(timeout=30)
