@@ -1,4 +1,5 @@
-"""`ml-connector demo`: the shipped ERP <-> CRM integration, end to end, against local sandboxes over HTTP."""
+"""`ml-connector demo`: the shipped ERP <-> CRM integrations (QAD <-> Pipedrive, QAD <-> Zoho CRM), end to end,
+against local sandboxes over HTTP."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from ml_connector.errors import SetupError
 from ml_connector.report import run_table
 from ml_connector.resources import shipped_specs
@@ -15,10 +18,21 @@ from ml_connector.sandbox.pipedrive import create_pipedrive_sandbox
 from ml_connector.sandbox.qad import create_qad_sandbox
 from ml_connector.sandbox.serve import SandboxServer
 from ml_connector.sandbox.workspace import apply_env, write_workspace
+from ml_connector.sandbox.zoho import create_zoho_sandbox
+from ml_connector.sandbox.zoho.app import ZohoSandbox
 from ml_connector.sync.runner import Runner, RunSummary
 from ml_connector.workspace import Workspace
 
 Echo = Callable[[str], Any]
+
+
+def _flow(summary: RunSummary, name: str) -> Any:
+    return next(f for f in summary.flows if f.flow == name)
+
+
+def _writes(counts: dict[str, int]) -> int:
+    return sum(n for call, n in counts.items()
+               if not call.startswith("GET ") and not call.endswith(("/coql", "/token", "/bulk/v8/read")))
 
 
 def _run(workspace: Workspace, echo: Echo, title: str, flows: list[str] | None = None) -> RunSummary:
@@ -40,8 +54,9 @@ def _check(ok: bool, what: str, echo: Echo) -> bool:
 def _check_shipped_specs() -> None:
     """The demo runs the shipped specs (installed with the package as data, or a checkout's own folders)."""
     specs = shipped_specs()
-    if not (specs / "mappings" / "qad-pipedrive").is_dir():
-        raise SetupError(f"the demo needs the shipped integration mappings/qad-pipedrive, not found in {specs}")
+    for pair in ("qad-pipedrive", "qad-zoho"):
+        if not (specs / "mappings" / pair).is_dir():
+            raise SetupError(f"the demo needs the shipped integration mappings/{pair}, not found in {specs}")
 
 
 def _make_room(directory: Path, force: bool) -> None:
@@ -62,51 +77,125 @@ def run_demo(directory: Path, echo: Echo = print, *, force: bool = False) -> int
     _make_room(directory, force)
     server = SandboxServer()
     try:
-        erp = create_qad_sandbox(customers=300, items=200)
+        erp = create_qad_sandbox(customers=300, items=200, suppliers=20, purchase_orders=10, receipts=5,
+                                 supplier_invoices=8)
         crm = create_pipedrive_sandbox()
         crm.config.update(burst_limit=100)  # a Premium plan: 100 requests per 2 s window
-        urls = {"qad": server.start("qad", erp).url, "pipedrive": server.start("pipedrive", crm).url}
-        echo(f"sandboxes: QAD at {urls['qad']}, Pipedrive at {urls['pipedrive']}")
+        zoho = create_zoho_sandbox()
+        zoho.config.update(bulk_state_seconds=0.5)
+        urls = {"qad": server.start("qad", erp).url, "pipedrive": server.start("pipedrive", crm).url,
+                "zoho": server.start("zoho", zoho).url}
+        echo(f"sandboxes: QAD at {urls['qad']}, Pipedrive at {urls['pipedrive']}, Zoho CRM at {urls['zoho']} "
+             "(its EU data center on 127.0.0.2)")
         workspace = Workspace.open(write_workspace(directory, urls))
-        checks = []
-
-        first = _run(workspace, echo, "1. first run: every active item, customer and key contact is created")
-        checks.append(_check(first.status == "ok" and first.flows[0].created > 0, "first run synced everything", echo))
-
-        crm.log.reset()
-        second = _run(workspace, echo, "2. second run: nothing changed, so nothing is written")
-        writes = crm.log.summary()["writes"]
-        checks.append(_check(writes == 0 and all(f.created + f.updated == 0 for f in second.flows),
-                             f"zero writes (the Pipedrive sandbox saw {writes})", echo))
-
-        items = [r for r in erp.store.all("items") if r.get("itemStatus") == "ACTIVE"][:3]
-        for item in items:
-            erp.store.patch("items", item["itemCode"], {"listPrice": round(item["listPrice"] + 1.5, 2)})
-        third = _run(workspace, echo, f"3. three QAD items repriced ({', '.join(i['itemCode'] for i in items)})")
-        checks.append(_check(third.flows[0].updated == 3 and sum(f.updated for f in third.flows) == 3,
-                             "exactly those 3 products updated", echo))
-
-        org = crm.store.all("organizations")[0]
-        products = crm.store.all("products")[:3]
-        deal = crm.store.insert("deals", {"title": f"Order from {org['name']}", "org_id": org["id"], "status": "won",
-                                          "currency": "USD", "value": 0})
-        total = 0.0
-        for quantity, product in enumerate(products, start=2):
-            price = product["prices"][0]["price"] if product.get("prices") else 10.0
-            crm.store.add_deal_product(deal["id"], product["id"], price, quantity)
-            total += price * quantity
-        crm.store.patch("deals", deal["id"], {"value": round(total, 2)})
-        fourth = _run(workspace, echo, f"4. deal {deal['id']} won in Pipedrive with 3 product lines")
-        order = next((o for o in erp.store.all("salesOrders")
-                      if o.get("externalReference") == f"pipedrive-deal-{deal['id']}"), None)
-        if order:
-            echo(f"   QAD sales order {order['salesOrderNumber']} for {order['customerCode']}: "
-                 + ", ".join(f"{ln['itemCode']} x {ln['quantityOrdered']}" for ln in order["lines"]))
-        checks.append(_check(order is not None and len(order["lines"]) == 3 and fourth.status == "ok",
-                             "one QAD sales order with 3 lines", echo))
-
+        checks = _pipedrive_part(workspace, erp, crm, echo)
+        checks += _zoho_part(workspace, erp, zoho, urls, echo)
         echo(f"\nstate and audit trail: {workspace.state_path}")
         echo(f"try: ml-connector status -w {workspace.path}   |   ml-connector audit -w {workspace.path} --limit 10")
         return 0 if all(checks) else 1
     finally:
         server.stop()
+
+
+def _pipedrive_part(workspace: Workspace, erp: Any, crm: Any, echo: Echo) -> list[bool]:
+    """QAD <-> Pipedrive: first sync, a re-run that writes nothing, three repriced items, a won deal."""
+    flows = _pair_flows(workspace, "qad-pipedrive")
+    checks = []
+    first = _run(workspace, echo, "1. Pipedrive, first run: every active item, customer and key contact is created",
+                 flows)
+    checks.append(_check(first.status == "ok" and first.flows[0].created > 0, "first run synced everything", echo))
+
+    crm.log.reset()
+    second = _run(workspace, echo, "2. second run: nothing changed, so nothing is written", flows)
+    writes = crm.log.summary()["writes"]
+    checks.append(_check(writes == 0 and all(f.created + f.updated == 0 for f in second.flows),
+                         f"zero writes (the Pipedrive sandbox saw {writes})", echo))
+
+    items = [r for r in erp.store.all("items") if r.get("itemStatus") == "ACTIVE"][:3]
+    for item in items:
+        erp.store.patch("items", item["itemCode"], {"listPrice": round(item["listPrice"] + 1.5, 2)})
+    third = _run(workspace, echo, f"3. three QAD items repriced ({', '.join(i['itemCode'] for i in items)})", flows)
+    checks.append(_check(third.flows[0].updated == 3 and sum(f.updated for f in third.flows) == 3,
+                         "exactly those 3 products updated", echo))
+
+    org = crm.store.all("organizations")[0]
+    products = crm.store.all("products")[:3]
+    deal = crm.store.insert("deals", {"title": f"Order from {org['name']}", "org_id": org["id"], "status": "won",
+                                      "currency": "USD", "value": 0})
+    total = 0.0
+    for quantity, product in enumerate(products, start=2):
+        price = product["prices"][0]["price"] if product.get("prices") else 10.0
+        crm.store.add_deal_product(deal["id"], product["id"], price, quantity)
+        total += price * quantity
+    crm.store.patch("deals", deal["id"], {"value": round(total, 2)})
+    fourth = _run(workspace, echo, f"4. deal {deal['id']} won in Pipedrive with 3 product lines", flows)
+    order = next((o for o in erp.store.all("salesOrders")
+                  if o.get("externalReference") == f"pipedrive-deal-{deal['id']}"), None)
+    if order:
+        echo(f"   QAD sales order {order['salesOrderNumber']} for {order['customerCode']}: "
+             + ", ".join(f"{ln['itemCode']} x {ln['quantityOrdered']}" for ln in order["lines"]))
+    checks.append(_check(order is not None and len(order["lines"]) == 3 and fourth.status == "ok",
+                         "one QAD sales order with 3 lines", echo))
+    return checks
+
+
+def _zoho_part(workspace: Workspace, erp: Any, zoho: ZohoSandbox, urls: dict[str, str], echo: Echo) -> list[bool]:
+    """QAD <-> Zoho CRM: procurement into Zoho in upsert batches, a re-run that writes nothing, an invoice whose
+    receipt posts, an approved sales order with a new account back into QAD."""
+    flows = _pair_flows(workspace, "qad-zoho")
+    checks = []
+    first = _run(workspace, echo, "5. Zoho CRM, first run: vendors, products, purchase orders, supplier invoices "
+                                  "and accounts, upserted 100 per call", flows)
+    calls = zoho.log.summary()["counts"]
+    upserts = {call: n for call, n in calls.items() if call.endswith("/upsert")}
+    echo("   Zoho write calls: " + ", ".join(f"{call} x{n}" for call, n in sorted(upserts.items())))
+    written = {"Vendors": "suppliers_to_vendors", "Products": "items_to_zoho_products",
+               "Purchase_Orders": "purchase_orders_to_purchase_orders",
+               "Vendor_Invoices": "supplier_invoices_to_vendor_invoices", "Accounts": "customers_to_accounts"}
+    batched = all(upserts.get(f"POST /crm/v8/{module}/upsert") == -(-_flow(first, flow).created // 100)
+                  for module, flow in written.items())
+    invoices = {r["ERP_Key"]: r["Match_Status"] for r in zoho.store.records("Vendor_Invoices")}
+    pending = next((i for i in erp.store.all("supplierInvoices") if i["matchStatus"] == "pending"), None)
+    checks.append(_check(first.status == "ok" and batched and pending is not None
+                         and invoices.get(pending["invoiceId"]) == "Pending",
+                         "one upsert call per 100 records; an invoice whose receipt has not posted shows Pending",
+                         echo))
+
+    for line in pending["lines"] if pending else []:
+        order = erp.store.get("purchaseOrders", line["purchaseOrderNumber"])
+        po_line = next(ln for ln in order["lines"] if ln["lineNumber"] == line["poLineNumber"])
+        httpx.post(f"{urls['qad']}/_admin/purchaseOrders/{order['purchaseOrderNumber']}/receive",
+                   json={"lineNumber": po_line["lineNumber"],
+                         "quantityReceived": po_line["quantityOrdered"] - po_line["quantityReceived"]}, timeout=10)
+    zoho.log.reset()
+    second = _run(workspace, echo, "6. the goods arrive: the invoice's receipt posts in QAD", flows)
+    status = {r["ERP_Key"]: r["Match_Status"] for r in zoho.store.records("Vendor_Invoices")}
+    writes = _writes(zoho.log.summary()["counts"])
+    checks.append(_check(second.status == "ok" and pending is not None and status.get(pending["invoiceId"]) ==
+                         "Matched" and writes == 1,
+                         f"that invoice now shows Matched ({writes} write call in Zoho)", echo))
+
+    products = [p for p in zoho.store.records("Products") if p.get("Product_Active")][:2]
+    admin = httpx.Client(base_url=urls["zoho"], timeout=10)
+    account = admin.post("/_admin/records/Accounts", json={
+        "Account_Name": "Fresh Buyer Ltd", "Account_Type": "Customer", "Billing_Street": "1 Park Row",
+        "Billing_City": "Leeds", "Billing_Country": "GB"}).json()
+    sales_order = admin.post("/_admin/records/Sales_Orders", json={
+        "Subject": "First order", "Status": "Approved", "Account_Name": {"id": account["id"]},
+        "Ordered_Items": [{"Product_Name": {"id": p["id"]}, "Quantity": 4, "List_Price": 20.0} for p in products]
+    }).json()
+    third = _run(workspace, echo, "7. in Zoho, a new customer account and its approved sales order (2 lines)",
+                 flows)
+    customer = erp.store.get("customerV2s", "Z" + account["id"][-7:])
+    order = erp.store.get("salesOrders", "Z" + sales_order["id"][-7:])
+    if order:
+        echo(f"   QAD customer {order['customerCode']} and sales order {order['salesOrderNumber']}: "
+             + ", ".join(f"{ln['itemCode']} x {ln['quantityOrdered']}" for ln in order["lines"]))
+    checks.append(_check(third.status == "ok" and customer is not None and order is not None
+                         and len(order["lines"]) == 2, "a new QAD customer and a sales order with 2 lines", echo))
+    return checks
+
+
+def _pair_flows(workspace: Workspace, integration: str) -> list[str]:
+    project = workspace.project
+    return [name for name in project.flow_order() if project.flow_integration.get(name) == integration]
