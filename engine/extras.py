@@ -13,7 +13,7 @@ from ml_connector.errors import SetupError
 
 #: Each extra of pyproject.toml's [project.optional-dependencies]: what needs it, and the top-level modules it brings.
 EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "sandbox": ("the sandboxes", ("starlette", "uvicorn", "sortedcontainers")),
+    "sandbox": ("the sandboxes", ("sortedcontainers",)),
 }
 
 

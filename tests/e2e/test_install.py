@@ -75,8 +75,8 @@ def test_an_installed_wheel_runs_the_demo_from_an_empty_folder(tmp_path: Path) -
     assert (empty / "project" / "connectors" / "qad.yaml").read_text() == (REPO / "connectors" / "qad.yaml").read_text()
     assert ok(run([cli, "validate"], cwd=empty / "project")).endswith(", 0 problems\n")
 
-    ok(run([venv / "bin" / "pip", "uninstall", "--yes", "--quiet", "starlette"], cwd=tmp_path))
+    ok(run([venv / "bin" / "pip", "uninstall", "--yes", "--quiet", "sortedcontainers"], cwd=tmp_path))
     without = run([cli, "demo", "--dir", "second"], cwd=empty)
     assert (without.returncode, without.stderr) == (
-        2, "ml-connector: the sandboxes need the optional extra 'sandbox' (missing module starlette): "
+        2, "ml-connector: the sandboxes need the optional extra 'sandbox' (missing module sortedcontainers): "
            "pip install 'ml-connector[sandbox]'\n")

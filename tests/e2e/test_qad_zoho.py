@@ -306,3 +306,16 @@ def test_an_account_changed_in_zoho_reaches_qad_through_the_channel_without_poll
         serve.send_signal(signal.SIGTERM)
         out, err = serve.communicate(timeout=30)
     assert serve.returncode == 143, err[-2000:]
+
+
+def test_a_change_whose_notification_was_lost_is_caught_by_the_scheduled_read(pair: Pair) -> None:
+    assert pair.run()[0] == 0
+    pair.zoho.config.update(watch_drop_deliveries=True)  # no serve is listening anyway: nothing is delivered
+    account = next(r for r in pair.records("Accounts") if r["ERP_Key"] == "C000002")
+    pair.admin("PATCH", f"/_admin/records/Accounts/{account['id']}", {"Account_Name": "Caught By Reconcile AG"})
+    pair.zoho.log.reset()
+    code, flows = pair.run("--flow", "accounts_to_customers")
+    assert code == 0
+    assert flows["accounts_to_customers"]["updated"] == 1
+    assert pair.qad.store.get("customerV2s", "C000002")["name"] == "Caught By Reconcile AG"
+    assert pair.zoho_calls() == {"GET /crm/v8/Accounts": 1}   # one list call since the watermark, nothing else

@@ -13,6 +13,7 @@ import httpx
 
 from ml_connector.sandbox.workspace import SANDBOX_ENV
 from tests.e2e.conftest import REPO
+from tests.spec.test_shipped import FLOWS, ZOHO_FLOWS
 
 
 def test_sandbox_up_prints_urls_serves_and_stops_on_interrupt(tmp_path: Path) -> None:
@@ -37,8 +38,12 @@ def test_sandbox_up_prints_urls_serves_and_stops_on_interrupt(tmp_path: Path) ->
         assert result.returncode == 0, result.stdout + result.stderr
         summary = json.loads(result.stdout)
         assert summary["totals"]["created"] > 0 and summary["totals"]["failed"] == 0
+        created = {f["flow"]: f["created"] for f in summary["flows"]}
         log = httpx.get(urls["pipedrive"] + "/_admin/requests").json()
-        assert log["writes"] >= summary["totals"]["created"]
+        assert log["writes"] >= sum(created[flow] for flow in FLOWS)  # one write per record
+        zoho = httpx.get(urls["zoho"] + "/_admin/requests").json()["counts"]
+        upserts = sum(n for call, n in zoho.items() if call.endswith("/upsert"))
+        assert 0 < upserts < sum(created[flow] for flow in ZOHO_FLOWS)  # up to 100 records per call
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=15) == 0
