@@ -15,7 +15,7 @@ import pytest
 
 from ml_connector.events.channels import maintain_channels
 from ml_connector.http.reader import EntityReader
-from ml_connector.sandbox.core import ManualClock
+from ml_connector.sandbox.core import Fault, ManualClock
 from ml_connector.sandbox.workspace import SANDBOX_ENV, write_workspace
 from ml_connector.sandbox.zoho import create_zoho_sandbox
 from ml_connector.sandbox.zoho.app import ZohoSandbox
@@ -104,3 +104,39 @@ def test_a_list_read_pages_past_two_thousand_records_by_page_token(
     assert len(lists) == 13 and all(e.status == 200 for e in lists)   # 200 per page, the API's maximum
     assert all("page" not in q and q["per_page"] == ["200"] for q in queries)
     assert "page_token" not in queries[0] and all("page_token" in q for q in queries[1:])
+
+
+class _ByHost(httpx.AsyncBaseTransport):
+    """QAD on its own host, Zoho on loopback hosts (its data centers): each sandbox behind one transport."""
+
+    def __init__(self, qad: Any, zoho: Any) -> None:
+        self.qad, self.zoho = httpx.ASGITransport(app=qad), httpx.ASGITransport(app=zoho)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        target = self.qad if request.url.host == "qad.test" else self.zoho
+        return await target.handle_async_request(request)
+
+
+def test_a_429_from_zoho_waits_and_the_batch_is_sent_again_once(
+        world: tuple[Workspace, State, ManualClock]) -> None:
+    from ml_connector.sandbox.qad import create_qad_sandbox
+
+    workspace, state, _clock = world
+    qad, zoho = create_qad_sandbox(customers=0, items=40), create_zoho_sandbox()
+    zoho.faults.add(Fault(method="POST", path="/crm/v8/Products/upsert", status=429, times=1,
+                          body={"code": "TOO_MANY_REQUESTS", "details": {}, "message": "limit exceeded",
+                                "status": "error"}))
+    runner = Runner(workspace.project, state, transport=_ByHost(qad, zoho))
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    runner.client("zoho")._sleep = sleep   # the test's clock: no real 30 s wait
+    summary = asyncio.run(runner.run(["items_to_zoho_products"]))
+    flow = summary.flows[0]
+    assert (flow.status, flow.created, flow.failed, flow.rate_limited) == ("ok", 40, 0, 1)
+    assert len(waits) == 1 and 30 <= waits[0] <= 30.1        # the connector's wait (Zoho sends no Retry-After)
+    upserts = [e.status for e in zoho.log.entries() if e.path == "/crm/v8/Products/upsert"]
+    assert len(upserts) == 2 and upserts[0] == 429 and 200 <= upserts[1] < 300  # one batch, sent again once
+    assert zoho.store.count("Products") == 40
