@@ -109,11 +109,11 @@ def test_the_demo_without_the_sandbox_extra_names_it_in_one_line(tmp_path: Path,
     monkeypatch.setattr(ml_connector, "sandbox", ml_connector.sandbox)  # the failed import below rebinds it
     for name in [name for name in sys.modules if name.startswith("ml_connector.sandbox")]:
         monkeypatch.delitem(sys.modules, name)
-    for name in [name for name in sys.modules if name.split(".")[0] == "starlette"] or ["starlette"]:
+    for name in [name for name in sys.modules if name.split(".")[0] == "sortedcontainers"] or ["sortedcontainers"]:
         monkeypatch.setitem(sys.modules, name, None)  # importing it now raises ModuleNotFoundError
     result = CliRunner().invoke(main, ["demo", "--dir", str(tmp_path / "demo")])
     assert result.exit_code == 2, result.output
     assert result.stderr.splitlines() == [
-        "ml-connector: the sandboxes need the optional extra 'sandbox' (missing module starlette): "
+        "ml-connector: the sandboxes need the optional extra 'sandbox' (missing module sortedcontainers): "
         "pip install 'ml-connector[sandbox]'"]
     assert not (tmp_path / "demo").exists()
