@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint bench soak clean
+.PHONY: install demo test lint bench soak clean protos
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,6 +12,13 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 install: $(BIN)/.installed
+
+# Regenerates the Pub/Sub stubs from the vendor proto (protos/README.md); the grpc stub's absolute import becomes
+# relative so the code works under the package name ml_connector_protos.
+protos: install
+	$(BIN)/python -m grpc_tools.protoc -I protos --python_out=protos --grpc_python_out=protos --pyi_out=protos \
+		protos/eventbus/v1/pubsub_api.proto
+	sed -i 's/^from eventbus\.v1 import/from . import/' protos/eventbus/v1/pubsub_api_pb2_grpc.py
 
 demo: install
 	$(BIN)/ml-connector demo --force

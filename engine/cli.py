@@ -63,7 +63,8 @@ Exit codes:
   1  some records failed (parked with the reason; the run went on);
      validate: problems found; test: an example failed
   2  specs, workspace or state invalid, or a usage error
-  3  a flow failed (connection, auth, API refusal, or a wait beyond max_wait); it resumes next run
+  3  a flow failed (connection, auth, API refusal, or a wait beyond max_wait),
+     or the API's usage limit was reached (run status "quota"); it resumes next run
   4  unexpected error (run with -vv for the traceback)
   130, 143  interrupted by SIGINT (Ctrl-C) or SIGTERM: what was confirmed is
      recorded, the run is marked interrupted; the next run continues
@@ -272,6 +273,9 @@ def _report(summary: RunSummary, as_json: bool, plan: bool = False) -> None:
     data = summary.as_dict()
     click.echo(json.dumps(data, indent=2, default=str) if as_json else run_table(data, plan=plan))
     if summary.status == "failed":
+        raise SystemExit(EXIT_FLOW_FAILED)
+    if summary.quota_note is not None:  # run status "quota": the API's allowance ran out; the next run resumes
+        click.echo(f"ml-connector: {summary.quota_note}", err=True)
         raise SystemExit(EXIT_FLOW_FAILED)
     if summary.status != "ok":
         raise SystemExit(EXIT_RECORDS_FAILED)

@@ -16,6 +16,8 @@ from ml_connector.report import run_table
 from ml_connector.resources import shipped_specs
 from ml_connector.sandbox.pipedrive import create_pipedrive_sandbox
 from ml_connector.sandbox.qad import create_qad_sandbox
+from ml_connector.sandbox.salesforce import create_salesforce_sandbox
+from ml_connector.sandbox.salesforce.app import SalesforceSandbox
 from ml_connector.sandbox.serve import SandboxServer
 from ml_connector.sandbox.workspace import apply_env, write_workspace
 from ml_connector.sandbox.zoho import create_zoho_sandbox
@@ -54,7 +56,7 @@ def _check(ok: bool, what: str, echo: Echo) -> bool:
 def _check_shipped_specs() -> None:
     """The demo runs the shipped specs (installed with the package as data, or a checkout's own folders)."""
     specs = shipped_specs()
-    for pair in ("qad-pipedrive", "qad-zoho"):
+    for pair in ("qad-pipedrive", "qad-zoho", "qad-salesforce"):
         if not (specs / "mappings" / pair).is_dir():
             raise SetupError(f"the demo needs the shipped integration mappings/{pair}, not found in {specs}")
 
@@ -83,13 +85,15 @@ def run_demo(directory: Path, echo: Echo = print, *, force: bool = False) -> int
         crm.config.update(burst_limit=100)  # a Premium plan: 100 requests per 2 s window
         zoho = create_zoho_sandbox()
         zoho.config.update(bulk_state_seconds=0.5)
+        salesforce = create_salesforce_sandbox()
         urls = {"qad": server.start("qad", erp).url, "pipedrive": server.start("pipedrive", crm).url,
-                "zoho": server.start("zoho", zoho).url}
+                "zoho": server.start("zoho", zoho).url, "salesforce": server.start("salesforce", salesforce).url}
         echo(f"sandboxes: QAD at {urls['qad']}, Pipedrive at {urls['pipedrive']}, Zoho CRM at {urls['zoho']} "
-             "(its EU data center on 127.0.0.2)")
+             f"(its EU data center on 127.0.0.2), Salesforce at {urls['salesforce']}")
         workspace = Workspace.open(write_workspace(directory, urls))
         checks = _pipedrive_part(workspace, erp, crm, echo)
         checks += _zoho_part(workspace, erp, zoho, urls, echo)
+        checks += _salesforce_part(workspace, erp, salesforce, urls, echo)
         echo(f"\nstate and audit trail: {workspace.state_path}")
         echo(f"try: ml-connector status -w {workspace.path}   |   ml-connector audit -w {workspace.path} --limit 10")
         return 0 if all(checks) else 1
@@ -193,6 +197,48 @@ def _zoho_part(workspace: Workspace, erp: Any, zoho: ZohoSandbox, urls: dict[str
              + ", ".join(f"{ln['itemCode']} x {ln['quantityOrdered']}" for ln in order["lines"]))
     checks.append(_check(third.status == "ok" and customer is not None and order is not None
                          and len(order["lines"]) == 2, "a new QAD customer and a sales order with 2 lines", echo))
+    return checks
+
+
+def _salesforce_part(workspace: Workspace, erp: Any, salesforce: SalesforceSandbox, urls: dict[str, str],
+                     echo: Echo) -> list[bool]:
+    """QAD <-> Salesforce: accounts upserted 200 per call by External ID; an order moves once activated."""
+    flows = _pair_flows(workspace, "qad-salesforce")
+    first = _run(workspace, echo, "8. Salesforce, first run: customers and suppliers become Accounts (200 per call, "
+                                  "by External ID), items Product2, key contacts Contacts", flows)
+    calls = salesforce.log.summary()["counts"]
+    upserts = {call: n for call, n in calls.items() if "/composite/sobjects/" in call}
+    echo("   Salesforce write calls: " + ", ".join(f"{call.split('/v66.0')[-1]} x{n}"
+                                                   for call, n in sorted(upserts.items())))
+    customers, suppliers = (_flow(first, "customers_to_sf_accounts").created,
+                            _flow(first, "suppliers_to_sf_accounts").created)
+    sent = upserts.get("PATCH /services/data/v66.0/composite/sobjects/Account/ERP_Id__c", 0)
+    checks = [_check(first.status == "ok" and customers > 0 and sent == -(-customers // 200) - (-suppliers // 200),
+                     f"{customers + suppliers} accounts in {sent} upsert calls (200 per call)", echo)]
+
+    admin = httpx.Client(base_url=urls["salesforce"], timeout=10)
+    account = next(r for r in admin.get("/_admin/records/Account").json()["records"] if r["ERP_Id__c"] == "C000001")
+    book = next(r for r in admin.get("/_admin/records/Pricebook2").json()["records"] if r["IsStandard"])
+    products = [r for r in admin.get("/_admin/records/Product2").json()["records"] if r["IsActive"]][:2]
+    order = admin.post("/_admin/records/Order", json={"AccountId": account["Id"], "EffectiveDate": "2026-12-01",
+                                                      "Status": "Draft", "Pricebook2Id": book["Id"]}).json()
+    for product in products:
+        entry = admin.post("/_admin/records/PricebookEntry", json={
+            "Pricebook2Id": book["Id"], "Product2Id": product["Id"], "UnitPrice": 30.0, "IsActive": True}).json()
+        admin.post("/_admin/records/OrderItem", json={"OrderId": order["Id"], "PricebookEntryId": entry["Id"],
+                                                      "Quantity": 5, "UnitPrice": 30.0})
+    draft = _run(workspace, echo, "9. a draft order in Salesforce: not moved; then it is activated", flows)
+    reference = f"sf-order-{order['Id']}"
+    moved_early = any(o.get("externalReference") == reference for o in erp.store.all("salesOrders"))
+    admin.patch(f"/_admin/records/Order/{order['Id']}", json={"Status": "Activated"})
+    activated = _run(workspace, echo, "   ... and once activated, it moves", flows)
+    moved = next((o for o in erp.store.all("salesOrders") if o.get("externalReference") == reference), None)
+    if moved:
+        echo(f"   QAD sales order {moved['salesOrderNumber']} for {moved['customerCode']}: "
+             + ", ".join(f"{ln['itemCode']} x {ln['quantityOrdered']}" for ln in moved["lines"]))
+    checks.append(_check(draft.status == "ok" and not moved_early and activated.status == "ok" and moved is not None
+                         and len(moved["lines"]) == 2, "the draft stayed; the activated order moved with 2 lines",
+                         echo))
     return checks
 
 

@@ -11,6 +11,7 @@ SANDBOXES: dict[str, tuple[str, str, int]] = {
     "qad": ("ml_connector.sandbox.qad", "create_qad_sandbox", 8701),
     "pipedrive": ("ml_connector.sandbox.pipedrive", "create_pipedrive_sandbox", 8702),
     "zoho": ("ml_connector.sandbox.zoho", "create_zoho_sandbox", 8703),
+    "salesforce": ("ml_connector.sandbox.salesforce", "create_salesforce_sandbox", 8704),
 }
 
 

@@ -15,7 +15,8 @@ from ml_connector.sandbox.serve import SandboxServer
 from ml_connector.sandbox.workspace import SANDBOX_ENV, refuse_to_overwrite, write_workspace
 
 SIZE_OPTIONS = {"qad": ("customers", "items"),
-                "zoho": ("vendors", "products", "accounts", "contacts", "purchase_orders", "sales_orders")}
+                "zoho": ("vendors", "products", "accounts", "contacts", "purchase_orders", "sales_orders"),
+                "salesforce": ("accounts", "contacts", "products", "orders")}
 
 
 def serve_sandboxes(names: list[str] | None, *, host: str = "127.0.0.1", workspace_dir: Path | None = None,

@@ -24,9 +24,13 @@ SANDBOX_ENV = {
     "ML_SANDBOX_ZOHO_CLIENT_ID": "1000.SANDBOXEUCLIENT0000000000000",
     "ML_SANDBOX_ZOHO_CLIENT_SECRET": "sandbox-eu-client-secret",
     "ML_SANDBOX_ZOHO_REFRESH_TOKEN": "1000.sandbox-eu-refresh-token.0000000000000000",
+    "ML_SANDBOX_SALESFORCE_CLIENT_ID": "3MVG9SANDBOX.ERPSync.ClientCredentials.ExternalClientApp",
+    "ML_SANDBOX_SALESFORCE_CLIENT_SECRET": "sandbox-salesforce-client-secret",
 }
+SALESFORCE_ORG_ID = "00D5g0000000001EAA"  # the sandbox org: the Pub/Sub tenant id
 ZOHO_ACCOUNTS_HOST = "127.0.0.2"  # the sandbox's EU data center, where its default org lives
-PAIRS = {"pipedrive": "qad-pipedrive", "zoho": "qad-zoho"}  # the CRM sandbox each shipped integration needs
+# the CRM sandbox each shipped integration needs
+PAIRS = {"pipedrive": "qad-pipedrive", "zoho": "qad-zoho", "salesforce": "qad-salesforce"}
 
 
 def apply_env(environ: dict[str, str] | None = None) -> None:
@@ -72,6 +76,17 @@ def connections(urls: dict[str, str], pipedrive_auth: str = "api_token") -> dict
             "secrets": {"client_id": "env:ML_SANDBOX_ZOHO_CLIENT_ID",
                         "client_secret": "env:ML_SANDBOX_ZOHO_CLIENT_SECRET",
                         "refresh_token": "env:ML_SANDBOX_ZOHO_REFRESH_TOKEN"},
+        }
+    if "salesforce" in urls:
+        # The sandbox answers on any host as the org's My Domain; its Pub/Sub server (when started) is plain gRPC.
+        pubsub = urls.get("salesforce_pubsub")
+        entries["salesforce"] = {
+            "connector": "salesforce",
+            "sandbox": True,
+            "settings": {"my_domain_url": urls["salesforce"].rstrip("/"), "org_id": SALESFORCE_ORG_ID,
+                         **({"pubsub_target": pubsub, "pubsub_tls": "false"} if pubsub else {})},
+            "secrets": {"client_id": "env:ML_SANDBOX_SALESFORCE_CLIENT_ID",
+                        "client_secret": "env:ML_SANDBOX_SALESFORCE_CLIENT_SECRET"},
         }
     return entries
 

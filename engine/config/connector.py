@@ -13,6 +13,7 @@ from typing import Literal
 from ml_connector.config.channel import ChannelConfig
 from ml_connector.config.entity import EntityConfig
 from ml_connector.config.expr import Expr
+from ml_connector.config.stream import StreamConfig
 
 Scalar = str | int | float | bool
 WaitUnit = Literal["seconds", "ms", "epoch", "epoch_ms", "http_date"]
@@ -127,7 +128,8 @@ class RuleConfig:
     """A response rule: the first match wins, then the built-in defaults."""
 
     when: WhenConfig
-    do: Literal["ok", "retry", "reauth", "rate_limited", "record_error", "request_error", "fatal"]
+    do: Literal["ok", "retry", "reauth", "rate_limited", "record_error", "request_error", "fatal", "quota_exhausted",
+                "skip_flow"]
     wait: WaitConfig | None = None
     message: Expr | None = None
 
@@ -143,6 +145,10 @@ class QuotaConfig:
     calls: int | None = None
     window: float | None = None
     limit_header: str | None = None
+    usage_header: str | None = None  # a longer allowance (daily calls) used so far, read by `usage_pattern`
+    usage_pattern: str | None = None
+    reserve: float
+    reserve_calls: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -187,7 +193,16 @@ class PagePaginatorConfig:
     has_more: Expr | None = None
 
 
-PaginatorConfig = CursorPaginatorConfig | OffsetPaginatorConfig | PagePaginatorConfig
+@dataclass(frozen=True, kw_only=True)
+class NextUrlPaginatorConfig:
+    """The next page's path or URL read from each response, requested as given (under the base URL)."""
+
+    type: Literal["next_url"]
+    next: Expr
+    done: Expr | None = None
+
+
+PaginatorConfig = CursorPaginatorConfig | OffsetPaginatorConfig | PagePaginatorConfig | NextUrlPaginatorConfig
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -232,3 +247,4 @@ class ConnectorConfig:
     paginators: Mapping[str, PaginatorConfig]
     entities: Mapping[str, EntityConfig]
     channels: Mapping[str, ChannelConfig]  # webhook channels the system offers (engine/events)
+    streams: Mapping[str, StreamConfig]  # change streams the engine subscribes to (engine/events/stream*.py)

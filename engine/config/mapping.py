@@ -42,9 +42,11 @@ class MatchConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class TriggerConfig:
-    """The channel whose callbacks run this flow for the records they name (between its scheduled runs)."""
+    """The channel whose callbacks, or the stream whose events, run this flow for the records they name (between
+    its scheduled runs); exactly one of the two."""
 
-    channel: str
+    channel: str | None = None
+    stream: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

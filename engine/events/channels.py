@@ -60,18 +60,18 @@ def watches(project: Project) -> list[Watch]:
     found: dict[tuple[str, str, str], Watch] = {}
     for name in project.flows:
         config = project.flows[name].config
-        if not isinstance(config, MappingConfig) or config.trigger is None:
-            continue
-        trigger = config.trigger
+        kind = config.trigger.channel if isinstance(config, MappingConfig) and config.trigger is not None else None
+        if not isinstance(config, MappingConfig) or kind is None:
+            continue  # no trigger, or a stream's (events/stream*.py): no channel
         connection, entity = config.source.connection, config.source.entity
         connector = _connector(project, connection)
-        channel = connector.channels.get(trigger.channel)
+        channel = connector.channels.get(kind)
         events = connector.entities[entity].events if entity in connector.entities else None
         if channel is None or events is None:
-            raise SetupError(f"flow {name}: no channel {trigger.channel!r} for entity {entity!r} of connection "
+            raise SetupError(f"flow {name}: no channel {kind!r} for entity {entity!r} of connection "
                              f"{connection} (run `ml-connector validate`)")
-        key = (connection, trigger.channel, entity)
-        found.setdefault(key, Watch(connection, trigger.channel, entity, channel, events.names))
+        key = (connection, kind, entity)
+        found.setdefault(key, Watch(connection, kind, entity, channel, events.names))
     return list(found.values())
 
 

@@ -5,6 +5,10 @@ maintains the channels the triggered flows need (register, renew) and hands the 
 flows whose schedule has come round, then the triggered flows for the ids pending in the inbox. A callback that
 stored ids wakes the loop at once (an asyncio.Event), so a change is synced without waiting for the interval.
 
+Flows triggered by a change stream (`trigger: {stream: ...}`) get a subscriber each (events/stream_serve.py),
+started in the first tick and running as tasks beside the ticks: they fill the same inbox (and wake the loop) and
+never open the state; each tick saves the positions and full-read marks they buffered.
+
 The receiver (uvicorn) runs as a task in the same event loop; it never touches the state, only the inbox. Stop
 signals are the command's: uvicorn's own signal handling is switched off, and the receiver is shut down on the way
 out, whatever ended the loop.
@@ -28,6 +32,7 @@ from ml_connector.errors import SetupError
 from ml_connector.events.channels import maintain_channels
 from ml_connector.events.inbox import Inbox, inbox_path
 from ml_connector.events.receiver import Receiver
+from ml_connector.events.stream_serve import Streams
 from ml_connector.report import run_table
 from ml_connector.serve_view import idle_line, slots, started_lines, utc_naive
 from ml_connector.spec import Project
@@ -76,28 +81,41 @@ class Service:
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     receiver: Receiver | None = field(default=None, init=False)  # with listen: the receiver while serve runs
     _wake: asyncio.Event | None = field(default=None, init=False)  # set by a callback that stored ids
+    streams: Streams | None = field(default=None, init=False)  # the change streams triggered flows need
 
     async def loop(self, once: bool) -> None:
         project = self.workspace.project
         schedules = [(name, project.flows[name].data.get("schedule")) for name in project.flow_order()]
         address = parse_listen(self.listen) if self.listen is not None else None  # a bad one: before anything
         click.echo("\n".join(started_lines(schedules, self.interval)), err=True)
-        if address is None:
+        if address is None and not Streams.needed(project):
             await self._ticks(once, None)
             return
         inbox = Inbox.open(inbox_path(self.workspace.state_path))
         try:
             self._wake = asyncio.Event()
-            self.receiver = Receiver(inbox, now=self.now, on_stored=self._wake.set)
-            server, task = await self._start_receiver(self.receiver, *address)
+            if Streams.needed(project):  # subscribed in the first tick (the state is open then)
+                self.streams = Streams(project, inbox, on_stored=self._wake.set, now=self.now)
             try:
-                await self._ticks(once, inbox)
-            finally:  # a stop signal too: the receiver stops taking callbacks before the inbox closes
-                server.should_exit = True
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(asyncio.shield(task), STARTUP_SECONDS)
+                await self._listen_and_tick(once, inbox, address)
+            finally:  # the subscribers stop before the inbox closes
+                if self.streams is not None:
+                    await self.streams.stop()
         finally:
             inbox.close()
+
+    async def _listen_and_tick(self, once: bool, inbox: Inbox, address: tuple[str, int] | None) -> None:
+        if address is None:
+            await self._ticks(once, inbox)
+            return
+        self.receiver = Receiver(inbox, now=self.now, on_stored=self._wake.set if self._wake else None)
+        server, task = await self._start_receiver(self.receiver, *address)
+        try:
+            await self._ticks(once, inbox)
+        finally:  # a stop signal too: the receiver stops taking callbacks before the inbox closes
+            server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(task), STARTUP_SECONDS)
 
     async def _start_receiver(self, receiver: Receiver, host: str, port: int) -> tuple[_Server, asyncio.Task[None]]:
         try:  # bound here, so that a port in use is our one-line error (uvicorn would exit the process)
@@ -138,17 +156,30 @@ class Service:
                 continue
             triggered: RunSummary | None = None
             try:
+                if self.streams is not None and not self.streams.started:
+                    topics = self.streams.start(state)
+                    click.echo(f"  subscribed to {', '.join(t.topic for t in topics)} (streams of "
+                               f"{', '.join(sorted({f for t in topics for f in t.flows}))})", err=True)
                 if inbox is not None and self.receiver is not None and self.public_url is not None:
                     live = await maintain_channels(project, state, public_url=self.public_url, now=self.now())
                     self.receiver.update(live)
                 self.runner = self.make_runner(project, state)
                 now = utc_naive(self.runner.now())
                 found = slots(schedules, state)
+                full = self.streams.take_full_reads() if self.streams is not None else []
+                if full:  # a stream lost its place (its replay id expired): those entities are read in full now
+                    fulls = await self.runner.run(full, full=True)
+                    if fulls.flows:
+                        click.echo(run_table(fulls.as_dict()))
+                    self.runner = self.make_runner(project, state)
                 summary = await self.runner.run(due=True)  # nothing due: no run row
                 if inbox is not None and triggered_flows(project):
                     self.runner = self.make_runner(project, state)
                     triggered = await run_triggered(self.runner, inbox)
             finally:
+                if self.streams is not None:  # positions and full-read marks the subscribers buffered
+                    for line in self.streams.save(state):
+                        click.echo(f"ml-connector: {line}", err=True)
                 state.close()
             self.runner = None
             for ran in (summary, triggered):

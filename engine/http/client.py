@@ -34,14 +34,18 @@ from ml_connector.http.redact import REDACTOR
 from ml_connector.http.rules import (
     FATAL,
     OK,
+    QUOTA_EXHAUSTED,
     RATE_LIMITED,
     REAUTH,
     RECORD_ERROR,
     REQUEST_ERROR,
     RETRY,
+    SKIP_FLOW,
     ResponseRules,
     parse_body,
 )
+from ml_connector.http.skips import FlowSkipped
+from ml_connector.http.usage import RESUMES, QuotaExhausted
 from ml_connector.http.waits import Clock, within_max_wait
 from ml_connector.transform.expressions import TemplateTree
 
@@ -159,6 +163,7 @@ class ConnectorClient:
                                                                    label=f"connection {connection.name}",
                                                                    clock=clock, sleep=sleep)
         self.stats = CallStats()
+        self.exhausted: str | None = None  # why no new call may start: the API's allowance is spent (http/usage.py)
         self.http = httpx.AsyncClient(transport=transport, timeout=self.options.timeout)
         self._sleep = sleep
 
@@ -247,6 +252,8 @@ class ConnectorClient:
     async def _once(self, method: str, path: str, params: Mapping[str, Any] | None, json: Any, pool: Quota,
                     safe: bool, is_read: bool, records: RecordsAt | None = None,
                     extra_headers: Mapping[str, str] | None = None) -> Reply:
+        if self.exhausted is not None:  # nothing is sent once the allowance is spent, whichever pool a call names
+            raise QuotaExhausted(self.exhausted)
         headers = {**self.headers, **(extra_headers or {})}
         query: dict[str, Any] = {k: v for k, v in (params or {}).items() if v is not None}
         try:
@@ -266,7 +273,8 @@ class ConnectorClient:
             else:
                 self.stats.writes += 1
             started = time.monotonic()
-            request = self.http.build_request(method, url, params=query, json=json, headers=headers)
+            # no parameters: a query the path carries (a next-page link) is kept; httpx would replace it with {}
+            request = self.http.build_request(method, url, params=query or None, json=json, headers=headers)
             try:
                 async with asyncio.timeout(self.options.request_timeout):  # a trickling body must not outlive it
                     response, content = await receive(self.http, request, self.options.max_response_bytes)
@@ -283,6 +291,8 @@ class ConnectorClient:
                 message = f"{method} {url.path}: {type(exc).__name__}"
                 raise (TransientError(message) if safe else UncertainWrite(message)) from exc
             pool.observe(response)
+            if pool.usage is not None and pool.usage.spent and self.exhausted is None:  # this answer still counts
+                self.exhausted = f"connection {self.connection.name}: {pool.usage.spent}; {RESUMES}"
             log.debug("%s %s %s -> %s in %.0f ms", self.connection.name, method, url.path, response.status_code,
                       (time.monotonic() - started) * 1000)
         body = parse_body(response, content)
@@ -312,10 +322,17 @@ class ConnectorClient:
             raise RequestError(f"{where}: {detail}")
         if decision.action == FATAL:
             raise FatalError(f"{where}: {detail}")
+        if decision.action == QUOTA_EXHAUSTED:
+            self.exhausted = f"connection {self.connection.name}: API usage limit reached: {where}: {detail}; {RESUMES}"
+            raise QuotaExhausted(self.exhausted)
+        if decision.action == SKIP_FLOW:
+            raise FlowSkipped(detail if decision.message else f"{where}: {detail}")
         raise FatalError(f"{where}: unknown action {decision.action!r}")
 
 
 def _describe(body: Any) -> str:
+    if isinstance(body, list) and len(body) == 1 and isinstance(body[0], dict):  # a list of one error object
+        body = body[0]
     if isinstance(body, dict):
         for key in ("error", "message", "error_description"):
             if body.get(key):

@@ -8,8 +8,11 @@ import json
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import httpx
+
 from ml_connector.config.connector import (
     CursorPaginatorConfig,
+    NextUrlPaginatorConfig,
     OffsetPaginatorConfig,
     PagePaginatorConfig,
     PaginatorConfig,
@@ -28,11 +31,13 @@ class Paginator(Protocol):
 
     def variables(self, params: dict[str, Any]) -> dict[str, Any]: ...
 
+    def path(self, params: dict[str, Any], path: str, base_url: str) -> str: ...
+
 
 class _Limited:
     """The largest page the API allows, asked for on every request."""
 
-    def __init__(self, config: PaginatorConfig) -> None:
+    def __init__(self, config: CursorPaginatorConfig | OffsetPaginatorConfig | PagePaginatorConfig) -> None:
         self.param = config.param
         self.limit_param = config.limit.param
         self.limit = config.limit.max
@@ -64,6 +69,10 @@ class _Limited:
             if name in query:
                 _set_path(placed, name, query.pop(name))
         return query, placed
+
+    def path(self, params: dict[str, Any], path: str, base_url: str) -> str:
+        """Every page of a query asks the same path."""
+        return path
 
     def variables(self, params: dict[str, Any]) -> dict[str, Any]:
         """A page's paging values by meaning, for a body template (`page.offset`, `page.number`, `page.cursor`,
@@ -136,6 +145,63 @@ class SinglePage:
     def variables(self, params: dict[str, Any]) -> dict[str, Any]:
         return {}
 
+    def path(self, params: dict[str, Any], path: str, base_url: str) -> str:
+        return path
+
+
+#: The paging state key of a next-URL paginator: the link the previous page named (never sent as a parameter).
+NEXT_URL = "@next_url"
+
+
+class NextUrlPaginator:
+    """The next page's path or URL read from each response (``next``), requested as given, with no query
+    parameters of the read's own: the first page carries the query, the link carries the rest (a locator).
+
+    The link stays under the connection's base URL: a full URL must name the base's scheme and host (the client
+    checks it and its path); an absolute path must start with the base URL's path (an API that answers with its
+    own root-relative path, ``/api/v1/query/L-2000`` under ``https://host/api/v1``). Repeated links are caught by
+    the page guard like repeated cursors.
+    """
+
+    def __init__(self, config: NextUrlPaginatorConfig) -> None:
+        self.next_path = config.next
+        self.done = config.done
+
+    def first(self) -> dict[str, Any]:
+        return {}
+
+    def next(self, params: dict[str, Any], body: Any, records: list[Any]) -> dict[str, Any] | None:
+        if not isinstance(body, dict) or (self.done is not None and self.done.evaluate(body)):
+            return None
+        link = self.next_path.evaluate(body)
+        if link is None or link == "":
+            return None
+        if not isinstance(link, str):
+            raise FatalError(f"the next URL of a page is not text: {str(link)[:100]!r}")
+        return {NEXT_URL: link}
+
+    def request(self, params: dict[str, Any], body: Any) -> tuple[dict[str, Any], Any]:
+        return ({}, body) if NEXT_URL in params else (params, body)
+
+    def variables(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def path(self, params: dict[str, Any], path: str, base_url: str) -> str:
+        link = params.get(NEXT_URL)
+        return path if link is None else under_base(base_url, str(link))
+
+
+def under_base(base_url: str, link: str) -> str:
+    """``link`` as a request path for a client at ``base_url``: a full URL as given (the client checks its host
+    and path), an absolute path relative to the base once the base's own path is taken off its front, a relative
+    path as given. An absolute path outside the base's path is refused here, before anything is sent."""
+    if link.startswith(("http://", "https://")) or not link.startswith("/"):
+        return link
+    root = httpx.URL(base_url).raw_path.decode("ascii").split("?", 1)[0].rstrip("/")
+    if root and not (link == root or link.startswith(root + "/")):
+        raise FatalError(f"request path {link!r} leaves the connection's base URL {base_url}")
+    return link[len(root):].lstrip("/")
+
 
 def _set_path(body: dict[str, Any], path: str, value: Any) -> None:
     """Set ``value`` at the dotted ``path`` of ``body``, creating the objects on the way."""
@@ -202,4 +268,6 @@ def build_paginator(config: PaginatorConfig | None) -> Paginator:
         return SinglePage()
     if isinstance(config, CursorPaginatorConfig):
         return CursorPaginator(config)
+    if isinstance(config, NextUrlPaginatorConfig):
+        return NextUrlPaginator(config)
     return PagePaginator(config) if isinstance(config, PagePaginatorConfig) else OffsetPaginator(config)

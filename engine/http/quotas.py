@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 
 from ml_connector.config.connector import QuotaConfig
+from ml_connector.http.usage import UsageLimit
 from ml_connector.http.waits import Clock, wait_seconds, within_max_wait
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -74,6 +75,7 @@ class Quota:
         self._sent: deque[float] = deque()
         self._pace = asyncio.Lock()
         self.blocked_until = 0.0
+        self.usage = UsageLimit.of(config)  # a longer allowance (daily calls): spent, the connection stops
 
     async def __aenter__(self) -> Quota:
         await self._slots.acquire()
@@ -104,7 +106,9 @@ class Quota:
             await self._sleep(within_max_wait(delay, self.max_wait, self.label))
 
     def observe(self, response: httpx.Response) -> None:
-        """Learn from a response's headers: the real limit, and whether the next call must wait."""
+        """Learn from a response's headers: the real limit, whether the next call must wait, the allowance used."""
+        if self.usage is not None:
+            self.usage.observe(response.headers)
         if self.limit_header:
             with contextlib.suppress(KeyError, ValueError):
                 self.calls = max(1, int(float(response.headers[self.limit_header])))

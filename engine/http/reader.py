@@ -75,7 +75,7 @@ class EntityReader:
         of a few records (a preview), which must not start a server-side job.
         """
         context = self.client.context
-        base = dict(self.read.params.evaluate(context))
+        base = dict(self.read.params.evaluate({**context, "since": None}))
         own = dict(params.evaluate(context)) if params is not None else {}
         base.update(own)
         job_spec = self.read.bulk
@@ -98,6 +98,9 @@ class EntityReader:
         after: str | None = None  # narrow: key — the last key of the previous query (`page.after`)
         while True:  # one query, or several when the API caps how deep a query may page
             query, formatted = self._query(base, since, lookback)
+            if formatted is not None:  # the read's parameters may carry the watermark (a query in a GET parameter)
+                query.update({key: value for key, value in
+                              self.read.params.evaluate({**context, "since": formatted}).items() if key not in own})
             last: str | None = None
             guard = self._guard(self.read.method, path, self._key)
             page_params: dict[str, Any] | None = guard.start({**query, **paginator.first()})
@@ -109,7 +112,8 @@ class EntityReader:
                 body = self.read.body.evaluate({**context, "since": formatted, "page": page}) \
                     if self.read.body is not None else None
                 query_params, json_body = paginator.request(page_params, body)  # paging in the query or the body
-                reply = await self.client.request(self.read.method, path, params=query_params, json=json_body,
+                target = paginator.path(page_params, path, self.client.base_url)  # a next-URL paginator's link
+                reply = await self.client.request(self.read.method, target, params=query_params, json=json_body,
                                                   reads=True, idempotent=True, records=self.records,
                                                   quota=self.read.quota, headers=self._since_header(formatted))
                 if first:
@@ -198,8 +202,9 @@ class EntityReader:
             guard = self._guard("GET", path)
             params: dict[str, Any] | None = guard.start({**expansion.params.evaluate(context), **paginator.first()})
             while params is not None:
-                reply = await self.client.request("GET", path, params=params, records=RecordsAt(expansion.records),
-                                                  quota=expansion.quota)
+                reply = await self.client.request("GET", paginator.path(params, path, self.client.base_url),
+                                                  params=paginator.request(params, None)[0],
+                                                  records=RecordsAt(expansion.records), quota=expansion.quota)
                 rows = [r for r in reply.records or () if isinstance(r, dict)]
                 for row in rows:
                     owner = str(row.get(expansion.parent_key)) if expansion.parent_key else chunk[0]

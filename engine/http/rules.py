@@ -20,6 +20,8 @@ RATE_LIMITED = "rate_limited"
 RECORD_ERROR = "record_error"
 REQUEST_ERROR = "request_error"  # the request itself is wrong (not one record): the flow fails once, no split
 FATAL = "fatal"
+QUOTA_EXHAUSTED = "quota_exhausted"  # the API's allowance is spent: no new call this run (http/usage.py)
+SKIP_FLOW = "skip_flow"  # the flow cannot apply to this account: skipped, not failed (http/skips.py)
 
 
 @dataclass(frozen=True)

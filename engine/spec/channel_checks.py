@@ -60,6 +60,9 @@ def check_trigger(project: Project, spec: Spec) -> list[SpecProblem]:
     """A flow's `trigger.channel` is a channel of its source connector, through which its source entity is watched
     (the entity declares `events` for that channel)."""
     channel = as_dict(spec.data.get("trigger")).get("channel")
+    stream = as_dict(spec.data.get("trigger")).get("stream")
+    if isinstance(stream, str) and spec.name in project.flow_integration:
+        return _check_stream(project, spec, stream)
     if not isinstance(channel, str) or spec.name not in project.flow_integration:
         return []
     source = as_dict(spec.data.get("from"))
@@ -87,3 +90,18 @@ def check_trigger(project: Project, spec: Spec) -> list[SpecProblem]:
         return [problem(spec, where, f"entity '{entity_name}' of connector '{connector.name}' is watched through "
                                      f"channel '{events.get('channel')}', not '{channel}'")]
     return []
+
+
+def _check_stream(project: Project, spec: Spec, stream: str) -> list[SpecProblem]:
+    """A flow's `trigger.stream` is a stream of its source connector (events/stream*.py subscribe to it)."""
+    connection = as_dict(spec.data.get("from")).get("connection")
+    integration = project.integrations[project.flow_integration[spec.name]]
+    connector_name = as_dict(as_dict(integration.data.get("connections")).get(connection)).get("connector")
+    connector = project.connectors.get(connector_name) if isinstance(connector_name, str) else None
+    if connector is None:
+        return []  # an unknown connection or connector is reported by the flow checks
+    streams = as_dict(connector.data.get("streams"))
+    if stream in streams:
+        return []
+    return [problem(spec, ("trigger", "stream"), f"connector '{connector.name}' (source connection {connection}) "
+                                                  f"has no stream '{stream}'" + did_you_mean(stream, streams))]

@@ -24,6 +24,7 @@ CONTEXT_NAMES = frozenset({
     "channel",  # a channel request's: id, token, url, expires_at, events, entity (engine.events.channels)
     "job",  # a bulk read job's requests: id, token, number, status (engine.http.jobs)
     "page",  # a query read's paging values, in its body template: offset, limit, number, cursor, after
+    "stream",  # a change stream's: entity (its topic), token and base_url (its metadata) (engine.events.stream*)
 })
 DECLARED = (("connection", "settings", "setting"), ("secrets", "secrets", "secret"))
 

@@ -11,6 +11,7 @@ from ml_connector.store.database import Database, StateError
 from ml_connector.store.idmap import IdMapEntry, IdMaps
 from ml_connector.store.pending import DEFERRED, FAILED, Pending, PendingRecord
 from ml_connector.store.runs import Runs
+from ml_connector.store.stream_positions import StreamPositions
 from ml_connector.store.watermarks import Watermarks
 
 
@@ -30,6 +31,7 @@ class State:
             self.db.close()
             raise
         self.channels = Channels(self.db, self.credentials)
+        self.stream_positions = StreamPositions(self.db)
 
     def close(self) -> None:
         self.db.close()

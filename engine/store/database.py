@@ -73,6 +73,12 @@ MIGRATIONS: list[str] = [
         url VARCHAR NOT NULL, status VARCHAR NOT NULL, reason VARCHAR, expires_at TIMESTAMP,
         updated_at TIMESTAMP NOT NULL DEFAULT now(), PRIMARY KEY (connection, channel, entity));
     """,
+    # 8: change streams: the replay id each subscription resumes after
+    """
+    CREATE TABLE stream_positions (
+        connection VARCHAR NOT NULL, stream VARCHAR NOT NULL, topic VARCHAR NOT NULL, replay_id BLOB NOT NULL,
+        saved_at TIMESTAMP NOT NULL, PRIMARY KEY (connection, stream, topic));
+    """,
 ]
 
 

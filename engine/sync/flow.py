@@ -20,6 +20,8 @@ from ml_connector.http.errors import RecordError
 from ml_connector.http.matching import get_path
 from ml_connector.http.reader import EntityReader, later
 from ml_connector.http.redact import REDACTOR
+from ml_connector.http.skips import FlowSkipped
+from ml_connector.http.usage import QuotaExhausted
 from ml_connector.http.write_ops import progress_mark, step_left
 from ml_connector.http.writer import CREATE, EntityWriter, PushAborted, PushItem, PushResult
 from ml_connector.store import DEFERRED, FAILED, AuditRow, PendingRecord, State
@@ -35,6 +37,8 @@ from ml_connector.sync.schedule import is_due
 from ml_connector.transform.mapping import CompiledMapping, Deferred, MappingError, content_hash
 
 PENDING_PAGE = 500
+QUOTA = "quota"  # a flow or run status: stopped because the API's allowance is spent (http/usage.py); resumes
+SKIPPED = "skipped"  # a flow status: a response rule said the flow cannot apply here (http/skips.py); not an error
 log = logging.getLogger("ml_connector.sync")
 
 
@@ -178,6 +182,11 @@ class FlowRun:
         self._stats_base = list(zip(clients, before, strict=True))
         try:
             await work
+        except QuotaExhausted as exc:  # ends like a failure (confirmed writes recorded, watermark kept), named apart
+            self._fail(f"stopped: {exc}")
+            self.summary.status = QUOTA
+        except FlowSkipped as exc:  # nothing to do here: the watermark stays, the run goes on, not an error
+            self.summary.status, self.summary.error = SKIPPED, REDACTOR(f"skipped: {exc}")
         except Exception as exc:  # any failure fails this flow, said in one line; the run goes on
             log.debug("%s failed", self.name, exc_info=exc)
             self._fail(describe_failure(exc))

@@ -20,7 +20,7 @@ from ml_connector.http.errors import FatalError
 from ml_connector.http.redact import REDACTOR
 from ml_connector.spec import Project
 from ml_connector.store import State
-from ml_connector.sync.flow import FlowContext, FlowRun, FlowSummary, describe_failure
+from ml_connector.sync.flow import QUOTA, SKIPPED, FlowContext, FlowRun, FlowSummary, describe_failure
 from ml_connector.sync.progress import Fanout, FlowCounts, NullProgress, Progress, Timeline
 from ml_connector.sync.schedule import is_due
 from ml_connector.transform.mapping import CompiledMapping
@@ -42,14 +42,29 @@ class RunSummary:
     mode: str
     flows: list[FlowSummary] = field(default_factory=list)
     stopped: str | None = None  # INTERRUPTED (a signal) or "failed" (a crash) between or inside flows
+    not_started: list[str] = field(default_factory=list)  # flows left when the API's allowance ran out
 
     @property
     def status(self) -> str:
+        """interrupted, failed, quota (the API's allowance ran out: the next run resumes), partial or ok; a skipped
+        flow (nothing to do for this account) counts as ok."""
         if self.stopped == INTERRUPTED:
             return INTERRUPTED
-        if self.stopped or any(f.status != "ok" for f in self.flows):
+        if self.stopped or any(f.status not in ("ok", SKIPPED, QUOTA) for f in self.flows):
             return "failed"
+        if any(f.status == QUOTA for f in self.flows):
+            return QUOTA
         return "partial" if self.failed_records else "ok"
+
+    @property
+    def quota_note(self) -> str | None:
+        """One line for a run stopped by the API's allowance: which flow stopped, which were not started."""
+        stopped = [f.flow for f in self.flows if f.status == QUOTA]
+        if not stopped:
+            return None
+        left = f", not started: {', '.join(self.not_started)}" if self.not_started else ""
+        return (f"API usage limit reached: flow {', '.join(stopped)} stopped{left}; what the targets confirmed is "
+                "recorded, the next run resumes")
 
     @property
     def failed_records(self) -> int:
@@ -64,8 +79,11 @@ class RunSummary:
                                "writes": sum(f.api_writes for f in self.flows),
                                "rate_limited": sum(f.rate_limited for f in self.flows),
                                "waited_seconds": round(sum(f.waited_seconds for f in self.flows), 3)}
-        return {"run_id": self.run_id, "mode": self.mode, "status": self.status, "totals": totals,
+        data = {"run_id": self.run_id, "mode": self.mode, "status": self.status, "totals": totals,
                 "flows": [f.as_dict() for f in self.flows]}
+        if self.not_started:
+            data["not_started"] = list(self.not_started)
+        return data
 
 
 class Runner:
@@ -185,7 +203,8 @@ class Runner:
         if not dry_run:
             self.state.runs.start(summary.run_id, mode)
         try:
-            for name in self.project.flow_order(names) if names else []:
+            order = self.project.flow_order(names) if names else []
+            for index, name in enumerate(order):
                 if not dry_run:
                     self.state.runs.start_flow(summary.run_id, name)
                 self._watch.flow_started(name)
@@ -209,6 +228,9 @@ class Runner:
                         self.state.runs.finish_flow(summary.run_id, name, result.status,
                                                     {**result.as_dict(), "timeline": timeline.samples(name)})
                     self.progress.flow_finished(name, result.status, _counts(result))  # after the state is true
+                if result.status == QUOTA:  # the allowance is spent: starting more flows would only fail them
+                    summary.not_started = order[index + 1:]
+                    break
         except INTERRUPTS:
             summary.stopped = INTERRUPTED
             raise

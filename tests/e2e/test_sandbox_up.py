@@ -28,8 +28,9 @@ def test_sandbox_up_prints_urls_serves_and_stops_on_interrupt(tmp_path: Path) ->
             line = process.stdout.readline()
             assert line, f"sandbox up ended early: {process.stderr.read() if process.stderr else ''}"
             lines.append(line.strip())
-        urls = {line.split()[0]: line.split()[1] for line in lines if line.split()[0] in {"qad", "pipedrive", "zoho"}}
-        assert set(urls) == {"qad", "pipedrive", "zoho"}
+        names = {"qad", "pipedrive", "zoho", "salesforce"}
+        urls = {line.split()[0]: line.split()[1] for line in lines if line.split()[0] in names}
+        assert set(urls) == {"qad", "pipedrive", "zoho", "salesforce"}
         assert httpx.get(urls["qad"] + "/_admin/requests").json()["total"] == 0
 
         result = subprocess.run([sys.executable, "-m", "ml_connector.cli", "run", "--json", "-w",
@@ -57,7 +58,7 @@ def test_sandbox_up_json_prints_one_line_with_the_urls_and_the_workspace(tmp_pat
     try:
         assert process.stdout is not None
         served = json.loads(process.stdout.readline())
-        assert set(served["urls"]) == {"qad", "pipedrive", "zoho"}
+        assert set(served["urls"]) == {"qad", "pipedrive", "zoho", "salesforce"}
         assert served["workspace"] == str(tmp_path / "workspace.yaml") and served["env"] == SANDBOX_ENV
         assert httpx.get(served["urls"]["qad"] + "/_admin/requests").json()["total"] == 0
     finally:

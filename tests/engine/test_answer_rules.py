@@ -116,3 +116,22 @@ def test_an_incremental_read_can_send_its_watermark_as_a_header_and_read_304_as_
     assert asyncio.run(rows()) == []
     call = api.calls("GET")[0]
     assert call["headers"]["if-modified-since"] == "2026-01-02T03:04:05+00:00" and call["params"] == {}
+
+
+def test_a_get_read_can_carry_the_watermark_in_a_templated_parameter() -> None:
+    from ml_connector.http.reader import EntityReader
+
+    api = FakeAPI().on("GET", "/v2/query", 200, {"records": [{"Id": "a", "ts": "2026-01-03T00:00:00Z"}]})
+    client = make_client(api, API_KEY, {"key": "env:FAKE_KEY"})
+    q = "SELECT Id FROM T{% if since %} WHERE ts > {{ since }}{% endif %} ORDER BY ts"
+    read = {"path": "/query", "records": "records", "params": {"q": q},
+            "incremental": {"field": "ts", "format": "%Y-%m-%dT%H:%M:%SZ"}}
+    reader = EntityReader(client, "thing", configs.entity({"key": "Id", "read": read}))
+
+    async def rows(since: str | None) -> list[object]:
+        return [r for page in [p async for p in reader.pages(since=since)] for r in page]
+
+    asyncio.run(rows(None))
+    asyncio.run(rows("2026-01-02T00:00:00Z"))
+    assert [c["params"] for c in api.calls("GET")] == [
+        {"q": "SELECT Id FROM T ORDER BY ts"}, {"q": "SELECT Id FROM T WHERE ts > 2026-01-02T00:00:00Z ORDER BY ts"}]

@@ -114,7 +114,7 @@ def test_unknown_connector(specs: SpecCopy, cli: Callable[..., Result]) -> None:
     result = cli("validate")
     line = specs.line(INTEGRATION, "pipedrve")
     message = reported(result, f"{INTEGRATION}:{line}: connections.pipedrive.connector")
-    assert message.endswith("unknown connector 'pipedrve' (known: pipedrive, qad, zoho-crm)")
+    assert message.endswith("unknown connector 'pipedrve' (known: pipedrive, qad, salesforce, zoho-crm)")
 
 
 def test_unknown_entity(specs: SpecCopy, cli: Callable[..., Result]) -> None:

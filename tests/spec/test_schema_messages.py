@@ -28,7 +28,7 @@ def test_enum_with_suggestion() -> None:
     text = CONNECTOR + "responses:\n  - when: {status: 429}\n    do: rate_limit\n"
     assert problems("connector", text) == [
         "f.yaml:9: responses[0].do: 'rate_limit' is not one of: ok, retry, reauth, rate_limited, record_error, "
-        "request_error, fatal (did you mean 'rate_limited'?)"
+        "request_error, fatal, quota_exhausted, skip_flow (did you mean 'rate_limited'?)"
     ]
 
 

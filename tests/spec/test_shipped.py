@@ -30,6 +30,14 @@ ZOHO_FLOWS = [
     "accounts_to_customers",
     "approved_sales_orders_to_sales_orders",
 ]
+SALESFORCE_FLOWS = [
+    "customers_to_sf_accounts",
+    "suppliers_to_sf_accounts",
+    "items_to_sf_products",
+    "contacts_to_sf_contacts",
+    "sf_accounts_to_customers",
+    "activated_orders_to_sales_orders",
+]
 
 
 @pytest.mark.parametrize("kind", ["connector", "mapping", "integration", "workspace"])
@@ -42,11 +50,11 @@ def test_schema_is_valid_draft_2020_12(kind: str) -> None:
 def test_shipped_specs_load_without_problems() -> None:
     project, problems = load_specs([REPO / "connectors", REPO / "mappings"])
     assert [str(p) for p in problems] == []
-    assert set(project.connectors) == {"qad", "pipedrive", "zoho-crm"}
-    assert set(project.integrations) == {"qad-pipedrive", "qad-zoho"}
-    assert list(project.flows) == FLOWS + ZOHO_FLOWS
-    assert set(project.flow_integration.values()) == {"qad-pipedrive", "qad-zoho"}
-    assert len(project.files) == 18
+    assert set(project.connectors) == {"qad", "pipedrive", "zoho-crm", "salesforce"}
+    assert set(project.integrations) == {"qad-pipedrive", "qad-salesforce", "qad-zoho"}
+    assert list(project.flows) == FLOWS + SALESFORCE_FLOWS + ZOHO_FLOWS
+    assert set(project.flow_integration.values()) == {"qad-pipedrive", "qad-salesforce", "qad-zoho"}
+    assert len(project.files) == 26
 
 
 def test_merge_keys_are_resolved() -> None:
@@ -63,7 +71,7 @@ def test_cli_validate_defaults_to_connectors_and_mappings(
     monkeypatch.chdir(REPO)
     result = cli("validate")
     assert result.exit_code == 0, result.output
-    assert result.output == "18 files, 0 problems\n"
+    assert result.output == "26 files, 0 problems\n"
 
 
 def test_workspace_loads_and_orders_flows(specs: SpecCopy, cli: Callable[..., Result]) -> None:
@@ -79,7 +87,7 @@ def test_workspace_loads_and_orders_flows(specs: SpecCopy, cli: Callable[..., Re
     assert project.entity("pipedrive", "deal")["key"] == "id"
     result = cli("validate", "--workspace", "workspace.yaml")
     assert result.exit_code == 0, result.output
-    assert result.output == "19 files, 0 problems\n"
+    assert result.output == "27 files, 0 problems\n"
 
 
 def test_flow_order_breaks_ties_by_listed_order(specs: SpecCopy) -> None:
@@ -98,6 +106,7 @@ def test_flow_order_breaks_ties_by_listed_order(specs: SpecCopy) -> None:
         "won_deals_to_sales_orders",
         "sales_orders_to_deals",
         "organizations_to_customers",
+        *SALESFORCE_FLOWS,
         *ZOHO_FLOWS,
     ]
 

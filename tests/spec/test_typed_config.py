@@ -55,6 +55,9 @@ paginators:
 channels:
   changes: {register: {path: /watch}}
   pushes: {register: {path: /hooks, body: {url: "{{ channel.url }}"}}, callback: {answer: {body: {ok: true}}}}
+streams:
+  changes: {protocol: grpc_pubsub, proto: protos.v1.api, target: "{{ connection.region }}:443",
+            topic: "/t/{{ stream.entity }}", invalid_replay: replay.bad, origin: {path: origin}}
 entities:
   thing:
     key: id

@@ -1,0 +1,1 @@
+"""Vendor gRPC definitions and the code grpcio-tools generated from them (README.md)."""
