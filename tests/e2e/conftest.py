@@ -21,6 +21,28 @@ from ml_connector.sandbox.workspace import SANDBOX_ENV, write_workspace
 REPO = Path(__file__).resolve().parents[2]
 
 
+def cli(workspace: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run `ml-connector <args> -w <workspace>` in a child process, with the sandboxes' credentials."""
+    return subprocess.run([sys.executable, "-m", "ml_connector.cli", *args, "-w", str(workspace)],
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO, env={**os.environ, **SANDBOX_ENV})
+
+
+def run_flows(workspace: Path, *args: str) -> tuple[int, dict[str, dict[str, Any]]]:
+    """`run --json`: the exit code and each flow's summary by name."""
+    result = cli(workspace, "run", "--json", *args)
+    try:
+        summary = json.loads(result.stdout)
+    except json.JSONDecodeError as exc:
+        raise AssertionError(f"run printed no JSON:\n{result.stdout}\n{result.stderr}") from exc
+    return result.returncode, {f["flow"]: f for f in summary["flows"]}
+
+
+def counts(flow: dict[str, Any]) -> dict[str, int]:
+    """A flow summary's non-zero counts (without the clock-dependent ones)."""
+    return {k: v for k, v in flow.items() if isinstance(v, int) and not isinstance(v, bool) and v
+            and k not in ("future_stamped", "duration_ms")}
+
+
 @dataclass
 class Env:
     qad: QadSandbox
@@ -30,9 +52,7 @@ class Env:
 
     def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """Run `ml-connector <args> -w <workspace>` in a child process."""
-        return subprocess.run([sys.executable, "-m", "ml_connector.cli", *args, "-w", str(self.workspace)],
-                              capture_output=True, text=True, timeout=timeout, cwd=REPO,
-                              env={**os.environ, **SANDBOX_ENV})
+        return cli(self.workspace, *args, timeout=timeout)
 
     def run_json(self, *args: str) -> tuple[int, dict[str, Any]]:
         result = self.cli("run", "--json", *args)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -22,6 +21,7 @@ from ml_connector.sandbox.salesforce.app import SalesforceSandbox
 from ml_connector.sandbox.salesforce.pubsub import PubSubServer, start_pubsub
 from ml_connector.sandbox.serve import SandboxServer
 from ml_connector.sandbox.workspace import SANDBOX_ENV, write_workspace
+from tests.e2e.conftest import cli, counts, run_flows
 
 REPO = Path(__file__).resolve().parents[2]
 API = "/services/data/v66.0"
@@ -36,17 +36,10 @@ class Pair:
     urls: dict[str, str]
 
     def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "ml_connector.cli", *args, "-w", str(self.workspace)],
-                              capture_output=True, text=True, timeout=timeout, cwd=REPO,
-                              env={**os.environ, **SANDBOX_ENV})
+        return cli(self.workspace, *args, timeout=timeout)
 
     def run(self, *args: str) -> tuple[int, dict[str, dict[str, Any]]]:
-        result = self.cli("run", "--json", *args)
-        try:
-            summary = json.loads(result.stdout)
-        except json.JSONDecodeError as exc:
-            raise AssertionError(f"run printed no JSON:\n{result.stdout}\n{result.stderr}") from exc
-        return result.returncode, {f["flow"]: f for f in summary["flows"]}
+        return run_flows(self.workspace, *args)
 
     def calls(self) -> dict[str, int]:
         counts: dict[str, int] = self.sf.log.summary()["counts"]
@@ -63,11 +56,6 @@ class Pair:
 
     def account(self, erp_id: str) -> dict[str, Any]:
         return next(r for r in self.admin("GET", "/_admin/records/Account")["records"] if r["ERP_Id__c"] == erp_id)
-
-
-def counts(flow: dict[str, Any]) -> dict[str, int]:
-    return {k: v for k, v in flow.items() if isinstance(v, int) and not isinstance(v, bool) and v
-            and k not in ("future_stamped", "duration_ms")}
 
 
 @pytest.fixture

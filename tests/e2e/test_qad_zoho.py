@@ -25,6 +25,7 @@ from ml_connector.sandbox.serve import SandboxServer
 from ml_connector.sandbox.workspace import SANDBOX_ENV, write_workspace
 from ml_connector.sandbox.zoho import create_zoho_sandbox
 from ml_connector.sandbox.zoho.app import ZohoSandbox
+from tests.e2e.conftest import cli, counts, run_flows
 
 REPO = Path(__file__).resolve().parents[2]
 FIRST_RUN_CALLS = {
@@ -49,17 +50,10 @@ class Pair:
     urls: dict[str, str]
 
     def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "ml_connector.cli", *args, "-w", str(self.workspace)],
-                              capture_output=True, text=True, timeout=timeout, cwd=REPO,
-                              env={**os.environ, **SANDBOX_ENV})
+        return cli(self.workspace, *args, timeout=timeout)
 
     def run(self, *args: str) -> tuple[int, dict[str, dict[str, Any]]]:
-        result = self.cli("run", "--json", *args)
-        try:
-            summary = json.loads(result.stdout)
-        except json.JSONDecodeError as exc:
-            raise AssertionError(f"run printed no JSON:\n{result.stdout}\n{result.stderr}") from exc
-        return result.returncode, {f["flow"]: f for f in summary["flows"]}
+        return run_flows(self.workspace, *args)
 
     def zoho_calls(self) -> dict[str, int]:
         counts: dict[str, int] = self.zoho.log.summary()["counts"]
@@ -77,11 +71,6 @@ class Pair:
 
     def records(self, module: str) -> list[dict[str, Any]]:
         return list(self.zoho.store.records(module))
-
-
-def counts(flow: dict[str, Any]) -> dict[str, int]:
-    return {k: v for k, v in flow.items() if isinstance(v, int) and not isinstance(v, bool) and v
-            and k not in ("future_stamped", "duration_ms")}
 
 
 @pytest.fixture
