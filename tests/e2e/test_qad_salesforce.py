@@ -240,3 +240,21 @@ def test_change_data_capture_delivers_changes_made_while_stopped_and_falls_back_
         err = _stop(serve)
     assert pair.sf.log.summary()["counts"].get("POST /services/oauth2/token", 0) <= 3
     assert "Past Retention AG" not in err  # names are data: never in the service's log
+
+
+def test_a_gap_event_makes_the_subscriber_re_read_the_named_record_over_rest(pair: Pair) -> None:
+    assert pair.run()[0] == 0
+    account = pair.account("C000005")
+    serve = _serve(pair)
+    try:
+        time.sleep(3)  # subscribed
+        entities = pair.sf.config["pubsub_cdc_entities"]
+        pair.sf.config.update(pubsub_cdc_entities=[e for e in entities if e != "Account"])
+        pair.admin("PATCH", f"/_admin/records/Account/{account['Id']}", {"Name": "Changed Without An Event AG"})
+        pair.sf.config.update(pubsub_cdc_entities=entities)
+        time.sleep(2)
+        assert _qad_name(pair, "C000005") != "Changed Without An Event AG"   # no event, nothing moved
+        pair.admin("POST", "/_admin/pubsub/gap", {"entity": "Account", "ids": [account["Id"]], "type": "GAP_UPDATE"})
+        _wait("the re-read after the gap event", lambda: _qad_name(pair, "C000005") == "Changed Without An Event AG")
+    finally:
+        _stop(serve)
