@@ -14,6 +14,7 @@ from ml_connector.sandbox.registry import SANDBOXES, create_sandbox, default_por
 from ml_connector.sandbox.serve import SandboxServer
 from ml_connector.sandbox.workspace import SANDBOX_ENV, refuse_to_overwrite, write_workspace
 
+PUBSUB_PORT = 8705  # the Salesforce sandbox's Pub/Sub gRPC server (change data capture), beside its REST port
 SIZE_OPTIONS = {"qad": ("customers", "items"),
                 "zoho": ("vendors", "products", "accounts", "contacts", "purchase_orders", "sales_orders"),
                 "salesforce": ("accounts", "contacts", "products", "orders")}
@@ -29,14 +30,24 @@ def serve_sandboxes(names: list[str] | None, *, host: str = "127.0.0.1", workspa
     if workspace_dir is not None:
         refuse_to_overwrite(workspace_dir, "sandbox up")  # before any port is taken
     server = SandboxServer(host=host)
+    streams: list[Any] = []
     urls: dict[str, str] = {}
     try:
         for name in names or list(SANDBOXES):
             options = {key: value for key, value in (sizes or {}).items() if key in SIZE_OPTIONS.get(name, ())}
-            served = server.start(name, create_sandbox(name, **options), 0 if random_ports else default_port(name))
+            sandbox = create_sandbox(name, **options)
+            served = server.start(name, sandbox, 0 if random_ports else default_port(name))
             urls[name] = served.url
             if not as_json:
                 echo(f"{name:10} {served.url}   (admin: {served.url}/_admin/requests)")
+            if name == "salesforce":  # its change events: the Pub/Sub gRPC API on a port of its own
+                from ml_connector.sandbox.salesforce.pubsub import start_pubsub
+
+                stream = start_pubsub(sandbox, host=host, port=0 if random_ports else PUBSUB_PORT)
+                streams.append(stream)
+                urls["salesforce_pubsub"] = f"{host}:{stream.port}"
+                if not as_json:
+                    echo(f"{'':10} {host}:{stream.port}   (Pub/Sub gRPC, plain text: change data capture)")
         path = write_workspace(workspace_dir, urls, overwrite=False) if workspace_dir is not None else None
         if as_json:
             echo(json.dumps({"urls": urls, "workspace": str(path) if path else None, "env": SANDBOX_ENV}))
@@ -53,4 +64,6 @@ def serve_sandboxes(names: list[str] | None, *, host: str = "127.0.0.1", workspa
         with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
     finally:
+        for stream in streams:
+            stream.stop()
         server.stop()

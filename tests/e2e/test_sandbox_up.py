@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
+import yaml
 
 from ml_connector.sandbox.workspace import SANDBOX_ENV
 from tests.e2e.conftest import REPO
@@ -58,9 +60,14 @@ def test_sandbox_up_json_prints_one_line_with_the_urls_and_the_workspace(tmp_pat
     try:
         assert process.stdout is not None
         served = json.loads(process.stdout.readline())
-        assert set(served["urls"]) == {"qad", "pipedrive", "zoho", "salesforce"}
+        assert set(served["urls"]) == {"qad", "pipedrive", "zoho", "salesforce", "salesforce_pubsub"}
         assert served["workspace"] == str(tmp_path / "workspace.yaml") and served["env"] == SANDBOX_ENV
         assert httpx.get(served["urls"]["qad"] + "/_admin/requests").json()["total"] == 0
+        pubsub = served["urls"]["salesforce_pubsub"]  # the Pub/Sub gRPC server listens, and the workspace names it
+        host, port = pubsub.rsplit(":", 1)
+        socket.create_connection((host, int(port)), timeout=5).close()
+        settings = yaml.safe_load((tmp_path / "workspace.yaml").read_text())["connections"]["salesforce"]["settings"]
+        assert (settings["pubsub_target"], settings["pubsub_tls"]) == (pubsub, "false")
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=15) == 0
