@@ -13,6 +13,7 @@ from ml_connector.store import State
 from ml_connector.sync.runner import Runner
 from ml_connector.workspace import Workspace
 from tests.engine.fakeapi import FakeAPI
+from tests.engine.two_flows import two_flow_files
 
 FILES = {
     "connectors/src.yaml": """
@@ -23,38 +24,7 @@ FILES = {
           broken: {key: code, read: {path: /broken, records: data}}
           thing: {key: code, read: {path: /things, records: data}}
         """,
-    "connectors/dst.yaml": """
-        connector: dst
-        base_url: http://api.test/dst
-        auth: {key: {type: api_key, header: x-key, value: k-literal}}
-        entities:
-          item: {key: id, write: {strategy: create_only, create: {method: POST, path: /items, id: data.id}}}
-        """,
-    "mappings/p/integration.yaml": """
-        integration: p
-        connections: {src: {connector: src}, dst: {connector: dst}}
-        flows: [first.yaml, second.yaml]
-        """,
-    "mappings/p/first.yaml": """
-        flow: first
-        from: {connection: src, entity: broken}
-        to: {connection: dst, entity: item}
-        key: code
-        fields: {name: name}
-        """,
-    "mappings/p/second.yaml": """
-        flow: second
-        from: {connection: src, entity: thing}
-        to: {connection: dst, entity: item}
-        depends_on: [first]
-        key: code
-        fields: {name: name}
-        """,
-    "workspace.yaml": """
-        connectors: [connectors]
-        integrations: [mappings/p]
-        connections: {src: {connector: src}, dst: {connector: dst}}
-        """,
+    **two_flow_files("broken", "thing"),
 }
 
 

@@ -19,6 +19,7 @@ from ml_connector.store import State
 from ml_connector.sync.runner import Runner
 from ml_connector.workspace import Workspace
 from tests.engine.fakeapi import FakeAPI
+from tests.engine.two_flows import two_flow_files
 
 RULE = """
         responses:
@@ -37,38 +38,7 @@ FILES = {
           missing: {key: code, read: {path: /missing, records: data, incremental: {param: since, field: at}}}
           thing: {key: code, read: {path: /things, records: data}}
         """,
-    "connectors/dst.yaml": """
-        connector: dst
-        base_url: http://api.test/dst
-        auth: {key: {type: api_key, header: x-key, value: k-literal}}
-        entities:
-          item: {key: id, write: {strategy: create_only, create: {method: POST, path: /items, id: data.id}}}
-        """,
-    "mappings/p/integration.yaml": """
-        integration: p
-        connections: {src: {connector: src}, dst: {connector: dst}}
-        flows: [first.yaml, second.yaml]
-        """,
-    "mappings/p/first.yaml": """
-        flow: first
-        from: {connection: src, entity: missing}
-        to: {connection: dst, entity: item}
-        key: code
-        fields: {name: name}
-        """,
-    "mappings/p/second.yaml": """
-        flow: second
-        from: {connection: src, entity: thing}
-        to: {connection: dst, entity: item}
-        depends_on: [first]
-        key: code
-        fields: {name: name}
-        """,
-    "workspace.yaml": """
-        connectors: [connectors]
-        integrations: [mappings/p]
-        connections: {src: {connector: src}, dst: {connector: dst}}
-        """,
+    **two_flow_files("missing", "thing"),
 }
 INVALID = [{"message": "sObject type 'Foo' is not supported.", "errorCode": "INVALID_TYPE"}]
 SKIPPED = "skipped: this account has no such object (sObject type 'Foo' is not supported.)"

@@ -29,6 +29,7 @@ from ml_connector.sync.runner import Runner
 from ml_connector.workspace import Workspace
 from tests.engine.fakeapi import FakeAPI
 from tests.engine.test_client import API_KEY, make_client
+from tests.engine.two_flows import two_flow_files
 
 HEADER = "Sforce-Limit-Info"
 PATTERN = r"api-usage=(?P<used>\d+)/(?P<limit>\d+)"
@@ -124,38 +125,7 @@ FILES = {
             read: {{path: /things, records: data, paginator: next, incremental: {{param: since, field: at}}}}
           other: {{key: code, read: {{path: /others, records: data}}}}
         """,
-    "connectors/dst.yaml": """
-        connector: dst
-        base_url: http://api.test/dst
-        auth: {key: {type: api_key, header: x-key, value: k-literal}}
-        entities:
-          item: {key: id, write: {strategy: create_only, create: {method: POST, path: /items, id: data.id}}}
-        """,
-    "mappings/p/integration.yaml": """
-        integration: p
-        connections: {src: {connector: src}, dst: {connector: dst}}
-        flows: [first.yaml, second.yaml]
-        """,
-    "mappings/p/first.yaml": """
-        flow: first
-        from: {connection: src, entity: thing}
-        to: {connection: dst, entity: item}
-        key: code
-        fields: {name: name}
-        """,
-    "mappings/p/second.yaml": """
-        flow: second
-        from: {connection: src, entity: other}
-        to: {connection: dst, entity: item}
-        depends_on: [first]
-        key: code
-        fields: {name: name}
-        """,
-    "workspace.yaml": """
-        connectors: [connectors]
-        integrations: [mappings/p]
-        connections: {src: {connector: src}, dst: {connector: dst}}
-        """,
+    **two_flow_files("thing", "other"),
 }
 PAGE_1 = {"data": [{"code": "A", "name": "a", "at": "2026-03-01T10:00:00Z"}], "next": "things/p2"}
 PAGE_2 = {"data": [{"code": "B", "name": "b", "at": "2026-03-01T11:00:00Z"}]}
