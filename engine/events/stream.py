@@ -9,8 +9,9 @@ An id that names no record but all of them (an overflow) marks the entity's flow
 After each batch its replay id is kept (and a keepalive's latest id), and a new subscription resumes after it. A
 kept id the source refuses as invalid or expired (the `invalid_replay` error code), or one older than the
 source's retention, cannot be resumed from: the flows are marked for a full read and the subscription starts at
-the latest event. UNAVAILABLE (or a stream that ends) is retried with a doubling wait; UNAUTHENTICATED asks the
-connection for a new token once per failure. Anything else stops the subscriber with the status and error code.
+the latest event. UNAVAILABLE (or a stream that ends, or one whose first request could not be sent) is retried
+with a doubling wait; UNAUTHENTICATED asks the connection for a new token once per failure. Anything else stops
+the subscriber with the status and error code.
 """
 
 from __future__ import annotations
@@ -206,7 +207,15 @@ class StreamSubscriber:
     async def _subscribe(self) -> None:
         self._call = call = self._stub.Subscribe(metadata=self._metadata)  # written to as it goes (flow control)
         try:
-            await call.write(self._first_request())
+            try:
+                await call.write(self._first_request())
+            except grpc.aio.AioRpcError as exc:
+                # grpc reports a send on a call the server has already ended as INTERNAL from the write, not with
+                # the server's status: the stream closed, which the loop retries (the next try reads the status)
+                if exc.code() != grpc.StatusCode.INTERNAL:
+                    raise
+                log.info("stream %s: the subscription closed before its first request went out", self.topic.label)
+                raise _Ended() from exc
             while (response := await call.read()) is not grpc.aio.EOF:
                 self._responded = True
                 await self._handle(response)

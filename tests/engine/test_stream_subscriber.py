@@ -496,6 +496,47 @@ async def test_unavailable_reconnects_with_backoff_from_the_stored_id(
     assert fake.requests[-1] == fetch(2, pb.ReplayPreset.CUSTOM, second)
 
 
+class UnsentFirstRequest:
+    """Wraps the generated stub: the first Subscribe's first write fails as grpc reports a send on a call the
+    server already ended (INTERNAL from the write, before any response), as it does under load."""
+
+    def __init__(self, channel: Any) -> None:
+        self.stub = pb_grpc.PubSubStub(channel)
+        self.GetTopic, self.GetSchema = self.stub.GetTopic, self.stub.GetSchema
+
+    def Subscribe(self, **kwargs: Any) -> Any:  # noqa: N802 (the generated stub's name)
+        call = self.stub.Subscribe(**kwargs)
+        if UnsentFirstRequest.failed:
+            return call
+        UnsentFirstRequest.failed = True
+
+        async def write(_request: Any) -> None:
+            call.cancel()
+            raise grpc.aio.AioRpcError(grpc.StatusCode.INTERNAL, grpc.aio.Metadata(), grpc.aio.Metadata(),
+                                       "Internal error from Core", 'Failed "execute_batch"')
+
+        call.write = write
+        return call
+
+    failed = False
+
+
+async def test_a_first_request_the_transport_could_not_send_is_retried_like_a_closed_stream(
+        rig: Rig, server: tuple[FakePubSub, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = server[0]
+    first = fake.publish(account("CREATE", ["001A"]))
+    rig.state.stream_positions.save("crm", "changes", TOPIC, first, T0)
+    monkeypatch.setattr(UnsentFirstRequest, "failed", False)
+    monkeypatch.setattr(rig.subscriber, "pb_grpc", type("Stubs", (), {"PubSubStub": UnsentFirstRequest}))
+    rig.start()
+    await until(lambda: fake.requests)
+    assert rig.waits == [1.0]
+    assert fake.requests == [fetch(2, pb.ReplayPreset.CUSTOM, first)]
+    second = fake.publish(account("CREATE", ["001B"]))
+    await until(lambda: rig.stored() == second)
+    assert rig.task is not None and not rig.task.done()
+
+
 async def test_unauthenticated_asks_for_a_new_token_once_per_failure(
         tmp_path: Path, server: tuple[FakePubSub, str]) -> None:
     fake, target = server
