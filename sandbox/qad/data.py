@@ -289,6 +289,8 @@ def sales_order(base: int, i: int, lmd_ms: int, customers: tuple[int, int], item
         "status": status,
         "totalAmount": order_total(lines),
         "externalReference": None,
+        "invoiceNumber": None,
+        "invoiceDate": None,
         "lines": lines,
     }
 

@@ -96,6 +96,8 @@ ORDER_RULES = {
     "currencyCode": Rule("str", True, 3, data.CURRENCIES),
     "status": Rule("str", False, 10, data.ORDER_STATUSES),
     "externalReference": Rule("str", False, 30, nullable=True),
+    "invoiceNumber": Rule("str", False, 20, nullable=True),   # so_inv_nbr: the invoice the order was billed on
+    "invoiceDate": Rule("date", nullable=True),                # so_inv_date
     "lines": Rule("list", each=LINE_RULES),
 }
 

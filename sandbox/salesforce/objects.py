@@ -169,6 +169,7 @@ def catalog() -> list[ObjectDef]:
             FieldDef("ERP_Line_Id__c", "string", 40, custom=True))),
         ObjectDef("Invoice", "3tt", _system() + (
             _ref("BillingAccountId", "Account"), _ref("BillToContactId", "Contact"),
+            _ref("ReferenceEntityId", "Order"),  # the record billed (an Order here; polymorphic in the org)
             FieldDef("InvoiceNumber", "string", 255, **ro), FieldDef("InvoiceDate", "date"),
             FieldDef("DueDate", "date"), FieldDef("Status", "picklist", 40, picklist=("Draft", "Posted")),
             FieldDef("TotalAmount", "currency", **ro), FieldDef("TotalAmountWithTax", "currency", **ro),

@@ -278,6 +278,8 @@ class Writer:
             values["StatusCode"] = "Draft"
             values["OrderNumber"] = f"{self.org.next_number('Order'):08d}"
             values["TotalAmount"] = 0.0
+        if name == "Invoice" and not values.get("InvoiceNumber"):  # an admin seeding may name its own number
+            values["InvoiceNumber"] = f"INV-{self.org.next_number('Invoice'):06d}"
         if name == "PricebookEntry":
             book = self.store.get("Pricebook2", values["Pricebook2Id"])
             product = self.store.get("Product2", values["Product2Id"])

@@ -65,9 +65,9 @@ def pair_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ca
     server = SandboxServer()
     streams: list[PubSubServer] = []
 
-    def make(**qad_counts: int) -> Pair:
+    def make(revenue_cloud: bool = False, **qad_counts: int) -> Pair:
         qad = create_qad_sandbox(**{"customers": 30, "items": 40, "suppliers": 10, **qad_counts})
-        sf = create_salesforce_sandbox()
+        sf = create_salesforce_sandbox(revenue_cloud=revenue_cloud)
         pubsub = start_pubsub(sf)
         sf.config.update(pubsub_keepalive_seconds=1)  # a position to resume from within a second
         streams.append(pubsub)
@@ -98,18 +98,20 @@ def test_first_sync_upserts_by_external_id_and_a_rerun_writes_nothing(pair: Pair
         "contacts_to_sf_contacts": {"read": 54, "created": 32, "filtered": 22},
         "sf_accounts_to_customers": {"read": 36, "filtered": 9, "echoes": 27},
         "activated_orders_to_sales_orders": {},
+        "sf_invoices_to_sales_orders": {},
     }
+    assert flows["sf_invoices_to_sales_orders"]["status"] == "skipped"   # a basic org: no Invoice object
     assert pair.calls() == {
         "POST /services/oauth2/token": 1,
         f"PATCH {API}/composite/sobjects/Account/ERP_Id__c": 2,        # customers, then suppliers
         f"PATCH {API}/composite/sobjects/Product2/ERP_Item_No__c": 1,
         f"PATCH {API}/composite/sobjects/Contact/ERP_Id__c": 1,
-        f"GET {API}/query": 2,                                         # accounts back, orders
+        f"GET {API}/query": 3,                                         # accounts back, orders, invoices
     }
     pair.sf.log.reset()
     code, flows = pair.run()
     assert code == 0
-    assert pair.calls() == {f"GET {API}/query": 2}                     # the token is kept; nothing written
+    assert pair.calls() == {f"GET {API}/query": 3}                     # the token is kept; nothing written
     assert all(flow["created"] + flow["updated"] == 0 for flow in flows.values())
 
 
@@ -256,5 +258,59 @@ def test_a_gap_event_makes_the_subscriber_re_read_the_named_record_over_rest(pai
         assert _qad_name(pair, "C000005") != "Changed Without An Event AG"   # no event, nothing moved
         pair.admin("POST", "/_admin/pubsub/gap", {"entity": "Account", "ids": [account["Id"]], "type": "GAP_UPDATE"})
         _wait("the re-read after the gap event", lambda: _qad_name(pair, "C000005") == "Changed Without An Event AG")
+    finally:
+        _stop(serve)
+
+
+def test_a_basic_org_skips_the_invoice_flow_with_a_clear_message(pair: Pair) -> None:
+    result = pair.cli("run", "--flow", "sf_invoices_to_sales_orders")
+    assert result.returncode == 0, result.stderr
+    assert ("  sf_invoices_to_sales_orders: skipped: this org has no such object (sObject type 'Invoice' is not "
+            "supported.)" in result.stdout.splitlines()), result.stdout
+    assert result.stdout.splitlines()[-1].endswith(": ok")
+
+
+def test_with_revenue_cloud_a_posted_invoice_is_read_onto_the_qad_sales_order_for_reference(
+        pair_factory: Callable[..., Pair]) -> None:
+    pair = pair_factory(revenue_cloud=True)
+    assert pair.run()[0] == 0
+    products = [r for r in pair.admin("GET", "/_admin/records/Product2")["records"] if r["IsActive"]][:1]
+    account = pair.account("C000002")
+    order = _order(pair, account["Id"], [p["Id"] for p in products])
+    pair.admin("PATCH", f"/_admin/records/Order/{order['Id']}", {"Status": "Activated"})
+    draft = pair.admin("POST", "/_admin/records/Invoice", {
+        "BillingAccountId": account["Id"], "ReferenceEntityId": order["Id"], "InvoiceDate": "2026-12-02",
+        "DueDate": "2027-01-01", "Status": "Draft"})
+    code, flows = pair.run()
+    assert code == 0
+    assert counts(flows["sf_invoices_to_sales_orders"]) == {"read": 1, "filtered": 1}   # a draft is not read over
+    [moved] = [o for o in pair.qad.store.all("salesOrders") if o.get("externalReference") == f"sf-order-{order['Id']}"]
+    assert moved["invoiceNumber"] is None
+
+    pair.admin("PATCH", f"/_admin/records/Invoice/{draft['Id']}", {"Status": "Posted"})
+    code, flows = pair.run()
+    assert code == 0 and counts(flows["sf_invoices_to_sales_orders"]) == {"read": 1, "updated": 1}
+    moved = pair.qad.store.get("salesOrders", moved["salesOrderNumber"])
+    invoice = pair.admin("GET", f"/_admin/records/Invoice/{draft['Id']}")
+    assert (moved["invoiceNumber"], moved["invoiceDate"]) == (invoice["InvoiceNumber"], "2026-12-02")
+    assert moved["customerCode"] == "C000002" and len(moved["lines"]) == 1        # the rest of the order kept
+    code, flows = pair.run()
+    assert code == 0 and flows["sf_invoices_to_sales_orders"]["updated"] == 0
+
+
+def test_an_overflow_event_makes_the_subscriber_read_the_whole_entity(pair: Pair) -> None:
+    assert pair.run()[0] == 0
+    account = pair.account("C000007")
+    serve = _serve(pair)
+    try:
+        time.sleep(3)  # subscribed
+        entities = pair.sf.config["pubsub_cdc_entities"]
+        pair.sf.config.update(pubsub_cdc_entities=[e for e in entities if e != "Account"])
+        pair.admin("PATCH", f"/_admin/records/Account/{account['Id']}", {"Name": "Lost In An Overflow AG"})
+        pair.sf.config.update(pubsub_cdc_entities=entities)
+        time.sleep(2)
+        assert _qad_name(pair, "C000007") != "Lost In An Overflow AG"   # no event, nothing moved
+        pair.admin("POST", "/_admin/pubsub/gap", {"entity": "Account", "ids": [], "type": "GAP_OVERFLOW"})
+        _wait("the full read after the overflow event", lambda: _qad_name(pair, "C000007") == "Lost In An Overflow AG")
     finally:
         _stop(serve)

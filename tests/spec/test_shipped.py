@@ -37,6 +37,7 @@ SALESFORCE_FLOWS = [
     "contacts_to_sf_contacts",
     "sf_accounts_to_customers",
     "activated_orders_to_sales_orders",
+    "sf_invoices_to_sales_orders",
 ]
 
 
@@ -54,7 +55,7 @@ def test_shipped_specs_load_without_problems() -> None:
     assert set(project.integrations) == {"qad-pipedrive", "qad-salesforce", "qad-zoho"}
     assert list(project.flows) == FLOWS + SALESFORCE_FLOWS + ZOHO_FLOWS
     assert set(project.flow_integration.values()) == {"qad-pipedrive", "qad-salesforce", "qad-zoho"}
-    assert len(project.files) == 26
+    assert len(project.files) == 27
 
 
 def test_merge_keys_are_resolved() -> None:
@@ -71,7 +72,7 @@ def test_cli_validate_defaults_to_connectors_and_mappings(
     monkeypatch.chdir(REPO)
     result = cli("validate")
     assert result.exit_code == 0, result.output
-    assert result.output == "26 files, 0 problems\n"
+    assert result.output == "27 files, 0 problems\n"
 
 
 def test_workspace_loads_and_orders_flows(specs: SpecCopy, cli: Callable[..., Result]) -> None:
@@ -87,7 +88,7 @@ def test_workspace_loads_and_orders_flows(specs: SpecCopy, cli: Callable[..., Re
     assert project.entity("pipedrive", "deal")["key"] == "id"
     result = cli("validate", "--workspace", "workspace.yaml")
     assert result.exit_code == 0, result.output
-    assert result.output == "27 files, 0 problems\n"
+    assert result.output == "28 files, 0 problems\n"
 
 
 def test_flow_order_breaks_ties_by_listed_order(specs: SpecCopy) -> None:
