@@ -12,6 +12,7 @@ SANDBOXES: dict[str, tuple[str, str, int]] = {
     "pipedrive": ("ml_connector.sandbox.pipedrive", "create_pipedrive_sandbox", 8702),
     "zoho": ("ml_connector.sandbox.zoho", "create_zoho_sandbox", 8703),
     "salesforce": ("ml_connector.sandbox.salesforce", "create_salesforce_sandbox", 8704),
+    "adobe_commerce": ("ml_connector.sandbox.adobe_commerce", "create_adobe_commerce_sandbox", 8706),
 }
 
 
