@@ -11,6 +11,7 @@ from starlette.routing import BaseRoute, Route
 from ml_connector.sandbox.qad.auth import TokenBook
 from ml_connector.sandbox.qad.entities import SPECS
 from ml_connector.sandbox.qad.procurement import post_receipt
+from ml_connector.sandbox.qad.receivables import apply_payment
 from ml_connector.sandbox.qad.responses import json_object
 from ml_connector.sandbox.qad.store import ConflictError, QadStore
 
@@ -29,6 +30,7 @@ class QadAdmin:
             Route("/_admin/records/{entity}/{key}", self.admin_get, methods=["GET"]),
             Route("/_admin/records/{entity}/{key}", self.admin_patch, methods=["PATCH"]),
             Route("/_admin/purchaseOrders/{number}/receive", self.admin_receive, methods=["POST"]),
+            Route("/_admin/customerInvoices/{number}/pay", self.admin_pay, methods=["POST"]),
             Route("/_admin/tokens/expire", self.admin_expire_tokens, methods=["POST"]),
         ]
 
@@ -82,6 +84,20 @@ class QadAdmin:
             return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
         try:
             return JSONResponse(post_receipt(self.store, request.path_params["number"], fields), status_code=201)
+        except KeyError:
+            return JSONResponse({"error": "not found"}, status_code=404)
+        except ConflictError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=409)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+
+    async def admin_pay(self, request: Request) -> Response:
+        """Apply a payment to an invoice (``amount``; next free paymentNumber unless one is sent)."""
+        fields = await json_object(request)
+        if fields is None:
+            return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
+        try:
+            return JSONResponse(apply_payment(self.store, request.path_params["number"], fields), status_code=201)
         except KeyError:
             return JSONResponse({"error": "not found"}, status_code=404)
         except ConflictError as exc:

@@ -74,6 +74,8 @@ class QadApi:
             return submit_error(404, f"Unknown business entity '{entity}'")
         if request.method == "GET":
             return self._list(request, entity)
+        if not SPECS[entity].writable:
+            return method_not_allowed(["GET"]) if request.method != "GET" else self._list(request, entity)
         if request.method == "POST":
             return await self._write(request, entity, caller)
         return method_not_allowed(["GET", "POST"])

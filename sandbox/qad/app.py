@@ -47,12 +47,14 @@ def create_qad_sandbox(*, customers: int = 300, items: int = 200, sales_orders: 
                        password: str = "demo-password", domain: str = "10USA",
                        suppliers: int = 0, purchase_orders: int = 0, receipts: int = 0,
                        supplier_invoices: int = 0, entity_code: str | None = None,
+                       customer_invoices: int = 0, credit_notes: int = 0, payments: int = 0,
                        clock: Clock = time.time) -> QadSandbox:
     """Build a seeded QAD sandbox (deterministic for ``seed``); it reads time only through ``clock``.
 
     ``receipts`` counts receivers: receiver r received purchase order r; ``supplier_invoices`` invoice k
     bills purchase order k, so invoices past ``receipts`` are seeded pending. ``entity_code`` (default
-    ``<domain>CO``) heads supplier invoice keys.
+    ``<domain>CO``) heads supplier invoice keys. ``customer_invoices``: invoice k bills sales order k when
+    it can; ``credit_notes`` / ``payments``: credit note k and payment k settle part or all of invoice k.
     """
     if sales_orders and (customers <= 0 or items <= 0):
         raise ValueError("seeding sales orders needs at least one customer and one item")
@@ -60,9 +62,14 @@ def create_qad_sandbox(*, customers: int = 300, items: int = 200, sales_orders: 
         raise ValueError("seeding purchase orders needs at least one supplier and one item")
     if receipts > purchase_orders or supplier_invoices > purchase_orders:
         raise ValueError("seeded receipts and supplier invoices each refer to one seeded purchase order")
+    if customer_invoices and (customers <= 0 or items <= 0):
+        raise ValueError("seeding customer invoices needs at least one customer and one item")
+    if credit_notes > customer_invoices or payments > customer_invoices:
+        raise ValueError("seeded credit notes and payments each refer to one seeded customer invoice")
     counts = {"customerV2s": customers, "supplierV2s": suppliers, "items": items, "salesOrders": sales_orders,
               "purchaseOrders": purchase_orders, "purchaseOrderReceipts": receipts,
-              "supplierInvoices": supplier_invoices}
+              "supplierInvoices": supplier_invoices, "customerInvoices": customer_invoices,
+              "creditNotes": credit_notes, "payments": payments}
     config = dict(DEFAULT_CONFIG)
     entity = entity_code if entity_code is not None else f"{domain}CO"
     store = QadStore(domain=domain, seed=seed, seeders=build_seeders(seed, counts, entity), clock=clock,

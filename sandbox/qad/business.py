@@ -1,7 +1,8 @@
 """Business rules QAD applies when a record is saved: references, defaults, derived fields, side effects.
 
-The store calls these hooks; procurement entities delegate to ``procurement``. Orders must name existing
-(and, with ``enforce_active_references``, active) customers and ACTIVE items.
+The store calls these hooks; procurement entities delegate to ``procurement``, receivables to
+``receivables``. Orders must name existing (and, with ``enforce_active_references``, active) customers and
+ACTIVE items.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import copy
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ml_connector.sandbox.qad import data, procurement
+from ml_connector.sandbox.qad import data, procurement, receivables
 from ml_connector.sandbox.qad.checks import duplicate_errors, item_errors
 from ml_connector.sandbox.qad.entities import EntitySpec
 
@@ -24,6 +25,8 @@ def fill_key(store: QadStore, spec: EntitySpec, record: dict[str, Any], reserved
     """Compose the key of entities whose key is built from several fields (before validation)."""
     if spec.name in procurement.ENTITIES:
         procurement.fill_key(store, spec.name, record, set(reserved))
+    if spec.name in receivables.ENTITIES:
+        receivables.fill_key(store, spec.name, record, reserved)
 
 
 def reference_errors(store: QadStore, spec: EntitySpec, merged: Mapping[str, Any], payload: Mapping[str, Any],
@@ -35,6 +38,9 @@ def reference_errors(store: QadStore, spec: EntitySpec, merged: Mapping[str, Any
     """
     if spec.name in procurement.ENTITIES:
         return procurement.reference_errors(store, spec.name, merged, payload, existing, config,
+                                            {} if batch is None else batch)
+    if spec.name in receivables.ENTITIES:
+        return receivables.reference_errors(store, spec.name, merged, payload, existing, config,
                                             {} if batch is None else batch)
     if spec.name == "customerV2s" and "contacts" in payload:
         return duplicate_errors(payload["contacts"], "contacts", "contactId", "Duplicate contact id")
@@ -62,6 +68,8 @@ def complete(store: QadStore, spec: EntitySpec, record: dict[str, Any]) -> dict[
         _complete_order(store, record)
     if spec.name in procurement.ENTITIES:
         procurement.complete(store, spec.name, record)
+    if spec.name in receivables.ENTITIES:
+        receivables.complete(store, spec.name, record)
     return record
 
 
@@ -71,6 +79,8 @@ def rederive(store: QadStore, entity: str, record: dict[str, Any], changes: Mapp
         record["totalAmount"] = data.order_total(record["lines"])
     if entity in procurement.ENTITIES:
         procurement.rederive(store, entity, record, changes)
+    if entity in receivables.ENTITIES:
+        receivables.rederive(store, entity, record, changes)
 
 
 def after_save(store: QadStore, entity: str, record: Mapping[str, Any], previous: Mapping[str, Any] | None,
@@ -78,6 +88,8 @@ def after_save(store: QadStore, entity: str, record: Mapping[str, Any], previous
     """Side effects of a saved record on other records."""
     if entity in procurement.ENTITIES:
         procurement.after_save(store, entity, record, previous, user)
+    if entity in receivables.ENTITIES:
+        receivables.after_save(store, entity, record, previous, user)
 
 
 def concurrency_errors(spec: EntitySpec, existing: Mapping[str, Any] | None, sent: Any) -> Errors:

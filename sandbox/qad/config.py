@@ -17,5 +17,6 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "enforce_active_references": True,  # orders may not use inactive customers or non-ACTIVE items
     "match_price_tolerance": 0.0,  # three-way match: |invoice unit cost - PO unit cost| allowed per unit
     "allow_over_receipt": False,  # UNVERIFIED: receipts beyond the open PO quantity are refused
+    "enforce_line_amounts": True,  # UNVERIFIED: an AR line's amount must be quantity x unitPrice (to the cent)
 }
 

@@ -7,9 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ml_connector.sandbox.qad.rules import (
+    CREDIT_NOTE_RULES,
+    CUSTOMER_INVOICE_RULES,
     CUSTOMER_RULES,
     ITEM_RULES,
     ORDER_RULES,
+    PAYMENT_RULES,
     PURCHASE_ORDER_RULES,
     RECEIPT_RULES,
     SUPPLIER_INVOICE_RULES,
@@ -34,6 +37,7 @@ class EntitySpec:
     rules: Mapping[str, Rule]
     defaults: Mapping[str, Any]
     read_only: frozenset[str] = frozenset()
+    writable: bool = True  # False: the API only reads it (POST answers 405)
 
 
 SPECS: dict[str, EntitySpec] = {s.name: s for s in (
@@ -63,5 +67,16 @@ SPECS: dict[str, EntitySpec] = {s.name: s for s in (
                "financials", 7, SUPPLIER_INVOICE_RULES,
                {"dueDate": None, "taxAmount": 0.0, "isApproved": False, "lines": []},
                frozenset({"matchStatus", "matchedReceivers"})),
+    EntitySpec("customerInvoices", "invoiceNumber", "urn:be:com.qad.financials.customerinvoice.ICustomerInvoice",
+               "financials", 8, CUSTOMER_INVOICE_RULES,
+               {"salesOrderNumber": None, "dueDate": None, "taxAmount": 0.0, "freightAmount": 0.0,
+                "externalReference": None, "creditedAmount": 0.0, "paidAmount": 0.0, "lines": []},
+               frozenset({"status", "balance", "creditedAmount", "paidAmount"})),
+    EntitySpec("creditNotes", "creditNoteNumber", "urn:be:com.qad.financials.creditnote.ICreditNote",
+               "financials", 9, CREDIT_NOTE_RULES,
+               {"creditDate": None, "taxAmount": 0.0, "freightAmount": 0.0, "externalReference": None,
+                "reason": None, "lines": []}),
+    EntitySpec("payments", "paymentNumber", "urn:be:com.qad.financials.payment.ICustomerPayment",
+               "financials", 10, PAYMENT_RULES, {}, writable=False),
 )}
 

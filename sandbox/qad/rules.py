@@ -224,3 +224,48 @@ SUPPLIER_INVOICE_RULES = {
     "isApproved": Rule("bool"),
     "lines": Rule("list", each=INVOICE_LINE_RULES),
 }
+
+
+# ---- receivables (Financials DInvoice: customer invoices, credit notes; applied payments) -------------
+
+AR_LINE_RULES = {
+    "lineNumber": Rule("int", minimum=1),
+    "itemCode": Rule("str", True, 18),
+    "quantity": Rule("number", True, minimum=0),
+    "unitPrice": Rule("number", True, minimum=0),
+    "amount": Rule("number", minimum=0),  # quantity x unitPrice when not sent
+}
+CUSTOMER_INVOICE_RULES = {
+    "invoiceNumber": Rule("str", True, 20),
+    "customerCode": Rule("str", True, 8),
+    "salesOrderNumber": Rule("str", False, 8, nullable=True),
+    "invoiceDate": Rule("date", True),
+    "dueDate": Rule("date", nullable=True),  # from the customer's credit terms when not sent
+    "currencyCode": Rule("str", True, 3, data.CURRENCIES),
+    "totalAmount": Rule("number", True, minimum=0),  # line amounts + freightAmount + taxAmount
+    "taxAmount": Rule("number", minimum=0),
+    "freightAmount": Rule("number", minimum=0),  # trailer (shipping) charges
+    "externalReference": Rule("str", False, 40, nullable=True),
+    "lines": Rule("list", True, each=AR_LINE_RULES),
+}
+CREDIT_NOTE_RULES = {
+    "creditNoteNumber": Rule("str", True, 20),
+    "customerCode": Rule("str", True, 8),
+    "invoiceNumber": Rule("str", True, 20),
+    "creditDate": Rule("date", nullable=True),  # today when not sent
+    "currencyCode": Rule("str", True, 3, data.CURRENCIES),
+    "totalAmount": Rule("number", True),  # > 0 and at most the invoice's balance (business rules)
+    "taxAmount": Rule("number", minimum=0),
+    "freightAmount": Rule("number", minimum=0),
+    "externalReference": Rule("str", False, 40, nullable=True),
+    "reason": Rule("str", False, 60, nullable=True),
+    "lines": Rule("list", each=AR_LINE_RULES),
+}
+PAYMENT_RULES = {
+    "paymentNumber": Rule("str", True, 20),
+    "customerCode": Rule("str", True, 8),
+    "invoiceNumber": Rule("str", True, 20),
+    "paymentDate": Rule("date"),
+    "amount": Rule("number", True),
+    "currencyCode": Rule("str", True, 3, data.CURRENCIES),
+}

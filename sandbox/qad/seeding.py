@@ -44,9 +44,13 @@ class IndexedSeeder:
     key_of: Callable[[int], str]
     index_of: Callable[[str], int | None]
     build: Callable[[int, int], dict[str, Any]]  # (index, lastModifiedDate ms) -> business fields
+    stamp: Callable[[int], int] | None = None  # lastModifiedDate ms of record i, when a later posting dates it
 
     def entries(self) -> Iterable[tuple[int, str]]:
-        return ((data.seeded_lmd_ms(self.base, i), self.key_of(i)) for i in range(self.count))
+        return ((self._ms(i), self.key_of(i)) for i in range(self.count))
+
+    def _ms(self, i: int) -> int:
+        return self.stamp(i) if self.stamp is not None else data.seeded_lmd_ms(self.base, i)
 
     def position(self, key: str) -> int | None:
         i = self.index_of(key)
@@ -54,12 +58,12 @@ class IndexedSeeder:
 
     def ms(self, key: str) -> int | None:
         i = self.position(key)
-        return None if i is None else data.seeded_lmd_ms(self.base, i)
+        return None if i is None else self._ms(i)
 
     def fields(self, key: str) -> dict[str, Any]:
         i = self.position(key)
         assert i is not None, key
-        return self.build(i, data.seeded_lmd_ms(self.base, i))
+        return self.build(i, self._ms(i))
 
     def salt(self, key: str) -> int:
         i = self.position(key)

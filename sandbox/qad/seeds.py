@@ -7,6 +7,7 @@ from typing import Any
 
 from ml_connector.sandbox.qad import data
 from ml_connector.sandbox.qad import procurement_data as pd
+from ml_connector.sandbox.qad import receivables_data as rd
 from ml_connector.sandbox.qad.config import DEFAULT_CONFIG
 from ml_connector.sandbox.qad.entities import SPECS
 from ml_connector.sandbox.qad.procurement import match_against
@@ -53,6 +54,7 @@ def build_seeders(seed: int, counts: Mapping[str, int], entity_code: str) -> dic
     """Seeders of all entities; ``counts`` gives how many records each seeds (missing: none).
 
     For purchaseOrderReceipts the count is of receivers (one per received PO), not of receipt lines.
+    Credit notes and payments each refer to the invoice of the same index (see ``receivables_data``).
     """
     base = {name: data.stream_base(seed, spec.salt) for name, spec in SPECS.items()}
     n = {name: counts.get(name, 0) for name in SPECS}
@@ -91,6 +93,12 @@ def build_seeders(seed: int, counts: Mapping[str, int], entity_code: str) -> dic
             return None
         return parsed[3] - 1 if invoice(parsed[3] - 1)["invoiceId"] == key else None
 
+    n_ar = n["customerInvoices"]
+    ar = rd.SeededReceivables(
+        rd.Refs(customers, items, (base["salesOrders"], n["salesOrders"]), min(n["creditNotes"], n_ar),
+                min(n["payments"], n_ar)),
+        base["customerInvoices"], base["creditNotes"], base["payments"])
+
     seeders: dict[str, Seeder] = {
         "customerV2s": IndexedSeeder(b, n["customerV2s"], data.customer_code, data.customer_index,
                                      lambda i, _ms: data.customer(b, i)),
@@ -105,5 +113,11 @@ def build_seeders(seed: int, counts: Mapping[str, int], entity_code: str) -> dic
         "purchaseOrderReceipts": ReceiptSeeder(refs.receipts, order),
         "supplierInvoices": IndexedSeeder(bi, refs.invoices, lambda k: str(invoice(k)["invoiceId"]),
                                           invoice_index, lambda k, _ms: invoice(k)),
+        "customerInvoices": IndexedSeeder(base["customerInvoices"], n_ar, rd.invoice_number, rd.invoice_index,
+                                          lambda k, _ms: ar.invoice(k), ar.invoice_ms),
+        "creditNotes": IndexedSeeder(base["creditNotes"], ar.refs.credits, rd.credit_note_number,
+                                     rd.credit_note_index, lambda k, _ms: ar.credit_note(k), ar.credit_ms),
+        "payments": IndexedSeeder(base["payments"], ar.refs.payments, rd.payment_number, rd.payment_index,
+                                  lambda k, _ms: ar.payment(k), ar.payment_ms),
     }
     return seeders
