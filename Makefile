@@ -37,6 +37,7 @@ test: lint
 bench: install
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.sandbox_pages
+	$(BIN)/python -m bench.webhook_reply
 
 # SEED, MINUTES and FAULTS may be set: make soak SEED=3 MINUTES=30 FAULTS=0.1
 soak: install

@@ -40,6 +40,8 @@ def run_table(summary: dict[str, Any], plan: bool = False) -> str:
                "period (`ml-connector replay` sends them now)" for f in summary["flows"] if f.get("waiting")]
     future += [f"  {f['flow']}: {'would create' if plan else 'created'} custom field(s) {', '.join(f['new_fields'])}"
                for f in summary["flows"] if f.get("new_fields")]
+    future += [f"  {f['flow']}: {'would link' if plan else 'linked'} {f['linked']} record(s) to target records that "
+               "exist (nothing written)" for f in summary["flows"] if f.get("linked")]
     future += _delete_notes(summary["flows"], plan)
     future += [f"  {f['flow']}: read by a server-side bulk job (read.bulk)" for f in summary["flows"]
                if f.get("read_path") == "bulk"]

@@ -14,6 +14,7 @@ import httpx
 from ml_connector.errors import SetupError
 from ml_connector.report import run_table
 from ml_connector.resources import shipped_specs
+from ml_connector.sandbox.adobe_commerce import AdobeCommerceSandbox, create_adobe_commerce_sandbox
 from ml_connector.sandbox.pipedrive import create_pipedrive_sandbox
 from ml_connector.sandbox.qad import create_qad_sandbox
 from ml_connector.sandbox.salesforce import create_salesforce_sandbox
@@ -26,6 +27,9 @@ from ml_connector.sync.runner import Runner, RunSummary
 from ml_connector.workspace import Workspace
 
 Echo = Callable[[str], Any]
+GUEST_CUSTOMER = {"customerCode": "WGUEST", "name": "Web shop guest checkouts", "isActive": True,
+                  "currencyCode": "USD", "addresses": [{"addressType": "HEADER", "street": "1 Commerce Way",
+                                                        "city": "Austin", "postalCode": "78701", "country": "US"}]}
 
 
 def _flow(summary: RunSummary, name: str) -> Any:
@@ -56,7 +60,7 @@ def _check(ok: bool, what: str, echo: Echo) -> bool:
 def _check_shipped_specs() -> None:
     """The demo runs the shipped specs (installed with the package as data, or a checkout's own folders)."""
     specs = shipped_specs()
-    for pair in ("qad-pipedrive", "qad-zoho", "qad-salesforce"):
+    for pair in ("qad-pipedrive", "qad-zoho", "qad-salesforce", "adobe-commerce-qad"):
         if not (specs / "mappings" / pair).is_dir():
             raise SetupError(f"the demo needs the shipped integration mappings/{pair}, not found in {specs}")
 
@@ -86,14 +90,19 @@ def run_demo(directory: Path, echo: Echo = print, *, force: bool = False) -> int
         zoho = create_zoho_sandbox()
         zoho.config.update(bulk_state_seconds=0.5)
         salesforce = create_salesforce_sandbox()
+        shop = create_adobe_commerce_sandbox(customers=20, companies=3, products=8, orders=30)
+        erp.store.insert("customerV2s", GUEST_CUSTOMER)  # the QAD customer guest checkouts post to
         urls = {"qad": server.start("qad", erp).url, "pipedrive": server.start("pipedrive", crm).url,
-                "zoho": server.start("zoho", zoho).url, "salesforce": server.start("salesforce", salesforce).url}
+                "zoho": server.start("zoho", zoho).url, "salesforce": server.start("salesforce", salesforce).url,
+                "adobe_commerce": server.start("adobe_commerce", shop).url}
         echo(f"sandboxes: QAD at {urls['qad']}, Pipedrive at {urls['pipedrive']}, Zoho CRM at {urls['zoho']} "
-             f"(its EU data center on 127.0.0.2), Salesforce at {urls['salesforce']}")
+             f"(its EU data center on 127.0.0.2), Salesforce at {urls['salesforce']}, Adobe Commerce at "
+             f"{urls['adobe_commerce']}")
         workspace = Workspace.open(write_workspace(directory, urls))
         checks = _pipedrive_part(workspace, erp, crm, echo)
         checks += _zoho_part(workspace, erp, zoho, urls, echo)
         checks += _salesforce_part(workspace, erp, salesforce, urls, echo)
+        checks += _commerce_part(workspace, erp, shop, urls, echo)
         echo(f"\nstate and audit trail: {workspace.state_path}")
         echo(f"try: ml-connector status -w {workspace.path}   |   ml-connector audit -w {workspace.path} --limit 10")
         return 0 if all(checks) else 1
@@ -239,6 +248,40 @@ def _salesforce_part(workspace: Workspace, erp: Any, salesforce: SalesforceSandb
     checks.append(_check(draft.status == "ok" and not moved_early and activated.status == "ok" and moved is not None
                          and len(moved["lines"]) == 2, "the draft stayed; the activated order moved with 2 lines",
                          echo))
+    return checks
+
+
+def _commerce_part(workspace: Workspace, erp: Any, shop: AdobeCommerceSandbox, urls: dict[str, str],
+                   echo: Echo) -> list[bool]:
+    """Adobe Commerce -> QAD: the store's documents booked once, read-only on the store; an unknown SKU waits."""
+    flows = _pair_flows(workspace, "adobe-commerce-qad")
+    first = _run(workspace, echo, "10. Adobe Commerce, first run: customers and companies, orders, invoices and "
+                                  "credit memos into QAD (OAuth 1.0a signed reads)", flows)
+    items = {i["itemCode"] for i in erp.store.all("items")}
+    live = [o for o in shop.store.records("orders", "all") if o["state"] != "canceled"]
+    unmapped = {i["sku"] for o in live for i in o["items"] if i["sku"] not in items}
+    waiting = [o for o in live if any(i["sku"] in unmapped for i in o["items"])]
+    booked = [o for o in erp.store.all("salesOrders") if (o.get("externalReference") or "").startswith("commerce-")]
+    store_writes = _writes(shop.log.summary()["counts"])
+    checks = [_check(first.status in ("ok", "partial") and len(booked) == len(live) - len(waiting)
+                     and _flow(first, "orders_to_sales_orders").deferred == len(waiting) and store_writes == 0,
+                     f"{len(booked)} orders booked in QAD; {len(waiting)} wait for SKUs with no QAD item "
+                     f"({', '.join(sorted(unmapped))}); {store_writes} writes to the store", echo)]
+
+    admin = httpx.Client(base_url=urls["adobe_commerce"], timeout=30)
+    admin.post("/_admin/products", json={"sku": "WB-9000", "name": "Workbench", "price": 499.0})
+    order = admin.post("/_admin/orders", json={"store": "default", "customer_id": 1, "items": [
+        {"sku": "10-1001", "qty": 1, "price": 12.5}, {"sku": "WB-9000", "qty": 1, "price": 499.0}]}).json()
+    reference = f"commerce-order-{order['increment_id']}"
+    _run(workspace, echo, "11. an order naming WB-9000, a SKU with no QAD item: it waits; then the item appears",
+         flows)
+    waited = not any(o.get("externalReference") == reference for o in erp.store.all("salesOrders"))
+    erp.store.insert("items", {"itemCode": "WB-9000", "description": "Workbench", "unitOfMeasure": "EA",
+                               "itemStatus": "ACTIVE", "listPrice": 499.0, "currencyCode": "USD"})
+    after = _run(workspace, echo, "    ... and once the item exists, the order goes through", flows)
+    moved = next((o for o in erp.store.all("salesOrders") if o.get("externalReference") == reference), None)
+    checks.append(_check(waited and after.status == "ok" and moved is not None and len(moved["lines"]) == 2,
+                         "the order waited for its item, then was booked with both lines", echo))
     return checks
 
 

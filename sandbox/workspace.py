@@ -26,11 +26,19 @@ SANDBOX_ENV = {
     "ML_SANDBOX_ZOHO_REFRESH_TOKEN": "1000.sandbox-eu-refresh-token.0000000000000000",
     "ML_SANDBOX_SALESFORCE_CLIENT_ID": "3MVG9SANDBOX.ERPSync.ClientCredentials.ExternalClientApp",
     "ML_SANDBOX_SALESFORCE_CLIENT_SECRET": "sandbox-salesforce-client-secret",
+    "ML_SANDBOX_COMMERCE_CONSUMER_KEY": "sbxck7q2m4x9r1t6w3e8y5u0i2o4p6a8",
+    "ML_SANDBOX_COMMERCE_CONSUMER_SECRET": "sbxcs3n5b7v9c1x3z5l7k9j1h3g5f7d9",
+    "ML_SANDBOX_COMMERCE_ACCESS_TOKEN": "sbxat8w6e4r2t0y8u6i4o2p0a8s6d4f2",
+    "ML_SANDBOX_COMMERCE_ACCESS_TOKEN_SECRET": "sbxts1q3w5e7r9t1y3u5i7o9p1a3s5d7",
+    "ML_SANDBOX_COMMERCE_IMS_CLIENT_ID": "5c0a1f2e3d4b5a697887a6b5c4d3e2f1",
+    "ML_SANDBOX_COMMERCE_IMS_CLIENT_SECRET": "p8e-SBXcommerceACCSclientSecret00000001",
 }
+COMMERCE_TENANT_ID = "SbxTenant7Qm2Lx9Rk4Wd8Vp3"  # the sandbox's Cloud Service tenant
 SALESFORCE_ORG_ID = "00D5g0000000001EAA"  # the sandbox org: the Pub/Sub tenant id
 ZOHO_ACCOUNTS_HOST = "127.0.0.2"  # the sandbox's EU data center, where its default org lives
 # the CRM sandbox each shipped integration needs
-PAIRS = {"pipedrive": "qad-pipedrive", "zoho": "qad-zoho", "salesforce": "qad-salesforce"}
+PAIRS = {"pipedrive": "qad-pipedrive", "zoho": "qad-zoho", "salesforce": "qad-salesforce",
+         "adobe_commerce": "adobe-commerce-qad"}
 
 
 def apply_env(environ: dict[str, str] | None = None) -> None:
@@ -40,7 +48,8 @@ def apply_env(environ: dict[str, str] | None = None) -> None:
         target.setdefault(name, value)
 
 
-def connections(urls: dict[str, str], pipedrive_auth: str = "api_token") -> dict[str, Any]:
+def connections(urls: dict[str, str], pipedrive_auth: str = "api_token",
+                commerce_deployment: str = "paas") -> dict[str, Any]:
     """Workspace connection entries for sandboxes served at ``urls`` (marked as sandboxes: loopback is fine)."""
     entries: dict[str, Any] = {}
     if "qad" in urls:
@@ -88,6 +97,24 @@ def connections(urls: dict[str, str], pipedrive_auth: str = "api_token") -> dict
             "secrets": {"client_id": "env:ML_SANDBOX_SALESFORCE_CLIENT_ID",
                         "client_secret": "env:ML_SANDBOX_SALESFORCE_CLIENT_SECRET"},
         }
+    if "adobe_commerce" in urls:
+        # One sandbox serves both deployments: PaaS under /rest/<store> (OAuth 1.0a), SaaS under /<tenant> (IMS).
+        store = urls["adobe_commerce"].rstrip("/")
+        paas = commerce_deployment == "paas"
+        entries["commerce"] = {
+            "connector": "adobe-commerce",
+            "sandbox": True,
+            "auth": "integration" if paas else "ims",
+            "settings": {"deployment": commerce_deployment, "store_url": store, "store_code": "default",
+                         **({} if paas else {"tenant_id": COMMERCE_TENANT_ID,
+                                             "ims_token_url": f"{store}/ims/token/v3"})},
+            "secrets": ({"consumer_key": "env:ML_SANDBOX_COMMERCE_CONSUMER_KEY",
+                         "consumer_secret": "env:ML_SANDBOX_COMMERCE_CONSUMER_SECRET",
+                         "access_token": "env:ML_SANDBOX_COMMERCE_ACCESS_TOKEN",
+                         "access_token_secret": "env:ML_SANDBOX_COMMERCE_ACCESS_TOKEN_SECRET"} if paas else
+                        {"ims_client_id": "env:ML_SANDBOX_COMMERCE_IMS_CLIENT_ID",
+                         "ims_client_secret": "env:ML_SANDBOX_COMMERCE_IMS_CLIENT_SECRET"}),
+        }
     return entries
 
 
@@ -104,7 +131,8 @@ def refuse_to_overwrite(directory: Path, command: str) -> None:
 
 
 def write_workspace(directory: Path, urls: dict[str, str], *, pipedrive_auth: str = "api_token",
-                    state: str = "state/ml-connector.duckdb", overwrite: bool = True) -> Path:
+                    state: str = "state/ml-connector.duckdb", overwrite: bool = True,
+                    commerce_deployment: str = "paas") -> Path:
     """Write ``workspace.yaml`` for the shipped integrations whose sandboxes are in ``urls`` (QAD <-> Pipedrive,
     QAD <-> Zoho CRM).
 
@@ -123,7 +151,7 @@ def write_workspace(directory: Path, urls: dict[str, str], *, pipedrive_auth: st
         "state": state,
         "connectors": [connectors],
         "integrations": integrations,
-        "connections": connections(urls, pipedrive_auth),
+        "connections": connections(urls, pipedrive_auth, commerce_deployment),
     }
     path = directory / "workspace.yaml"
     path.write_text("# Generated for local sandboxes; secrets are environment references, never values.\n"

@@ -52,12 +52,31 @@ class VerifyRule:
     equals: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class SignatureConfig:
+    """A signature header checked against the body with a public key (`public_key` is a template over the
+    connection's settings and secrets, rendered and loaded when the channel goes live: events/signature.py)."""
+
+    header: str
+    algorithm: Literal["rsa_sha256"]
+    public_key: Expr
+    over: Literal["base64_body", "body"]
+    optional: bool
+
+
+@dataclass(frozen=True)
+class SignatureRule:
+    """A verify item `{signature: {...}}`."""
+
+    signature: SignatureConfig
+
+
 @dataclass(frozen=True)
 class CallbackConfig:
     """How a callback is bounded, verified (all rules, constant-time), read (`ids`, `operation`) and answered."""
 
     max_bytes: int
-    verify: tuple[VerifyRule, ...]
+    verify: tuple[VerifyRule | SignatureRule, ...]
     ids: str
     operation: str | None
     answer_status: int
@@ -77,7 +96,7 @@ class CallbackDecl:
     """A channel's `callback` as the spec writes it (JMESPaths checked by validate, compiled by the receiver)."""
 
     max_bytes: int
-    verify: tuple[VerifyRule, ...]
+    verify: tuple[VerifyRule | SignatureRule, ...]
     ids: str
     operation: str | None = None
     answer: AnswerConfig
@@ -104,7 +123,7 @@ class ChannelRequest:
 class ChannelConfig:
     """A channel kind a system offers (its name is its key in the connector's `channels`); durations in seconds."""
 
-    register: ChannelRequest
+    register: ChannelRequest | None = None  # None: a static channel, configured in the source system by hand
     renew: ChannelRequest | None = None  # None: register again with the same id and token
     unregister: ChannelRequest | None = None
     lifetime: Duration

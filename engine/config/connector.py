@@ -101,7 +101,21 @@ class SessionAuthConfig:
     refresh_ahead: float
 
 
-AuthConfig = ApiKeyAuthConfig | OAuth2AuthConfig | SessionAuthConfig
+@dataclass(frozen=True, kw_only=True)
+class OAuth1AuthConfig:
+    """OAuth 1.0a: every request signed with consumer and token credentials that never expire."""
+
+    type: Literal["oauth1"]
+    consumer_key: Expr
+    consumer_secret: Expr
+    token: Expr
+    token_secret: Expr
+    signature_method: Literal["HMAC-SHA256", "HMAC-SHA1"]
+    parameter_order: Literal["bytes", "natural"]
+    realm: Expr | None = None
+
+
+AuthConfig = ApiKeyAuthConfig | OAuth2AuthConfig | SessionAuthConfig | OAuth1AuthConfig
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -179,6 +193,7 @@ class OffsetPaginatorConfig:
     placement: PagingPlace = field(metadata={"key": "in"})
     limit: LimitConfig
     has_more: Expr | None = None
+    total: Expr | None = None  # the unpaged record count, read from every page
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -191,6 +206,7 @@ class PagePaginatorConfig:
     placement: PagingPlace = field(metadata={"key": "in"})
     limit: LimitConfig
     has_more: Expr | None = None
+    total: Expr | None = None  # the unpaged record count, read from every page
 
 
 @dataclass(frozen=True, kw_only=True)

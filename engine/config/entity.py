@@ -311,7 +311,7 @@ class PrefetchConfig:
 class WriteConfig:
     """How records of an entity are written."""
 
-    strategy: Literal["search_then_write", "upsert", "create_only", "update_only"]
+    strategy: Literal["search_then_write", "upsert", "create_only", "update_only", "link_only"]
     search: SearchConfig | None = None
     create: WriteOpConfig | None = None
     update: WriteOpConfig | None = None

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ml_connector.config.channel import CallbackConfig
+from ml_connector.events.signature import SignatureCheck
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class ActiveChannel:
     token: str = field(repr=False)  # a secret: never in a repr, log or message
     expires_at: datetime
     callback: CallbackConfig
+    signatures: tuple[SignatureCheck, ...] = ()  # the callback's signature items, keys loaded (events/signature.py)
 
     @property
     def endpoint(self) -> str:

@@ -1,5 +1,11 @@
 """Channel maintenance: each triggered flow's channel registered, renewed before it expires, kept in the state.
 
+A channel kind without `register` is *static*: configured in the source system by hand, at the same URL
+(`{public_url}/hooks/{connection}/{channel}/{entity}`). It is live for as long as serve runs: nothing is sent,
+renewed or unregistered, it never expires, and its row (status `static`, no token) is written only when it is new
+or its URL moved. Signature items of a callback's `verify` get their keys loaded here (events/signature.py): a bad
+key stops maintenance with a SetupError, before any channel is registered with a key we could not check.
+
 Called by serve's tick (and `ml-connector channels renew`). A channel is (connection, channel kind, entity): the
 source connection and entity of a flow with `trigger: {channel: ...}`. What the state keeps survives a restart, so
 a live channel is renewed with its own id and token, never registered twice. An expired one, or one whose
@@ -13,16 +19,17 @@ import logging
 import secrets
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
 from ml_connector.config import ConnectorConfig, MappingConfig
-from ml_connector.config.channel import ChannelConfig, ChannelRequest
+from ml_connector.config.channel import ChannelConfig, ChannelRequest, VerifyRule
 from ml_connector.errors import MlConnectorError, SetupError
 from ml_connector.events.active import ActiveChannel
+from ml_connector.events.signature import prepare_signatures
 from ml_connector.http.client import ConnectorClient
 from ml_connector.spec import Project
 from ml_connector.store import State
@@ -31,6 +38,9 @@ from ml_connector.sync.runner import Runner
 
 log = logging.getLogger("ml_connector.events")
 TOKEN_BYTES = 32  # secrets.token_urlsafe(32): 43 characters, within the 50 systems commonly allow
+STATIC = "static"  # the status of a static channel's row: configured in the source system, never expires
+STATIC_ID = "-"  # a static channel's id in the state (the source system names none to us)
+NEVER = datetime.max.replace(tzinfo=UTC)  # a static channel's expiry in the receiver
 
 
 class ChannelFailed(MlConnectorError):
@@ -96,15 +106,34 @@ async def maintain_channels(project: Project, state: State, *, public_url: str, 
     live: list[ActiveChannel] = []
     try:
         for watch in watches(project):
-            active = await _maintain(runner, state, watch, public_url, now)
+            checks = prepare_signatures(watch.config.callback.verify, runner.client(watch.connection).context,
+                                        watch.label)
+            if watch.config.register is None:
+                active: ActiveChannel | None = _static(state, watch, watch.url(public_url), now)
+            else:
+                active = await _maintain(runner, state, watch, watch.config.register, public_url, now)
             if active is not None:
-                live.append(active)
+                live.append(replace(active, signatures=checks))
     finally:
         await runner.aclose()
     return live
 
 
-async def _maintain(runner: Runner, state: State, watch: Watch, public_url: str,
+def _static(state: State, watch: Watch, url: str, now: datetime) -> ActiveChannel:
+    """A static channel: live at once; its row written only when new or moved (a renewal leaves it untouched)."""
+    for index, rule in enumerate(watch.config.callback.verify):
+        if isinstance(rule, VerifyRule):
+            raise SetupError(f"channel {watch.label}: callback.verify[{index}] compares with {rule.equals}, which a "
+                             "static channel (no register) does not have: verify its callbacks with a signature")
+    stored = state.channels.get(watch.connection, watch.channel, watch.entity)
+    if stored is None or (stored.status, stored.url, stored.channel_id) != (STATIC, url, STATIC_ID):
+        state.channels.save(_row(watch, STATIC_ID, url, STATIC, None, None, now), None)
+        log.info("channel %s: static, configured in the source system to call %s", watch.label, url)
+    return ActiveChannel(connection=watch.connection, channel=watch.channel, entity=watch.entity, channel_id="",
+                         token="", expires_at=NEVER, callback=watch.config.callback.runtime())
+
+
+async def _maintain(runner: Runner, state: State, watch: Watch, register: ChannelRequest, public_url: str,
                     now: datetime) -> ActiveChannel | None:
     stored = state.channels.get(watch.connection, watch.channel, watch.entity)
     token = state.channels.token(watch.connection, watch.channel, watch.entity) if stored else None
@@ -114,10 +143,10 @@ async def _maintain(runner: Runner, state: State, watch: Watch, public_url: str,
         if expires_at - now > timedelta(seconds=watch.config.renew_before) and stored.url == url:
             return _active(watch, stored.channel_id, token, expires_at)
         moved = stored.url != url  # a new public URL: a renew request may not carry it, registering again does
-        request = watch.config.register if moved else watch.config.renew or watch.config.register
+        request = register if moved else watch.config.renew or register
         return await _send(runner, state, watch, request, stored.channel_id, token, url, now, stored)
     channel_id, token = new_channel_id(watch.config.id_kind), secrets.token_urlsafe(TOKEN_BYTES)
-    return await _send(runner, state, watch, watch.config.register, channel_id, token, url, now, None)
+    return await _send(runner, state, watch, register, channel_id, token, url, now, None)
 
 
 async def _send(runner: Runner, state: State, watch: Watch, request: ChannelRequest, channel_id: str, token: str,

@@ -1,10 +1,11 @@
 """The callback receiver: one `POST` endpoint per live channel, answering within milliseconds.
 
 A callback is only a trigger: its ids go to the inbox and the flow re-reads the records itself. So the receiver
-does the least that is safe: it bounds the body (``callback.max_bytes``), parses it, checks every verify rule in
-constant time, reads the ids, stores them and answers. Whatever it cannot verify (too large, not JSON, a wrong or
-missing token, an expired channel) is refused without touching the inbox, with one log line that names the
-endpoint and the reason, never the secret.
+does the least that is safe: it bounds the body (``callback.max_bytes``), checks its signatures (on the raw body,
+events/signature.py), parses it, checks every verify rule in constant time, reads the ids, stores them and answers
+with the channel's answer at once: the flow runs later, in serve's tick, which the callback only wakes. Whatever
+it cannot verify (too large, not JSON, a wrong or missing token or signature, an expired channel) is refused without
+touching the inbox, with one log line that names the endpoint and the reason, never the secret.
 
 It never opens the state database (another process may hold it): it verifies against the channels serve hands it
 after each channel maintenance (`update`).
@@ -26,8 +27,10 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ml_connector.config.channel import SignatureRule, VerifyRule
 from ml_connector.events.active import ActiveChannel
 from ml_connector.events.inbox import Inbox
+from ml_connector.events.signature import SignatureRefused
 from ml_connector.http.redact import REDACTOR
 
 log = logging.getLogger("ml_connector.events")
@@ -51,11 +54,13 @@ def _text(value: Any) -> str | None:
 
 
 def _expected(channel: ActiveChannel, name: str) -> str:
-    """The channel's value a verify rule names (`channel.token` or `channel.id`)."""
-    if name == "channel.token":
-        return channel.token
-    if name == "channel.id":
-        return channel.channel_id
+    """The channel's value a verify rule names (`channel.token` or `channel.id`); a channel without it (a static
+    one) takes nothing, for an empty value would match an empty field."""
+    value = {"channel.token": channel.token, "channel.id": channel.channel_id}.get(name)
+    if value == "":
+        raise Refused(401, f"verify rule compares with {name}, which this channel does not have")
+    if value is not None:
+        return value
     raise Refused(401, f"verify rule compares with {name!r}, which is not channel.token or channel.id")
 
 
@@ -66,12 +71,27 @@ def _search(path: str, payload: Any, what: str) -> Any:
         raise Refused(400, f"{what} {path!r} cannot be evaluated: {exc}") from exc
 
 
+def verify_signatures(channel: ActiveChannel, headers: Any, body: bytes) -> None:
+    """Every signature item holds over the raw body, else Refused(401). A channel whose signature items were not
+    prepared (no loaded key for each) takes nothing."""
+    wanted = sum(isinstance(rule, SignatureRule) for rule in channel.callback.verify)
+    if len(channel.signatures) != wanted:
+        raise Refused(401, "the channel's signature keys were not loaded")
+    try:
+        for check in channel.signatures:
+            check.check(headers, body)
+    except SignatureRefused as exc:
+        raise Refused(401, str(exc)) from None
+
+
 def verify(channel: ActiveChannel, payload: Any) -> None:
     """Every rule holds (constant-time comparison), else Refused(401). A channel without rules takes nothing: the
     endpoint is public, and an unauthenticated callback could make us read any record id."""
     if not channel.callback.verify:
         raise Refused(401, "the channel declares no callback.verify rule; no callback is taken unverified")
     for rule in channel.callback.verify:
+        if not isinstance(rule, VerifyRule):
+            continue  # a signature: checked on the raw body (verify_signatures)
         found = _text(_search(rule.path, payload, "verify path")) if isinstance(payload, dict) else None
         expected = _expected(channel, rule.equals)
         # compare_digest on bytes: its time does not depend on where the values differ
@@ -80,12 +100,14 @@ def verify(channel: ActiveChannel, payload: Any) -> None:
 
 
 def read_ids(channel: ActiveChannel, payload: Any) -> tuple[list[str], str | None]:
-    """The record ids and the operation a verified callback names; Refused(400) when the ids are not a list of
-    strings or numbers."""
+    """The record ids and the operation a verified callback names: a list, or one id (a string or number, taken as
+    a list of one); Refused(400) when an id is missing, empty or not a string or number."""
     callback = channel.callback
     ids = _search(callback.ids, payload, "ids")
-    if not isinstance(ids, list) or any(_text(i) is None for i in ids):
-        raise Refused(400, f"ids at {callback.ids!r} are not a list of strings or numbers")
+    if _text(ids) is not None:
+        ids = [ids]
+    if not isinstance(ids, list) or any(_text(i) in (None, "") for i in ids):
+        raise Refused(400, f"ids at {callback.ids!r} are not a list of strings or numbers, or one is empty")
     operation = _text(_search(callback.operation, payload, "operation")) if callback.operation else None
     return [str(_text(i)) for i in ids], operation
 
@@ -143,7 +165,9 @@ class Receiver:
         try:
             if channel.expires_at < self.now():
                 raise Refused(410, f"the channel expired at {channel.expires_at.isoformat()}")
-            payload = parse(await read_body(request, channel.callback.max_bytes))
+            body = await read_body(request, channel.callback.max_bytes)
+            verify_signatures(channel, request.headers, body)
+            payload = parse(body)
             verify(channel, payload)
             ids, operation = read_ids(channel, payload)
         except Refused as refused:

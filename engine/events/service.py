@@ -62,6 +62,24 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The receiver's listening socket, bound here so that a port in use is our one-line SetupError (uvicorn would
+    exit the process).
+
+    It carries TCP_NODELAY, which accepted connections inherit: asyncio sets it only on sockets created with the
+    protocol IPPROTO_TCP named, which `socket.create_server` does not name, and without it an answer written in two
+    parts (headers, then body) waits ~40 ms for the caller's delayed ACK; a source that waits for our answer (a
+    synchronous webhook) would wait that long on every call.
+    """
+    try:
+        sock = socket.create_server((host, port))
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise SetupError(f"cannot listen for callbacks on {host}:{port}: {reason}") from exc
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
 async def _sleep(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
@@ -118,11 +136,7 @@ class Service:
                 await asyncio.wait_for(asyncio.shield(task), STARTUP_SECONDS)
 
     async def _start_receiver(self, receiver: Receiver, host: str, port: int) -> tuple[_Server, asyncio.Task[None]]:
-        try:  # bound here, so that a port in use is our one-line error (uvicorn would exit the process)
-            sock = socket.create_server((host, port))
-        except OSError as exc:
-            reason = os.strerror(exc.errno) if exc.errno else str(exc)
-            raise SetupError(f"cannot listen for callbacks on {host}:{port}: {reason}") from exc
+        sock = listening_socket(host, port)
         server = _Server(uvicorn.Config(receiver.app, log_level="warning", lifespan="off", access_log=False))
         task = asyncio.create_task(server.serve(sockets=[sock]))
         waited = 0.0

@@ -1,4 +1,5 @@
-"""Auth strategies: API key, OAuth2 (refresh-token, client-credentials, password) and session login."""
+"""Auth strategies: API key, OAuth2 (refresh-token, client-credentials, password), session login and OAuth 1.0a
+request signing (http/oauth1.py)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,17 @@ from typing import Any, Protocol
 
 import httpx
 
-from ml_connector.config.connector import ApiKeyAuthConfig, AuthConfig, OAuth2AuthConfig, SessionAuthConfig
+from ml_connector.config.connector import (
+    ApiKeyAuthConfig,
+    AuthConfig,
+    OAuth1AuthConfig,
+    OAuth2AuthConfig,
+    SessionAuthConfig,
+)
 from ml_connector.errors import MlConnectorError
 from ml_connector.http.errors import FatalError, ReauthorizeError, TransientError
 from ml_connector.http.hosts import BaseUrlPolicy
+from ml_connector.http.oauth1 import OAuth1Auth
 from ml_connector.http.redact import REDACTOR
 from ml_connector.http.rules import parse_body
 
@@ -265,6 +273,8 @@ def build_auth(name: str, config: AuthConfig, context: Mapping[str, Any], vault:
     """
     if isinstance(config, ApiKeyAuthConfig):
         return ApiKeyAuth(config, context)
+    if isinstance(config, OAuth1AuthConfig):
+        return OAuth1Auth(name, config, context)
     if isinstance(config, OAuth2AuthConfig):
         policy = BaseUrlPolicy(base_url, config.base_url_hosts, sandbox=sandbox)
         return OAuth2Auth(name, config, context, vault, policy)

@@ -149,8 +149,9 @@ class ConnectorClient:
         self.context = connection.context(vault)
         self.options = options or ClientOptions.of(connection)
         self._configured_base = str(self._render("base_url", config.base_url)).rstrip("/")
-        self.headers = {name: str(self._render(f"headers.{name}", part))
-                        for name, part in config.headers.compiled.parts().items()}
+        rendered = {name: str(self._render(f"headers.{name}", part))
+                    for name, part in config.headers.compiled.parts().items()}
+        self.headers = {name: value for name, value in rendered.items() if value}  # empty: not this deployment's
         auth_name, auth_config = connection.auth_spec
         self.auth: Auth = build_auth(connection.name, auth_config, self.context, vault,
                                      base_url=self._configured_base, sandbox=connection.sandbox)

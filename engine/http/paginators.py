@@ -105,11 +105,16 @@ class CursorPaginator(_Limited):
 
 
 class OffsetPaginator(_Limited):
-    """A record offset (``param``) advanced by the number of records received, from 0."""
+    """A record offset (``param``) advanced by the number of records received, from 0.
+
+    With ``total`` (the unpaged record count each page reports) paging stops once the pages read cover it: an API
+    that answers a page past the end with its last page again (clamping) is never asked for one.
+    """
 
     def __init__(self, config: OffsetPaginatorConfig | PagePaginatorConfig) -> None:
         super().__init__(config)
         self.start = config.first if isinstance(config, PagePaginatorConfig) else 0
+        self.total = config.total
 
     def first(self) -> dict[str, Any]:
         return {self.param: self.start, **self._limit_params()}
@@ -117,10 +122,27 @@ class OffsetPaginator(_Limited):
     def step(self, records: list[Any]) -> int:
         return len(records)
 
+    def covered(self, following: dict[str, Any]) -> int:
+        """How many records the pages before ``following`` hold: its offset."""
+        return int(following[self.param])
+
     def next(self, params: dict[str, Any], body: Any, records: list[Any]) -> dict[str, Any] | None:
+        total = self._total(body) if self.total is not None else None  # checked on every page, the last too
         if not self._more(body, records):
             return None
-        return {**params, self.param: int(params[self.param]) + self.step(records)}
+        following = {**params, self.param: int(params[self.param]) + self.step(records)}
+        if total is not None and self.covered(following) >= total:
+            return None
+        return following
+
+    def _total(self, body: Any) -> int:
+        """This page's total; anything but a non-negative integer is refused, never read as "no more records"."""
+        assert self.total is not None
+        value = self.total.evaluate(body) if isinstance(body, dict) else None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise FatalError(f"the paginator's total ({self.total.source}) is {str(value)[:50]!r} on this page, "
+                             "not a count of records")
+        return value
 
 
 class PagePaginator(OffsetPaginator):
@@ -128,6 +150,10 @@ class PagePaginator(OffsetPaginator):
 
     def step(self, records: list[Any]) -> int:
         return 1
+
+    def covered(self, following: dict[str, Any]) -> int:
+        """Pages read times the page size asked for."""
+        return (int(following[self.param]) - self.start) * self.limit
 
 
 class SinglePage:

@@ -50,6 +50,7 @@ from ml_connector.transform.expressions import UnsafePath
 CREATE = "create"
 UPDATE = "update"
 UPSERT = "upsert"  # sent through the upsert operation; reported as create or update as the answer tells
+LINK = "link"  # link_only: matched to a target record that exists; nothing written
 
 Owners = Callable[[Iterable[str]], Mapping[str, Sequence[str]]]
 
@@ -258,6 +259,9 @@ class _Push:
                 self.fail(item, CREATE, "outcome unknown (an earlier create may have landed) and nothing can look "
                                         "for it: check the target, then replay it", unknown=True)
             return
+        if w.strategy == "link_only" and item.target_id is not None:
+            self.results.append(PushResult(item, LINK, target_id=item.target_id))  # linked already: no call
+            return
         if item.target_id is None:
             key = w.finder.key(item.match_value)
             holder = self.matching.setdefault(key, item.source_key) if key is not None else item.source_key
@@ -265,7 +269,7 @@ class _Push:
                 self.fail(item, CREATE, f"source keys {holder} and {item.source_key} both match "
                                         f"{w.match_field}={item.match_value!r}")
                 return
-            if w.strategy == "search_then_write":
+            if w.strategy in ("search_then_write", "link_only"):
                 self.queue.add(Job(RESOLVE, [item]))
                 return
         if w.strategy == "search_then_write":
@@ -420,8 +424,15 @@ class _Push:
         return True, hits[0]
 
     async def _resolve(self, item: PushItem) -> None:
-        going, hit = await self._find(item, CREATE)
+        going, hit = await self._find(item, LINK if self.w.strategy == "link_only" else CREATE)
         if not going:
+            return
+        if self.w.strategy == "link_only":
+            if hit is None:
+                self.fail(item, LINK, f"no {self.w.entity} with {self.w.match_field}={item.match_value!r} in the "
+                                      f"target (this flow only links to existing records)")
+            else:
+                self.results.append(PushResult(item, LINK, target_id=str(hit[self.w.key_field])))
             return
         if hit is None:
             self.write(item, CREATE)

@@ -23,7 +23,7 @@ from ml_connector.http.redact import REDACTOR
 from ml_connector.http.skips import FlowSkipped
 from ml_connector.http.usage import QuotaExhausted
 from ml_connector.http.write_ops import progress_mark, step_left
-from ml_connector.http.writer import CREATE, EntityWriter, PushAborted, PushItem, PushResult
+from ml_connector.http.writer import CREATE, LINK, EntityWriter, PushAborted, PushItem, PushResult
 from ml_connector.store import DEFERRED, FAILED, AuditRow, PendingRecord, State
 from ml_connector.store.pending import Parking
 from ml_connector.sync.by_id import read_by_ids, record_skipped
@@ -51,6 +51,7 @@ class FlowSummary:
     read: int = 0
     created: int = 0
     updated: int = 0
+    linked: int = 0  # matched to a target record that exists, nothing written (a link_only target)
     unchanged: int = 0
     deferred: int = 0
     failed: int = 0
@@ -536,6 +537,8 @@ class FlowRun:
                                      payload=by_key[key].payload))
                 if r.action == CREATE:
                     self.summary.created += 1
+                elif r.action == LINK:
+                    self.summary.linked += 1
                 else:
                     self.summary.updated += 1
         for key, _unit, error in failures:

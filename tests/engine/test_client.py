@@ -244,3 +244,12 @@ def test_a_token_answer_that_is_not_a_json_object_is_retried_like_a_bad_gateway(
     assert [(c["method"], c["path"]) for c in api.requests] == [
         ("POST", "/oauth/token"), ("POST", "/oauth/token"), ("GET", "/v2/me")]
     assert len(waits) == 1
+
+
+def test_a_header_whose_template_renders_empty_is_not_sent() -> None:
+    """One spec serves two deployments: a header only one of them needs is left out where its setting is empty."""
+    api = FakeAPI().on("GET", "/v2/things", 200, {"data": []})
+    client = make_client(api, {**API_KEY, "headers": {"Store": "default", "x-api-key": "{{ '' }}"}})
+    asyncio.run(client.request("GET", "/things"))
+    sent = api.requests[0]["headers"]
+    assert sent["store"] == "default" and "x-api-key" not in sent

@@ -42,6 +42,8 @@ base_url: "https://{{ connection.region }}.example.com"
 auth:
   oauth: {type: oauth2, grant: client_credentials, token_url: /token, client_id: "{{ secrets.key }}"}
   session: {type: session, login: {url: /login}, token: token, header: {Authorization: "Bearer {{ token }}"}}
+  signed: {type: oauth1, consumer_key: "{{ secrets.key }}", consumer_secret: "{{ secrets.key }}",
+           token: "{{ secrets.key }}", token_secret: "{{ secrets.key }}"}
 responses:
   - {when: {status: 500}, do: retry}
 quotas:
@@ -55,6 +57,7 @@ paginators:
 channels:
   changes: {register: {path: /watch}}
   pushes: {register: {path: /hooks, body: {url: "{{ channel.url }}"}}, callback: {answer: {body: {ok: true}}}}
+  signed: {callback: {verify: [{signature: {header: x-sig, algorithm: rsa_sha256, public_key: "{{ secrets.key }}"}}]}}
 streams:
   changes: {protocol: grpc_pubsub, proto: protos.v1.api, target: "{{ connection.region }}:443",
             topic: "/t/{{ stream.entity }}", invalid_replay: replay.bad, origin: {path: origin}}
@@ -300,6 +303,9 @@ class SchemaModel:
         constant = self.properties(branch).get("type", {}).get("const")
         matching = [o for o in options if _is_config_class(o)
                     and (constant is None or constant in get_args(get_type_hints(o).get("type")))]
+        if constant is None and len(matching) > 1:  # branches without a `type`: told apart by their keys
+            keys = set(self.properties(node)) | set(self.properties(branch))
+            matching = [o for o in matching if {spec_key(f.name, f.metadata) for f in dataclasses.fields(o)} == keys]
         assert len(matching) == 1, f"{where}: {constant!r} matches {matching}"
         return self.check_class(matching[0], {**self.properties(node), **self.properties(branch)}, where)
 
