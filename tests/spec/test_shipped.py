@@ -30,6 +30,14 @@ ZOHO_FLOWS = [
     "accounts_to_customers",
     "approved_sales_orders_to_sales_orders",
 ]
+COMMERCE_FLOWS = [
+    "skus_to_items",
+    "customers_to_customers",
+    "companies_to_customers",
+    "orders_to_sales_orders",
+    "invoices_to_customer_invoices",
+    "creditmemos_to_credit_notes",
+]
 SALESFORCE_FLOWS = [
     "customers_to_sf_accounts",
     "suppliers_to_sf_accounts",
@@ -51,11 +59,12 @@ def test_schema_is_valid_draft_2020_12(kind: str) -> None:
 def test_shipped_specs_load_without_problems() -> None:
     project, problems = load_specs([REPO / "connectors", REPO / "mappings"])
     assert [str(p) for p in problems] == []
-    assert set(project.connectors) == {"qad", "pipedrive", "zoho-crm", "salesforce"}
-    assert set(project.integrations) == {"qad-pipedrive", "qad-salesforce", "qad-zoho"}
-    assert list(project.flows) == FLOWS + SALESFORCE_FLOWS + ZOHO_FLOWS
-    assert set(project.flow_integration.values()) == {"qad-pipedrive", "qad-salesforce", "qad-zoho"}
-    assert len(project.files) == 27
+    assert set(project.connectors) == {"qad", "pipedrive", "zoho-crm", "salesforce", "adobe-commerce"}
+    assert set(project.integrations) == {"adobe-commerce-qad", "qad-pipedrive", "qad-salesforce", "qad-zoho"}
+    assert list(project.flows) == COMMERCE_FLOWS + FLOWS + SALESFORCE_FLOWS + ZOHO_FLOWS
+    assert set(project.flow_integration.values()) == {"adobe-commerce-qad", "qad-pipedrive", "qad-salesforce",
+                                                      "qad-zoho"}
+    assert len(project.files) == 35
 
 
 def test_merge_keys_are_resolved() -> None:
@@ -72,7 +81,7 @@ def test_cli_validate_defaults_to_connectors_and_mappings(
     monkeypatch.chdir(REPO)
     result = cli("validate")
     assert result.exit_code == 0, result.output
-    assert result.output == "27 files, 0 problems\n"
+    assert result.output == "35 files, 0 problems\n"
 
 
 def test_workspace_loads_and_orders_flows(specs: SpecCopy, cli: Callable[..., Result]) -> None:
@@ -88,7 +97,7 @@ def test_workspace_loads_and_orders_flows(specs: SpecCopy, cli: Callable[..., Re
     assert project.entity("pipedrive", "deal")["key"] == "id"
     result = cli("validate", "--workspace", "workspace.yaml")
     assert result.exit_code == 0, result.output
-    assert result.output == "28 files, 0 problems\n"
+    assert result.output == "36 files, 0 problems\n"
 
 
 def test_flow_order_breaks_ties_by_listed_order(specs: SpecCopy) -> None:
@@ -101,6 +110,7 @@ def test_flow_order_breaks_ties_by_listed_order(specs: SpecCopy) -> None:
     project, problems = load_specs([Path("connectors"), Path("mappings")])
     assert problems == []
     assert project.flow_order() == [
+        *COMMERCE_FLOWS,
         "customers_to_organizations",
         "contacts_to_persons",
         "items_to_products",
