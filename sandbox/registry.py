@@ -13,6 +13,7 @@ SANDBOXES: dict[str, tuple[str, str, int]] = {
     "zoho": ("ml_connector.sandbox.zoho", "create_zoho_sandbox", 8703),
     "salesforce": ("ml_connector.sandbox.salesforce", "create_salesforce_sandbox", 8704),
     "adobe_commerce": ("ml_connector.sandbox.adobe_commerce", "create_adobe_commerce_sandbox", 8706),
+    "marketo": ("ml_connector.sandbox.marketo", "create_marketo_sandbox", 8707),
 }
 
 

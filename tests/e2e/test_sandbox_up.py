@@ -60,7 +60,8 @@ def test_sandbox_up_json_prints_one_line_with_the_urls_and_the_workspace(tmp_pat
     try:
         assert process.stdout is not None
         served = json.loads(process.stdout.readline())
-        assert set(served["urls"]) == {"qad", "pipedrive", "zoho", "salesforce", "salesforce_pubsub", "adobe_commerce"}
+        assert set(served["urls"]) == {"qad", "pipedrive", "zoho", "salesforce", "salesforce_pubsub", "adobe_commerce",
+                                       "marketo"}
         assert served["workspace"] == str(tmp_path / "workspace.yaml") and served["env"] == SANDBOX_ENV
         assert httpx.get(served["urls"]["qad"] + "/_admin/requests").json()["total"] == 0
         pubsub = served["urls"]["salesforce_pubsub"]  # the Pub/Sub gRPC server listens, and the workspace names it

@@ -114,7 +114,8 @@ def test_unknown_connector(specs: SpecCopy, cli: Callable[..., Result]) -> None:
     result = cli("validate")
     line = specs.line(INTEGRATION, "pipedrve")
     message = reported(result, f"{INTEGRATION}:{line}: connections.pipedrive.connector")
-    assert message.endswith("unknown connector 'pipedrve' (known: adobe-commerce, pipedrive, qad, salesforce, zoho-crm)")
+    assert message.endswith(
+        "unknown connector 'pipedrve' (known: adobe-commerce, pipedrive, qad, salesforce, zoho-crm)")
 
 
 def test_unknown_entity(specs: SpecCopy, cli: Callable[..., Result]) -> None:
@@ -128,7 +129,8 @@ def test_unknown_entity(specs: SpecCopy, cli: Callable[..., Result]) -> None:
 
 def test_unknown_connection_and_unwritable_target(specs: SpecCopy, cli: Callable[..., Result]) -> None:
     specs.edit(ITEMS, "from: {connection: qad, entity: item}", "from: {connection: erp, entity: item}")
-    specs.edit(ITEMS, "to: {connection: pipedrive, entity: product}", "to: {connection: qad, entity: payment}")  # payments are read-only
+    # QAD payments are read-only (no `write`)
+    specs.edit(ITEMS, "to: {connection: pipedrive, entity: product}", "to: {connection: qad, entity: payment}")
     result = cli("validate")
     assert "connection 'erp' is not declared by integration 'qad-pipedrive'" in reported(
         result, f"{ITEMS}:4: from.connection"
