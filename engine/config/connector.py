@@ -62,7 +62,8 @@ class OAuth2AuthConfig:
     type: Literal["oauth2"]
     grant: Literal["refresh_token", "client_credentials", "password"]
     token_url: Expr
-    client_auth: Literal["basic", "body"]
+    client_auth: Literal["basic", "body", "query"]
+    token_method: Literal["GET", "POST"]
     client_id: Expr | None = None
     client_secret: Expr | None = None
     refresh_token: Expr | None = None
@@ -135,6 +136,9 @@ class WaitConfig:
     body: Expr | None = None
     seconds: float | None = None
     unit: WaitUnit | None = None
+    backoff: float | None = None  # each further consecutive wait of the rule times this (http/rules.py)
+    max: float | None = None
+    jitter: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -174,6 +178,16 @@ class LimitConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CursorStartConfig:
+    """The call that hands out a cursor paginator's first cursor (its params see `since`)."""
+
+    path: Expr
+    params: Expr | None = None
+    token: Expr
+    quota: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class CursorPaginatorConfig:
     """An opaque cursor read from each response and sent back."""
 
@@ -182,6 +196,8 @@ class CursorPaginatorConfig:
     next: Expr
     placement: PagingPlace = field(metadata={"key": "in"})
     limit: LimitConfig
+    more: Expr | None = None  # truthy while more pages exist (an API that always names a next cursor)
+    start: CursorStartConfig | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

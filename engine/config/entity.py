@@ -234,7 +234,7 @@ class BatchConfig:
 class ResultsConfig:
     """Per-item outcomes of a batch response, matched to the records sent by `match`."""
 
-    match: Literal["key", "id", "position"]
+    match: Literal["key", "id", "position", "index"]
     created: Expr | None = None
     error_id: Expr | None = None
     items: Expr
@@ -245,6 +245,9 @@ class ResultsConfig:
     key: Expr | None = None
     error_key: Expr | None = None
     failed: Expr | None = None
+    index: Expr | None = None  # match: index — the input's position each result carries
+    skip_flow: Expr | None = None  # a result that says the flow cannot apply here
+    skip_message: Expr | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -178,20 +178,27 @@ class OAuth2Auth(_TokenAuth):
             form["password"] = self.values.get("password")
         if self.values.get("scope"):
             form["scope"] = self.values["scope"]
-        if self.config.client_auth == "body":
+        if self.config.client_auth in ("body", "query"):
             form["client_id"] = self.values.get("client_id")
             if self.values.get("client_secret"):
                 form["client_secret"] = self.values["client_secret"]
         return {k: v for k, v in form.items() if v is not None}
 
     async def _post(self, http: httpx.AsyncClient, grant: str) -> tuple[httpx.Response, Any]:
+        """The token request: the form in the body, or (``client_auth: query``) all of it in the token URL's query
+        with no body, sent with ``token_method``."""
         headers = {}
         if self.config.client_auth == "basic":
             client_id, client_secret = self.values.get("client_id") or "", self.values.get("client_secret") or ""
             REDACTOR.add_pair(client_id, client_secret)
             headers["Authorization"] = "Basic " + base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
+        form = self._form(grant)
+        in_query = self.config.client_auth == "query"
+        if in_query and self.values.get("client_secret"):
+            REDACTOR.add(str(self.values["client_secret"]))  # in a URL: never in a message or a log
         try:
-            response = await http.post(self.token_url, data=self._form(grant), headers=headers)
+            response = await http.request(self.config.token_method, self.token_url, params=form if in_query else None,
+                                          data=None if in_query else form, headers=headers)
         except httpx.TransportError as exc:
             raise TransientError(f"{self.name}: token endpoint {self.token_url} unreachable: "
                                  f"{type(exc).__name__}") from exc

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import httpx
@@ -88,20 +88,69 @@ class _Limited:
 
 
 class CursorPaginator(_Limited):
-    """An opaque cursor read from each response (``next`` JMESPath), sent back as ``param``."""
+    """An opaque cursor read from each response (``next`` JMESPath), sent back as ``param``.
+
+    With ``more`` the API's own flag ends the read: some APIs name a next cursor on every page, the last one too.
+    While the flag holds, a missing cursor or one that repeats the cursor just sent is an error, never a loop.
+    """
 
     def __init__(self, config: CursorPaginatorConfig) -> None:
         super().__init__(config)
         self.next_path = config.next
+        self.more = config.more
+        self.start = config.start
 
     def first(self) -> dict[str, Any]:
         return self._limit_params()
 
     def next(self, params: dict[str, Any], body: Any, records: list[Any]) -> dict[str, Any] | None:
         cursor = self.next_path.evaluate(body) if isinstance(body, dict) else None
+        if self.more is not None:
+            if not (isinstance(body, dict) and self.more.evaluate(body)):
+                return None
+            if cursor is None or cursor == "":
+                raise FatalError(f"a page says there is more ({self.more.source}) but gives no cursor at "
+                                 f"{self.next_path.source}")
+            if cursor == params.get(self.param):
+                raise FatalError(f"the next cursor repeats the one just sent ({str(cursor)[:100]!r}) while the page "
+                                 f"says there is more ({self.more.source})")
+            return {**params, self.param: cursor}
         if not cursor or cursor == params.get(self.param):
             return None
         return {**params, self.param: cursor}
+
+
+def pages_empty(paginator: Paginator) -> bool:
+    """Whether the paginator's API may answer empty pages before the last one (it says so by a flag)."""
+    return isinstance(paginator, CursorPaginator) and paginator.more is not None
+
+
+#: What a start call is sent through: (path, query, quota) -> the answer's body (the client's request, bound).
+StartCall = Callable[[str, dict[str, Any], "str | None"], Awaitable[Any]]
+
+
+async def start_cursor(paginator: Paginator, params: dict[str, Any], call: StartCall, context: Mapping[str, Any],
+                       since: str | None, epoch: str) -> dict[str, Any]:
+    """The first page's request: ``params`` as given, or, for a cursor paginator with ``start``, with the cursor
+    a start call hands out.
+
+    The start call's parameters see ``since`` (the read's watermark as the API wants it; None on a first read): a
+    parameter that renders empty then gets ``epoch`` (the start of time in the same format), unless its template
+    names a default of its own. The start call's records, if any, are not the read's.
+    """
+    start = paginator.start if isinstance(paginator, CursorPaginator) else None
+    if start is None:
+        return params
+    assert isinstance(paginator, CursorPaginator)
+    scope = {**context, "since": since}
+    path = str(start.path.evaluate(scope))
+    query = {name: epoch if value is None or value == "" else value
+             for name, value in dict(start.params.evaluate(scope) if start.params is not None else {}).items()}
+    body = await call(path, query, start.quota)
+    token = start.token.evaluate(body) if isinstance(body, dict) else None
+    if token is None or token == "" or isinstance(token, (dict, list)):
+        raise FatalError(f"the paginator's start call GET {path} answered no cursor at {start.token.source}")
+    return {**params, paginator.param: token}
 
 
 class OffsetPaginator(_Limited):
@@ -247,6 +296,10 @@ class PageGuard:
     same or an empty page; "more" forever while ignoring the offset) or never stops would be read forever. Each
     stops the read with an error naming the endpoint. Pages are remembered by a digest of their records' keys (or
     of their content), so memory grows with pages read, not with records.
+
+    ``empty_ok``: empty pages are not repeats. For a paginator that pages by the API's own flag (``more``): an
+    API that walks its change log in fixed steps answers many empty pages, each with a fresh cursor. Cursors
+    handed out again and ``max_pages`` still bound the read.
     """
 
     def __init__(self, where: str, max_pages: int, key: Callable[[Any], Any] | None = None) -> None:
@@ -257,6 +310,7 @@ class PageGuard:
         self.pages = 0
         self._asked: set[bytes] = set()
         self._read: dict[bytes, int] = {}
+        self.empty_ok = False
 
     def start(self, params: dict[str, Any]) -> dict[str, Any]:
         """The first page's request, remembered."""
@@ -269,7 +323,8 @@ class PageGuard:
         if params is None:
             return None
         fault = None
-        seen = self._read.setdefault(_digest([self.key(r) for r in records] if self.key else records), self.pages)
+        seen = self.pages if self.empty_ok and not records else \
+            self._read.setdefault(_digest([self.key(r) for r in records] if self.key else records), self.pages)
         asked = _digest(params)
         if seen != self.pages:
             fault = f"page {self.pages} repeats page {seen}"

@@ -14,7 +14,9 @@ from ml_connector.http.catalog import LazyCatalog
 from ml_connector.http.client import ConnectorClient
 from ml_connector.http.errors import FatalError
 from ml_connector.http.jobs import BulkRead
-from ml_connector.http.paginators import PageGuard
+from ml_connector.http.paginators import PageGuard, pages_empty, start_cursor
+
+EPOCH = "1970-01-01T00:00:00Z"  # where a first read's start call begins (paginators.start_cursor)
 
 
 def parse_timestamp(value: str) -> datetime:
@@ -103,7 +105,10 @@ class EntityReader:
                               self.read.params.evaluate({**context, "since": formatted}).items() if key not in own})
             last: str | None = None
             guard = self._guard(self.read.method, path, self._key)
-            page_params: dict[str, Any] | None = guard.start({**query, **paginator.first()})
+            guard.empty_ok = pages_empty(paginator)
+            first_page = await start_cursor(paginator, {**query, **paginator.first()}, self._start_call, context,
+                                            formatted, format_watermark(EPOCH, self._format, 0.0))
+            page_params: dict[str, Any] | None = guard.start(first_page)
             depth, newest = 0, None
             seen_at_newest: set[str] = set()
             restart = False
@@ -140,6 +145,16 @@ class EntityReader:
                 raise FatalError(f"{self.client.connection.name}.{self.entity}: more than {self._max_depth} records "
                                  f"share {self.watermark_field}={newest!r}; the API cannot page deeper")
             since, lookback, boundary = newest, 0.0, seen_at_newest
+
+    @property
+    def _format(self) -> str:
+        return self.incremental.format if self.incremental is not None else "iso"
+
+    async def _start_call(self, path: str, params: dict[str, Any], quota: str | None) -> Any:
+        """A paginator's start call (the first cursor), on the read's quota unless it names its own."""
+        reply = await self.client.request("GET", path, params=params, reads=True, idempotent=True,
+                                          quota=quota or self.read.quota)
+        return reply.body
 
     def _since_header(self, formatted: str | None) -> dict[str, str] | None:
         """The watermark as a request header, for APIs that take it so (``If-Modified-Since``)."""

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from ml_connector.config.connector import RuleConfig
-from ml_connector.http.waits import Clock, wait_seconds
+from ml_connector.http.waits import Clock, Growth, wait_seconds
 
 OK = "ok"
 RETRY = "retry"
@@ -54,6 +55,7 @@ class Rule:
         self.action: str = config.do
         self.wait = config.wait
         self.message = config.message
+        self.growth = Growth(config.wait) if config.wait is not None else None
 
     def matches(self, response: httpx.Response, body: Any) -> bool:
         if self.statuses is not None and response.status_code not in self.statuses:
@@ -63,7 +65,9 @@ class Rule:
                 return False
         return not (self.body is not None and not (isinstance(body, (dict, list)) and self.body.evaluate(body)))
 
-    def decide(self, response: httpx.Response, body: Any, now: Clock = time.time) -> Decision:
+    def decide(self, response: httpx.Response, body: Any, now: Clock = time.time,
+               draw: Callable[[], float] = random.random) -> Decision:
+        """``draw``: a random number in [0, 1) for the wait's jitter."""
         wait: float | None = None
         spec = self.wait
         if spec is not None and spec.seconds is not None:
@@ -74,6 +78,8 @@ class Rule:
             wait = wait_seconds(spec.body.evaluate(body), spec.unit, now)
         if wait is None and self.action == RATE_LIMITED:
             wait = wait_seconds(response.headers.get("retry-after"), "seconds", now)
+        if wait is not None and self.growth is not None:
+            wait = self.growth.next(wait, draw)
         message = None
         if self.message is not None:
             try:
@@ -100,13 +106,24 @@ def _default_decision(response: httpx.Response, body: Any, now: Clock) -> Decisi
 class ResponseRules:
     """The connector's rules in order, then the built-in defaults."""
 
-    def __init__(self, configs: Iterable[RuleConfig], clock: Clock = time.time) -> None:
-        """``clock``: the wall time that waits given as a moment (a Unix time, an HTTP date) count from."""
+    def __init__(self, configs: Iterable[RuleConfig], clock: Clock = time.time,
+                 random: Callable[[], float] = random.random) -> None:
+        """``clock``: the wall time that waits given as a moment (a Unix time, an HTTP date) count from;
+        ``random``: numbers in [0, 1) for the jitter of growing waits (injectable for tests)."""
         self.rules = [Rule(config) for config in configs]
         self._clock = clock
+        self._random = random
 
     def classify(self, response: httpx.Response, body: Any) -> Decision:
+        decision = self._classify(response, body)
+        if decision.action == OK:  # a success: every rule's waits start over
+            for rule in self.rules:
+                if rule.growth is not None:
+                    rule.growth.reset()
+        return decision
+
+    def _classify(self, response: httpx.Response, body: Any) -> Decision:
         for rule in self.rules:
             if rule.matches(response, body):
-                return rule.decide(response, body, self._clock)
+                return rule.decide(response, body, self._clock, self._random)
         return _default_decision(response, body, self._clock)

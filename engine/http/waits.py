@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import UTC
 from typing import Any
 
+from ml_connector.config.connector import WaitConfig
 from ml_connector.http.errors import FatalError
 
 Clock = Callable[[], float]
@@ -57,6 +58,34 @@ def _until_date(text: str, now: Clock) -> float | None:
     if moment.tzinfo is None:  # "-0000": a UTC time from a source that does not say so
         moment = moment.replace(tzinfo=UTC)
     return max(0.0, moment.timestamp() - now())
+
+
+class Growth:
+    """A rule's waits growing while the API keeps refusing: the n-th consecutive wait is the announced one times
+    ``backoff`` to the n-1, at most ``max``, plus a random share up to ``jitter`` of it (still at most ``max``), so
+    that clients refused together do not all come back at the same moment. ``reset`` after a success."""
+
+    def __init__(self, config: WaitConfig) -> None:
+        self.factor = config.backoff or 1.0
+        self.most = config.max
+        self.jitter = config.jitter or 0.0
+        self.streak = 0
+
+    def next(self, seconds: float, draw: Callable[[], float]) -> float:
+        """The wait to make now for an announced ``seconds``; ``draw``: a random number in [0, 1)."""
+        self.streak += 1
+        try:
+            wait = seconds * self.factor ** (self.streak - 1)
+        except OverflowError:  # grown past any float: the connection's max_wait stops it
+            wait = math.inf
+        if self.most is not None:
+            wait = min(wait, self.most)
+        if self.jitter and math.isfinite(wait):
+            wait += wait * self.jitter * draw()
+        return min(wait, self.most) if self.most is not None else wait
+
+    def reset(self) -> None:
+        self.streak = 0
 
 
 class WaitTooLong(FatalError):

@@ -1,8 +1,10 @@
 """Reading a batch answer: which items it confirms (and with which id), which it rejects, which it leaves unknown.
 
 An item counts as written only when the answer names it: by the key we sent, by its target id, or by its position
-when the spec says the API answers one result per record in order (``results.match``). Failures may be named by
-position, by our key or by target id (a list of ids is fine). Whatever the answer does not name is *unknown*.
+when the spec says the API answers one result per record in order, or by the input's position each result
+carries (``results.match``). Failures may be named by position, by our key or by target id (a list of ids is
+fine). Whatever the answer does not name is *unknown*. A result that says the flow cannot apply here
+(``results.skip_flow``) skips the flow before any record of the batch is settled.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from typing import Any
 
 from ml_connector.config import Expr
 from ml_connector.config.entity import ResultsConfig
+from ml_connector.http.skips import FlowSkipped
 
 KEY = "key"
 ID = "id"
 POSITION = "position"
+INDEX = "index"
 UNMENTIONED = "the response does not mention it"
 
 
@@ -63,11 +67,14 @@ class BatchResults:
         self.error_key, self.error_id = config.error_key, config.error_id
         self.error_message = config.error_message
         self.failed = config.failed
+        self.index = config.index
+        self.skip_flow, self.skip_message = config.skip_flow, config.skip_message
 
     def read(self, body: Any, sent: list[Sent]) -> list[Answer]:
         """One answer per sent record, in the order sent."""
         if not isinstance(body, (dict, list)):
             return [Answer(unknown="the response is not JSON") for _ in sent]
+        self._skip(body)
         errors = self._errors(body, sent)
         confirmed, unknown = self._confirmed(body, sent, errors)
         answers = []
@@ -102,6 +109,16 @@ class BatchResults:
                 found[index] = f"{found[index]}; {text}" if index in found else text
         return found
 
+    def _skip(self, body: Any) -> None:
+        """Raises FlowSkipped when a result says the flow cannot apply here (nothing of the batch is settled)."""
+        if self.skip_flow is None:
+            return
+        for result in _listed(self.items.evaluate(body)):
+            if self.skip_flow.evaluate(result):
+                message = str(self.skip_message.evaluate({"error": result})) if self.skip_message is not None \
+                    else f"a result says the flow cannot apply here ({self.skip_flow.source}): {str(result)[:200]}"
+                raise FlowSkipped(message)
+
     def _message(self, error: Any) -> str:
         return str(self.error_message.evaluate({"error": error})) if self.error_message else str(error)
 
@@ -120,6 +137,8 @@ class BatchResults:
                 return {}, (f"the response lists {len(results)} results for {len(sent)} records "
                             "(results.match: position needs one each)")
             pairs = list(enumerate(results))
+        elif self.match == INDEX:
+            pairs = self._indexed(results, len(sent))
         else:
             path: Expr | None
             path, names = (self.key, _names([s.key for s in sent])) if self.match == KEY else \
@@ -138,3 +157,14 @@ class BatchResults:
             created = bool(self.created.evaluate(result)) if self.created is not None else None
             confirmed[index] = (str(found) if found is not None else None, created)
         return confirmed, UNMENTIONED
+
+    def _indexed(self, results: list[Any], count: int) -> list[tuple[int, Any]]:
+        """(position, result) for each result naming an input by ``index``; a position named twice names neither,
+        one out of range or not an integer names nothing."""
+        assert self.index is not None, "the schema requires `index` with `match: index`"
+        named: dict[int, list[Any]] = {}
+        for result in results:
+            value = self.index.evaluate(result) if isinstance(result, dict) else None
+            if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < count:
+                named.setdefault(value, []).append(result)
+        return [(position, found[0]) for position, found in named.items() if len(found) == 1]
