@@ -32,13 +32,15 @@ SANDBOX_ENV = {
     "ML_SANDBOX_COMMERCE_ACCESS_TOKEN_SECRET": "sbxts1q3w5e7r9t1y3u5i7o9p1a3s5d7",
     "ML_SANDBOX_COMMERCE_IMS_CLIENT_ID": "5c0a1f2e3d4b5a697887a6b5c4d3e2f1",
     "ML_SANDBOX_COMMERCE_IMS_CLIENT_SECRET": "p8e-SBXcommerceACCSclientSecret00000001",
+    "ML_SANDBOX_MARKETO_CLIENT_ID": "5d3b6a52-7c1e-4c55-9a8e-123abc456707",
+    "ML_SANDBOX_MARKETO_CLIENT_SECRET": "SandboxMarketoSecret123ABC456xyz",
 }
 COMMERCE_TENANT_ID = "SbxTenant7Qm2Lx9Rk4Wd8Vp3"  # the sandbox's Cloud Service tenant
 SALESFORCE_ORG_ID = "00D5g0000000001EAA"  # the sandbox org: the Pub/Sub tenant id
 ZOHO_ACCOUNTS_HOST = "127.0.0.2"  # the sandbox's EU data center, where its default org lives
 # the CRM sandbox each shipped integration needs
 PAIRS = {"pipedrive": "qad-pipedrive", "zoho": "qad-zoho", "salesforce": "qad-salesforce",
-         "adobe_commerce": "adobe-commerce-qad"}
+         "adobe_commerce": "adobe-commerce-qad", "marketo": "qad-marketo"}
 
 
 def apply_env(environ: dict[str, str] | None = None) -> None:
@@ -114,6 +116,14 @@ def connections(urls: dict[str, str], pipedrive_auth: str = "api_token",
                          "access_token_secret": "env:ML_SANDBOX_COMMERCE_ACCESS_TOKEN_SECRET"} if paas else
                         {"ims_client_id": "env:ML_SANDBOX_COMMERCE_IMS_CLIENT_ID",
                          "ims_client_secret": "env:ML_SANDBOX_COMMERCE_IMS_CLIENT_SECRET"}),
+        }
+    if "marketo" in urls:
+        entries["marketo"] = {
+            "connector": "marketo",
+            "sandbox": True,
+            "settings": {"munchkin_id": "123-ABC-456", "endpoint": urls["marketo"].rstrip("/")},
+            "secrets": {"client_id": "env:ML_SANDBOX_MARKETO_CLIENT_ID",
+                        "client_secret": "env:ML_SANDBOX_MARKETO_CLIENT_SECRET"},
         }
     return entries
 

@@ -115,7 +115,7 @@ def test_unknown_connector(specs: SpecCopy, cli: Callable[..., Result]) -> None:
     line = specs.line(INTEGRATION, "pipedrve")
     message = reported(result, f"{INTEGRATION}:{line}: connections.pipedrive.connector")
     assert message.endswith(
-        "unknown connector 'pipedrve' (known: adobe-commerce, pipedrive, qad, salesforce, zoho-crm)")
+        "unknown connector 'pipedrve' (known: adobe-commerce, marketo, pipedrive, qad, salesforce, zoho-crm)")
 
 
 def test_unknown_entity(specs: SpecCopy, cli: Callable[..., Result]) -> None:

@@ -38,6 +38,7 @@ COMMERCE_FLOWS = [
     "invoices_to_customer_invoices",
     "creditmemos_to_credit_notes",
 ]
+MARKETO_FLOWS = ["customers_to_companies", "customers_to_named_accounts", "contacts_to_leads"]
 SALESFORCE_FLOWS = [
     "customers_to_sf_accounts",
     "suppliers_to_sf_accounts",
@@ -59,12 +60,13 @@ def test_schema_is_valid_draft_2020_12(kind: str) -> None:
 def test_shipped_specs_load_without_problems() -> None:
     project, problems = load_specs([REPO / "connectors", REPO / "mappings"])
     assert [str(p) for p in problems] == []
-    assert set(project.connectors) == {"qad", "pipedrive", "zoho-crm", "salesforce", "adobe-commerce"}
-    assert set(project.integrations) == {"adobe-commerce-qad", "qad-pipedrive", "qad-salesforce", "qad-zoho"}
-    assert list(project.flows) == COMMERCE_FLOWS + FLOWS + SALESFORCE_FLOWS + ZOHO_FLOWS
-    assert set(project.flow_integration.values()) == {"adobe-commerce-qad", "qad-pipedrive", "qad-salesforce",
-                                                      "qad-zoho"}
-    assert len(project.files) == 35
+    assert set(project.connectors) == {"qad", "pipedrive", "zoho-crm", "salesforce", "adobe-commerce", "marketo"}
+    assert set(project.integrations) == {"adobe-commerce-qad", "qad-marketo", "qad-pipedrive", "qad-salesforce",
+                                         "qad-zoho"}
+    assert list(project.flows) == COMMERCE_FLOWS + MARKETO_FLOWS + FLOWS + SALESFORCE_FLOWS + ZOHO_FLOWS
+    assert set(project.flow_integration.values()) == {"adobe-commerce-qad", "qad-marketo", "qad-pipedrive",
+                                                      "qad-salesforce", "qad-zoho"}
+    assert len(project.files) == 40
 
 
 def test_merge_keys_are_resolved() -> None:
@@ -81,7 +83,7 @@ def test_cli_validate_defaults_to_connectors_and_mappings(
     monkeypatch.chdir(REPO)
     result = cli("validate")
     assert result.exit_code == 0, result.output
-    assert result.output == "35 files, 0 problems\n"
+    assert result.output == "40 files, 0 problems\n"
 
 
 def test_workspace_loads_and_orders_flows(specs: SpecCopy, cli: Callable[..., Result]) -> None:
@@ -97,7 +99,7 @@ def test_workspace_loads_and_orders_flows(specs: SpecCopy, cli: Callable[..., Re
     assert project.entity("pipedrive", "deal")["key"] == "id"
     result = cli("validate", "--workspace", "workspace.yaml")
     assert result.exit_code == 0, result.output
-    assert result.output == "36 files, 0 problems\n"
+    assert result.output == "41 files, 0 problems\n"
 
 
 def test_flow_order_breaks_ties_by_listed_order(specs: SpecCopy) -> None:
@@ -111,6 +113,7 @@ def test_flow_order_breaks_ties_by_listed_order(specs: SpecCopy) -> None:
     assert problems == []
     assert project.flow_order() == [
         *COMMERCE_FLOWS,
+        *MARKETO_FLOWS,
         "customers_to_organizations",
         "contacts_to_persons",
         "items_to_products",
