@@ -29,7 +29,20 @@ def check_connector_channels(spec: Spec) -> list[SpecProblem]:
     for name, channel in channels.items():
         problems += _lifetimes(spec, name, as_dict(channel))
         problems += _callback_paths(spec, ("channels", name, "callback"), as_dict(as_dict(channel).get("callback")))
+        problems += _static_comparisons(spec, name, as_dict(channel))
     return problems
+
+
+def _static_comparisons(spec: Spec, name: str, channel: dict[str, Any]) -> list[SpecProblem]:
+    """A static channel (no `register`: configured in the source system) has no token or id of ours."""
+    if "register" in channel:
+        return []
+    rules = as_list(as_dict(channel.get("callback")).get("verify"))
+    return [problem(spec, ("channels", name, "callback", "verify", index, "equals"),
+                    f"channel '{name}' has no register request (it is configured in the source system): there is "
+                    f"no {rule['equals']} to compare with; verify a signature instead")
+            for index, rule in enumerate(rules)
+            if isinstance(rule, dict) and rule.get("equals") in ("channel.token", "channel.id")]
 
 
 def _lifetimes(spec: Spec, name: str, channel: dict[str, Any]) -> list[SpecProblem]:

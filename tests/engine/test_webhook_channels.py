@@ -34,6 +34,7 @@ from ml_connector.events.channels import maintain_channels
 from ml_connector.events.inbox import Inbox, inbox_path
 from ml_connector.events.receiver import Receiver
 from ml_connector.events.service import Service, listening_socket
+from ml_connector.spec import SpecError
 from ml_connector.store import State
 from ml_connector.sync.runner import Runner
 from ml_connector.workspace import Workspace
@@ -315,8 +316,9 @@ def test_an_optional_item_with_a_key_still_checks(tmp_path: Path, inbox: Inbox) 
 
 def test_a_static_channel_cannot_compare_with_a_token_it_never_handed_out(tmp_path: Path) -> None:
     verify = "        - {path: token, equals: channel.token}\n"
-    with pytest.raises(SetupError, match=r"^channel shop/order_placed/order: callback.verify\[0\] compares with "
-                                         r"channel.token, which a static channel \(no register\) does not have"):
+    # validate refuses it first, with file:line (serve's own refusal stays behind it)
+    with pytest.raises(SpecError, match=r"shop.yaml:13: channels.order_placed.callback.verify\[0\].equals: "
+                                        r"channel 'order_placed' has no register request"):
         maintain(write_workspace(tmp_path, connector(verify)))
 
 

@@ -118,3 +118,17 @@ def test_callback_paths_are_jmespath(tmp_path: Path) -> None:
         [f"watched.yaml:{line_of(connector, 'verify')}", "channels.changes.callback.verify[0].path"],
         [f"watched.yaml:{line_of(connector, 'ids:')}", "channels.changes.callback.ids"]]
     assert all(": invalid JMESPath: " in p for p in problems)
+
+
+def test_a_static_channel_cannot_compare_with_a_channel_token_or_id(tmp_path: Path) -> None:
+    """A channel configured in the source system (no `register`) has no token or id of ours to compare with:
+    validate says so with file:line, before serve refuses to start."""
+    static = CONNECTOR.replace("""    register:
+      path: /actions/watch
+      body: {channel_id: "{{ channel.id }}", token: "{{ channel.token }}", url: "{{ channel.url }}"}
+      ok_when: "watch[0].status == 'success'"
+""", "")
+    assert problems_of(tmp_path, connector=static) == [
+        f"watched.yaml:{line_of(static, 'verify')}: channels.changes.callback.verify[0].equals: channel 'changes' "
+        "has no register request (it is configured in the source system): there is no channel.token to compare "
+        "with; verify a signature instead"]
