@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -79,25 +81,20 @@ class QadAdmin:
 
     async def admin_receive(self, request: Request) -> Response:
         """Post a receipt on a PO line (next free receiver unless ``receiverNumber`` is sent)."""
-        fields = await json_object(request)
-        if fields is None:
-            return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
-        try:
-            return JSONResponse(post_receipt(self.store, request.path_params["number"], fields), status_code=201)
-        except KeyError:
-            return JSONResponse({"error": "not found"}, status_code=404)
-        except ConflictError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=409)
-        except ValueError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
+        return await self._post_on(request, post_receipt)
 
     async def admin_pay(self, request: Request) -> Response:
         """Apply a payment to an invoice (``amount``; next free paymentNumber unless one is sent)."""
+        return await self._post_on(request, apply_payment)
+
+    async def _post_on(self, request: Request,
+                       action: Callable[[QadStore, str, Mapping[str, Any]], dict[str, Any]]) -> Response:
+        """A document posted against the record ``number`` names: 201, or 404 / 409 / 400 with the reason."""
         fields = await json_object(request)
         if fields is None:
             return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
         try:
-            return JSONResponse(apply_payment(self.store, request.path_params["number"], fields), status_code=201)
+            return JSONResponse(action(self.store, request.path_params["number"], fields), status_code=201)
         except KeyError:
             return JSONResponse({"error": "not found"}, status_code=404)
         except ConflictError as exc:

@@ -22,7 +22,7 @@ from ml_connector.sandbox.demo import GUEST_CUSTOMER as GUEST
 from ml_connector.sandbox.qad import QadSandbox, create_qad_sandbox
 from ml_connector.sandbox.serve import SandboxServer
 from ml_connector.sandbox.workspace import SANDBOX_ENV, write_workspace
-from tests.e2e.conftest import cli, counts, run_flows
+from tests.e2e.conftest import Lines, cli, counts, run_flows, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -216,8 +216,6 @@ def test_the_cloud_service_is_called_with_an_ims_token_and_the_store_header(
 
 def test_the_signed_order_webhook_is_answered_at_once_and_the_order_posted_and_a_forged_one_is_refused(
         pair: Pair) -> None:
-    from tests.e2e.test_serve_receiver import Lines, wait_for
-
     assert pair.run()[0] == 0
     key = httpx.get(pair.urls["adobe_commerce"] + "/_admin/webhooks/public_key", timeout=10).text
     document = yaml.safe_load(pair.workspace.read_text())

@@ -21,7 +21,7 @@ from ml_connector.sandbox.salesforce.app import SalesforceSandbox
 from ml_connector.sandbox.salesforce.pubsub import PubSubServer, start_pubsub
 from ml_connector.sandbox.serve import SandboxServer
 from ml_connector.sandbox.workspace import SANDBOX_ENV, write_workspace
-from tests.e2e.conftest import cli, counts, run_flows
+from tests.e2e.conftest import cli, counts, run_flows, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 API = "/services/data/v66.0"
@@ -185,14 +185,6 @@ def test_the_daily_api_limit_stops_the_run_cleanly_and_the_next_run_resumes(pair
     assert pair.account("V000001")["Name"]                         # the suppliers' accounts came on resuming
 
 
-def _wait(what: str, check: Callable[[], Any], seconds: float = 30) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _serve(pair: Pair) -> subprocess.Popen[str]:
@@ -220,7 +212,8 @@ def test_change_data_capture_delivers_changes_made_while_stopped_and_falls_back_
     try:
         time.sleep(3)  # subscribed, and a keepalive position stored
         pair.admin("PATCH", f"/_admin/records/Account/{account['Id']}", {"Name": "Live Change AG"})
-        _wait("the live change in QAD", lambda: _qad_name(pair, "C000003") == "Live Change AG")
+        wait_for(lambda: _qad_name(pair, "C000003") == "Live Change AG", 30,
+                 "timed out waiting for the live change in QAD")
     finally:
         _stop(serve)
 
@@ -228,7 +221,8 @@ def test_change_data_capture_delivers_changes_made_while_stopped_and_falls_back_
     pair.admin("PATCH", f"/_admin/records/Account/{account['Id']}", {"Name": "Changed While Stopped AG"})
     serve = _serve(pair)
     try:
-        _wait("the change made while stopped", lambda: _qad_name(pair, "C000003") == "Changed While Stopped AG")
+        wait_for(lambda: _qad_name(pair, "C000003") == "Changed While Stopped AG", 30,
+                 "timed out waiting for the change made while stopped")
     finally:
         _stop(serve)
 
@@ -237,7 +231,8 @@ def test_change_data_capture_delivers_changes_made_while_stopped_and_falls_back_
     pair.admin("POST", "/_admin/pubsub/purge", {"older_than_seconds": 0})
     serve = _serve(pair)
     try:
-        _wait("the change past the retention", lambda: _qad_name(pair, "C000003") == "Past Retention AG", 60)
+        wait_for(lambda: _qad_name(pair, "C000003") == "Past Retention AG", 60,
+                 "timed out waiting for the change past the retention")
     finally:
         err = _stop(serve)
     assert pair.sf.log.summary()["counts"].get("POST /services/oauth2/token", 0) <= 3
@@ -257,7 +252,8 @@ def test_a_gap_event_makes_the_subscriber_re_read_the_named_record_over_rest(pai
         time.sleep(2)
         assert _qad_name(pair, "C000005") != "Changed Without An Event AG"   # no event, nothing moved
         pair.admin("POST", "/_admin/pubsub/gap", {"entity": "Account", "ids": [account["Id"]], "type": "GAP_UPDATE"})
-        _wait("the re-read after the gap event", lambda: _qad_name(pair, "C000005") == "Changed Without An Event AG")
+        wait_for(lambda: _qad_name(pair, "C000005") == "Changed Without An Event AG", 30,
+                 "timed out waiting for the re-read after the gap event")
     finally:
         _stop(serve)
 
@@ -311,6 +307,7 @@ def test_an_overflow_event_makes_the_subscriber_read_the_whole_entity(pair: Pair
         time.sleep(2)
         assert _qad_name(pair, "C000007") != "Lost In An Overflow AG"   # no event, nothing moved
         pair.admin("POST", "/_admin/pubsub/gap", {"entity": "Account", "ids": [], "type": "GAP_OVERFLOW"})
-        _wait("the full read after the overflow event", lambda: _qad_name(pair, "C000007") == "Lost In An Overflow AG")
+        wait_for(lambda: _qad_name(pair, "C000007") == "Lost In An Overflow AG", 30,
+                 "timed out waiting for the full read after the overflow event")
     finally:
         _stop(serve)

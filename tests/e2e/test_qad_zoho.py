@@ -25,7 +25,7 @@ from ml_connector.sandbox.serve import SandboxServer
 from ml_connector.sandbox.workspace import SANDBOX_ENV, write_workspace
 from ml_connector.sandbox.zoho import create_zoho_sandbox
 from ml_connector.sandbox.zoho.app import ZohoSandbox
-from tests.e2e.conftest import cli, counts, run_flows
+from tests.e2e.conftest import cli, counts, run_flows, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 FIRST_RUN_CALLS = {
@@ -249,14 +249,6 @@ def _free_port() -> int:
         return port
 
 
-def _wait(what: str, check: Callable[[], Any], seconds: float = 30) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_an_account_changed_in_zoho_reaches_qad_through_the_channel_without_polling_or_echo(pair: Pair) -> None:
@@ -267,16 +259,16 @@ def test_an_account_changed_in_zoho_reaches_qad_through_the_channel_without_poll
                              cwd=REPO, env={**os.environ, **SANDBOX_ENV}, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     try:
-        channels = _wait("the channels", lambda: [
+        channels = wait_for(lambda: [
             c for org in pair.admin("GET", "/_admin/watch/channels").values() for c in org
-            if c["notify_url"].startswith(f"http://127.0.0.1:{port}/")])
+            if c["notify_url"].startswith(f"http://127.0.0.1:{port}/")], 30, "timed out waiting for the channels")
         assert sorted(e for c in channels for e in c["events"]) == ["Accounts.all", "Sales_Orders.all"]
         customer = pair.qad.store.get("customerV2s", "C000001")
         account = next(r for r in pair.records("Accounts") if r["ERP_Key"] == "C000001")
         pair.zoho.log.reset()
         pair.admin("PATCH", f"/_admin/records/Accounts/{account['id']}", {"Account_Name": "Renamed In Zoho GmbH"})
-        _wait("the rename in QAD",
-              lambda: pair.qad.store.get("customerV2s", "C000001")["name"] == "Renamed In Zoho GmbH", 20)
+        wait_for(lambda: pair.qad.store.get("customerV2s", "C000001")["name"] == "Renamed In Zoho GmbH", 20,
+                 "timed out waiting for the rename in QAD")
         assert customer["name"] != "Renamed In Zoho GmbH"
         time.sleep(1.0)  # an echo, if there were one, would be written back within this
         assert pair.zoho_writes() == {}

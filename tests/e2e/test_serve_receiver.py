@@ -13,17 +13,15 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
 
 import httpx
 import pytest
 
 from ml_connector.sandbox.serve import SandboxServer
-from tests.e2e.conftest import REPO
+from tests.e2e.conftest import REPO, Lines, wait_for
 from tests.engine.fakeapi import FakeAPI
 
 CONNECTOR = """\
@@ -89,31 +87,6 @@ def write_workspace(root: Path, url: str) -> Path:
     return workspace
 
 
-class Lines:
-    """A child's stream read in a thread, so the test can wait for a line without blocking forever."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self.lines: list[str] = []
-        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
-        self._thread.start()
-
-    def _read(self, stream: IO[str]) -> None:
-        for line in stream:
-            self.lines.append(line)
-
-    def text(self) -> str:
-        self._thread.join(timeout=10)
-        return "".join(self.lines)
-
-
-def wait_for(what: Callable[[], Any], seconds: float, message: str) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = what()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(message)
 
 
 @pytest.fixture
