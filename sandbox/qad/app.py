@@ -7,8 +7,8 @@ Routes (all JSON):
   POST /clouderp/api/erp/<entity>               batch write, all-or-nothing, business errors on HTTP 200
   GET  /clouderp/api/qracore/browses            browse facade (zero rows unless page and pageAction are sent)
 Entities: see ``entities.SPECS``. Modules: ``rules`` (field rules), ``entities`` (entity table), ``seeding``
-and ``data`` (virtual seeded records), ``store``, ``business``/``procurement`` (business rules), ``auth``,
-``limits``, ``api`` (vendor routes), ``browse``, ``admin``.
+and ``data`` (virtual seeded records), ``store``, ``business``/``procurement``/``receivables``/``activities``
+(business rules), ``auth``, ``limits``, ``api`` (vendor routes), ``browse``, ``admin``.
 """
 
 from __future__ import annotations
@@ -48,13 +48,14 @@ def create_qad_sandbox(*, customers: int = 300, items: int = 200, sales_orders: 
                        suppliers: int = 0, purchase_orders: int = 0, receipts: int = 0,
                        supplier_invoices: int = 0, entity_code: str | None = None,
                        customer_invoices: int = 0, credit_notes: int = 0, payments: int = 0,
-                       clock: Clock = time.time) -> QadSandbox:
+                       customer_activities: int = 0, clock: Clock = time.time) -> QadSandbox:
     """Build a seeded QAD sandbox (deterministic for ``seed``); it reads time only through ``clock``.
 
     ``receipts`` counts receivers: receiver r received purchase order r; ``supplier_invoices`` invoice k
     bills purchase order k, so invoices past ``receipts`` are seeded pending. ``entity_code`` (default
     ``<domain>CO``) heads supplier invoice keys. ``customer_invoices``: invoice k bills sales order k when
     it can; ``credit_notes`` / ``payments``: credit note k and payment k settle part or all of invoice k.
+    ``customer_activities`` (default none: integrations write them) touch seeded customers and their contacts.
     """
     if sales_orders and (customers <= 0 or items <= 0):
         raise ValueError("seeding sales orders needs at least one customer and one item")
@@ -66,10 +67,12 @@ def create_qad_sandbox(*, customers: int = 300, items: int = 200, sales_orders: 
         raise ValueError("seeding customer invoices needs at least one customer and one item")
     if credit_notes > customer_invoices or payments > customer_invoices:
         raise ValueError("seeded credit notes and payments each refer to one seeded customer invoice")
+    if customer_activities and customers <= 0:
+        raise ValueError("seeding customer activities needs at least one customer")
     counts = {"customerV2s": customers, "supplierV2s": suppliers, "items": items, "salesOrders": sales_orders,
               "purchaseOrders": purchase_orders, "purchaseOrderReceipts": receipts,
               "supplierInvoices": supplier_invoices, "customerInvoices": customer_invoices,
-              "creditNotes": credit_notes, "payments": payments}
+              "creditNotes": credit_notes, "payments": payments, "customerActivities": customer_activities}
     config = dict(DEFAULT_CONFIG)
     entity = entity_code if entity_code is not None else f"{domain}CO"
     store = QadStore(domain=domain, seed=seed, seeders=build_seeders(seed, counts, entity), clock=clock,

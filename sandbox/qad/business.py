@@ -1,8 +1,8 @@
 """Business rules QAD applies when a record is saved: references, defaults, derived fields, side effects.
 
 The store calls these hooks; procurement entities delegate to ``procurement``, receivables to
-``receivables``. Orders must name existing (and, with ``enforce_active_references``, active) customers and
-ACTIVE items.
+``receivables``, customer activities to ``activities``. Orders must name existing (and, with
+``enforce_active_references``, active) customers and ACTIVE items.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import copy
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ml_connector.sandbox.qad import data, procurement, receivables
+from ml_connector.sandbox.qad import activities, data, procurement, receivables
 from ml_connector.sandbox.qad.checks import duplicate_errors, item_errors
 from ml_connector.sandbox.qad.entities import EntitySpec
 
@@ -27,6 +27,8 @@ def fill_key(store: QadStore, spec: EntitySpec, record: dict[str, Any], reserved
         procurement.fill_key(store, spec.name, record, set(reserved))
     if spec.name in receivables.ENTITIES:
         receivables.fill_key(store, spec.name, record, reserved)
+    if spec.name == activities.ENTITY:
+        activities.fill_key(store, record)
 
 
 def reference_errors(store: QadStore, spec: EntitySpec, merged: Mapping[str, Any], payload: Mapping[str, Any],
@@ -42,6 +44,8 @@ def reference_errors(store: QadStore, spec: EntitySpec, merged: Mapping[str, Any
     if spec.name in receivables.ENTITIES:
         return receivables.reference_errors(store, spec.name, merged, payload, existing, config,
                                             {} if batch is None else batch)
+    if spec.name == activities.ENTITY:
+        return activities.reference_errors(store, merged, payload, existing)
     if spec.name == "customerV2s" and "contacts" in payload:
         return duplicate_errors(payload["contacts"], "contacts", "contactId", "Duplicate contact id")
     if spec.name != "salesOrders":
@@ -70,6 +74,8 @@ def complete(store: QadStore, spec: EntitySpec, record: dict[str, Any]) -> dict[
         procurement.complete(store, spec.name, record)
     if spec.name in receivables.ENTITIES:
         receivables.complete(store, spec.name, record)
+    if spec.name == activities.ENTITY:
+        activities.complete(record)
     return record
 
 

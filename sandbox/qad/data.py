@@ -14,6 +14,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ml_connector.sandbox.qad.timestamps import iso_ms
+
 _MASK = (1 << 64) - 1
 BASE_MS = int(datetime(2025, 1, 1, tzinfo=UTC).timestamp() * 1000)
 SPAN_MS = 200 * 24 * 3600 * 1000  # seeded lastModifiedDate values fall in 2025-01-01 .. 2025-07-20
@@ -84,6 +86,14 @@ _MATERIALS = ("Steel", "SS", "Brass", "Alum", "Nylon", "Cast Iron", "PVC", "Bron
 _FINISHES = ("ZINC PLATED", "BLACK OXIDE", "ANODIZED", "PAINTED", "RAW", "PASSIVATED", "POWDER COAT")
 _PRODUCT_LINES = ("1000", "2000", "3000", "4000", "5000")
 _ITEM_TYPES = ("FINISHED", "RAW", "PURCH", "SUBASSY")
+_ACTIVITIES = (
+    ("Visit Webpage", "Visited /products/{topic}"), ("Fill Out Form", "Requested a quote: {topic}"),
+    ("Open Email", "Opened newsletter: {topic}"), ("Click Email", "Clicked link in: {topic}"),
+    ("Attend Event", "Attended webinar: {topic}"), ("Phone Call", "Call about {topic}"),
+    ("Meeting", "Review of {topic} pricing"),
+)
+_TOPICS = ("fasteners", "bearings", "hydraulics", "spare parts", "annual contract", "new catalog", "sensors")
+_SOURCES = ("Marketo", "Marketo", "Marketo", "CRM", "Sales")
 
 
 def mix64(x: int) -> int:
@@ -151,6 +161,14 @@ def supplier_index(key: str) -> int | None:
 
 def order_index(key: str) -> int | None:
     return prefixed_index(key, "S", order_number)
+
+
+def activity_id(i: int) -> str:
+    return f"A{i + 1:07d}"
+
+
+def activity_index(key: str) -> int | None:
+    return prefixed_index(key, "A", activity_id)
 
 
 def item_index(key: str) -> int | None:
@@ -308,6 +326,24 @@ def _order_line(rng: random.Random, n: int, status: str, items: tuple[int, int])
         "listPrice": part["listPrice"],
         "netPrice": round(part["listPrice"] * (1 - discount), 2),
         "siteCode": part["siteCode"],
+    }
+
+
+def customer_activity(base: int, i: int, lmd_ms: int, customers: tuple[int, int]) -> dict[str, Any]:
+    """Seeded customer activity ``i``: a touch of a seeded customer, mostly of one of its contacts."""
+    rng = record_rng(base, i)
+    cust = customer(customers[0], rng.randrange(customers[1]))
+    kind, subject = rng.choice(_ACTIVITIES)
+    contact = rng.choice(cust["contacts"]) if cust["contacts"] and rng.random() < 0.8 else None
+    when = lmd_ms - rng.randint(0, 6 * 3600) * 1000  # recorded some time after it happened
+    return {
+        "activityId": activity_id(i),
+        "contactId": contact["contactId"] if contact is not None else None,
+        "customerCode": cust["customerCode"],
+        "activityDate": iso_ms(when),
+        "activityType": kind,
+        "subject": subject.format(topic=rng.choice(_TOPICS)),
+        "source": rng.choice(_SOURCES),
     }
 
 

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ml_connector.sandbox.qad.rules import (
+    ACTIVITY_RULES,
     CREDIT_NOTE_RULES,
+    CUSTOMER_CONTEXT_RULES,
     CUSTOMER_INVOICE_RULES,
     CUSTOMER_RULES,
     ITEM_RULES,
@@ -23,6 +25,7 @@ from ml_connector.sandbox.qad.rules import (
 ADMIN_USER = "sandbox-admin"
 SYSTEM_FIELDS = frozenset(
     {"uri", "domainCode", "lastModifiedDate", "lastModifiedUser", "concurrencyHash", "dataOperation"})
+CUSTOMER_CONTEXT_DEFAULTS: dict[str, Any] = dict.fromkeys(CUSTOMER_CONTEXT_RULES)  # every record shows them
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ SPECS: dict[str, EntitySpec] = {s.name: s for s in (
     EntitySpec("customerV2s", "customerCode", "urn:be:com.qad.base.customer.ICustomerV2", "base", 1,
                CUSTOMER_RULES,
                {"currencyCode": "USD", "creditTermsCode": "30D", "creditLimit": 0.0, "isActive": True,
-                "taxZone": None, "addresses": [], "contacts": []}),
+                "taxZone": None, "addresses": [], "contacts": [], **CUSTOMER_CONTEXT_DEFAULTS}),
     EntitySpec("supplierV2s", "supplierCode", "urn:be:com.qad.base.supplier.ISupplierV2", "base", 2,
                SUPPLIER_RULES,
                {"currencyCode": "USD", "paymentTermsCode": "30D", "isActive": True, "addresses": []}),
@@ -78,5 +81,7 @@ SPECS: dict[str, EntitySpec] = {s.name: s for s in (
                 "reason": None, "lines": []}),
     EntitySpec("payments", "paymentNumber", "urn:be:com.qad.financials.payment.ICustomerPayment",
                "financials", 10, PAYMENT_RULES, {}, writable=False),
+    EntitySpec("customerActivities", "activityId", "urn:be:com.qad.crm.activity.ICustomerActivity", "crm", 11,
+               ACTIVITY_RULES, {"contactId": None, "subject": None, "source": None}),
 )}
 

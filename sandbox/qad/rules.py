@@ -14,13 +14,14 @@ from typing import Any
 
 from ml_connector.sandbox.core import is_date
 from ml_connector.sandbox.qad import data
+from ml_connector.sandbox.qad.timestamps import is_timestamp
 
 
 @dataclass(frozen=True)
 class Rule:
     """Validation rule of one writable field."""
 
-    kind: str  # "str" | "email" | "number" | "int" | "bool" | "date" | "list"
+    kind: str  # "str" | "email" | "number" | "int" | "bool" | "date" | "datetime" | "list"
     required: bool = False
     max_len: int | None = None
     choices: frozenset[str] | None = None
@@ -54,6 +55,14 @@ LINE_RULES = {
     "netPrice": Rule("number", minimum=0),
     "siteCode": Rule("str", False, 8, data.SITES),
 }
+# Account context (cm_slspsn and the x(60)/decimal/date custom fields every QAD record carries): written
+# back from a marketing system, so all of them are optional and may be cleared with null.
+CUSTOMER_CONTEXT_RULES = {
+    "salespersonCode": Rule("str", False, 8, nullable=True),
+    **{f"customShort{n}": Rule("str", False, 60, nullable=True) for n in range(20)},
+    **{f"customDecimal{n}": Rule("number", nullable=True) for n in range(5)},
+    **{f"customDate{n}": Rule("date", nullable=True) for n in range(1, 6)},
+}
 CUSTOMER_RULES = {
     "customerCode": Rule("str", True, 8),
     "businessRelationCode": Rule("str", False, 8),
@@ -65,6 +74,7 @@ CUSTOMER_RULES = {
     "taxZone": Rule("str", False, 16, nullable=True),
     "addresses": Rule("list", each=ADDRESS_RULES),
     "contacts": Rule("list", each=CONTACT_RULES),
+    **CUSTOMER_CONTEXT_RULES,
 }
 SUPPLIER_RULES = {
     "supplierCode": Rule("str", True, 8),
@@ -103,11 +113,11 @@ ORDER_RULES = {
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _KIND_NAMES = {"str": "string", "email": "string", "number": "number", "int": "integer", "bool": "boolean",
-               "date": "date (YYYY-MM-DD)", "list": "array"}
+               "date": "date (YYYY-MM-DD)", "datetime": "datetime", "list": "array"}
 
 
 def _type_ok(value: Any, kind: str) -> bool:
-    if kind in {"str", "email", "date"}:
+    if kind in {"str", "email", "date", "datetime"}:
         return isinstance(value, str)
     if kind == "number":
         return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
@@ -130,6 +140,8 @@ def check_value(value: Any, rule: Rule, config: Mapping[str, Any]) -> str | None
         return f"Invalid e-mail address '{value}'"
     if rule.kind == "date" and not is_date(value):
         return f"Invalid date '{value}': expected YYYY-MM-DD"
+    if rule.kind == "datetime" and not is_timestamp(value):
+        return f"Invalid datetime '{value}': expected ISO 8601 with zone"
     if rule.choices is not None and value not in rule.choices:
         return f"Value '{value}' is not a valid code"
     if rule.max_len is not None and isinstance(value, str) and config["enforce_field_lengths"] \
@@ -268,4 +280,17 @@ PAYMENT_RULES = {
     "paymentDate": Rule("date"),
     "amount": Rule("number", True),
     "currencyCode": Rule("str", True, 3, data.CURRENCIES),
+}
+
+
+# ---- account context: customer activities (QAD CRM activity history) ---------------------------------
+
+ACTIVITY_RULES = {
+    "activityId": Rule("str", True, 40),  # caller-chosen, e.g. the marketing system's activity id
+    "contactId": Rule("str", False, 20, nullable=True),  # a contact of the customer; null: the account itself
+    "customerCode": Rule("str", False, 8),  # the contact's customer when not sent; then required (activities)
+    "activityDate": Rule("datetime", True),  # stored as ISO 8601 UTC with milliseconds
+    "activityType": Rule("str", True, 40),
+    "subject": Rule("str", False, 255, nullable=True),
+    "source": Rule("str", False, 20, nullable=True),
 }

@@ -9,7 +9,7 @@ from ml_connector.sandbox.qad import data
 from ml_connector.sandbox.qad import procurement_data as pd
 from ml_connector.sandbox.qad import receivables_data as rd
 from ml_connector.sandbox.qad.config import DEFAULT_CONFIG
-from ml_connector.sandbox.qad.entities import SPECS
+from ml_connector.sandbox.qad.entities import CUSTOMER_CONTEXT_DEFAULTS, SPECS
 from ml_connector.sandbox.qad.procurement import match_against
 from ml_connector.sandbox.qad.seeding import IndexedSeeder, Seeder
 
@@ -101,7 +101,7 @@ def build_seeders(seed: int, counts: Mapping[str, int], entity_code: str) -> dic
 
     seeders: dict[str, Seeder] = {
         "customerV2s": IndexedSeeder(b, n["customerV2s"], data.customer_code, data.customer_index,
-                                     lambda i, _ms: data.customer(b, i)),
+                                     lambda i, _ms: {**data.customer(b, i), **CUSTOMER_CONTEXT_DEFAULTS}),
         "supplierV2s": IndexedSeeder(base["supplierV2s"], n["supplierV2s"], data.supplier_code,
                                      data.supplier_index, lambda i, _ms: data.supplier(base["supplierV2s"], i)),
         "items": IndexedSeeder(base["items"], n["items"], data.item_code, data.item_index,
@@ -119,5 +119,8 @@ def build_seeders(seed: int, counts: Mapping[str, int], entity_code: str) -> dic
                                      rd.credit_note_index, lambda k, _ms: ar.credit_note(k), ar.credit_ms),
         "payments": IndexedSeeder(base["payments"], ar.refs.payments, rd.payment_number, rd.payment_index,
                                   lambda k, _ms: ar.payment(k), ar.payment_ms),
+        "customerActivities": IndexedSeeder(base["customerActivities"], n["customerActivities"], data.activity_id,
+                                            data.activity_index, lambda k, ms: data.customer_activity(
+                                                base["customerActivities"], k, ms, customers)),
     }
     return seeders

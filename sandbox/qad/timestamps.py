@@ -22,3 +22,14 @@ def parse_timestamp_ms(value: str) -> int:
         raise ValueError(value)
     micros = (datetime.fromisoformat(value) - _EPOCH) // timedelta(microseconds=1)
     return -(-micros // 1000)
+
+
+def is_timestamp(value: object) -> bool:
+    """An ISO 8601 timestamp with an explicit zone that names a real moment."""
+    if not isinstance(value, str):
+        return False
+    try:
+        parse_timestamp_ms(value)
+    except ValueError:
+        return False
+    return True
