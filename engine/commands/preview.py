@@ -26,6 +26,7 @@ from ml_connector.http.reader import EntityReader
 from ml_connector.http.redact import REDACTOR
 from ml_connector.http.writer import EntityWriter, first_difference
 from ml_connector.store import State
+from ml_connector.sync.keyed import flow_keys
 from ml_connector.sync.lookups import IdMapLookups
 from ml_connector.sync.runner import Runner
 from ml_connector.transform.mapping import CompiledMapping, Deferred, MappingError
@@ -112,7 +113,8 @@ class Previewer:
         reader = EntityReader(self.runner.client(source.connection), source.entity, entity,
                               self.runner.catalog(source.connection, source.entity, entity))
         units: list[dict[str, Any]] = []
-        async for page in reader.pages(params=source.params, expand=source.expand, bulk=False):  # a few records
+        keys = flow_keys(self.state, source.keys)  # a keyed read: the keys the id map of source.keys.flow holds
+        async for page in reader.pages(params=source.params, expand=source.expand, bulk=False, keys=keys):
             for record in page:
                 units.extend(self.mapping.explode(record))
             if len(units) >= limit:

@@ -132,6 +132,15 @@ class JobDownloadConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class JobWindowsConfig:
+    """One job per date window of at most `days`, from `start` (empty: one window) to now."""
+
+    days: int
+    start: Expr
+    format: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class JobNextConfig:
     """A new job for the next page of records, with the token the done job names."""
 
@@ -147,6 +156,7 @@ class JobRowsConfig:
     columns: Mapping[str, str]
     nest: bool
     empty: Literal["null", "keep"]
+    null_text: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -159,9 +169,17 @@ class BulkReadConfig:
     poll: JobPollConfig
     download: JobDownloadConfig
     next: JobNextConfig | None = None
+    windows: JobWindowsConfig | None = None
     abort: JobRequestConfig | None = None
     rows: JobRowsConfig
     page_size: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeysConfig:
+    """A read that needs keys: one paged query per batch of up to `batch` keys (`keys` in its templates)."""
+
+    batch: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -180,6 +198,7 @@ class ReadConfig:
     quota: str | None = None
     empty_statuses: tuple[int, ...]
     bulk: BulkReadConfig | None = None
+    keys: KeysConfig | None = None  # None: the entity can be listed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -203,6 +222,7 @@ class ExpandConfig:
     records: Expr
     paginator: str | None = None
     parent_key: str | None = None  # None: one parent per call (batch 1)
+    parent_field: str | None = None  # the parent's field its children name in parent_key; None: the entity key
     quota: str | None = None
     fields: Mapping[str, FieldDeclConfig] | None = None  # None: not declared, not checked
 

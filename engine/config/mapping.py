@@ -14,6 +14,14 @@ from ml_connector.config.expr import Expr
 
 
 @dataclass(frozen=True, kw_only=True)
+class FromKeysConfig:
+    """The keys a keyed read asks for: the id map of another flow, its source keys or its target ids."""
+
+    flow: str
+    side: Literal["source", "target"]
+
+
+@dataclass(frozen=True, kw_only=True)
 class SourceConfig:
     """Where records come from."""
 
@@ -22,6 +30,7 @@ class SourceConfig:
     params: Expr
     expand: tuple[str, ...]
     each: Expr | None = None
+    keys: FromKeysConfig | None = None  # a keyed read (the entity's read.keys)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -101,6 +101,7 @@ class RowShaper:
         self.columns = config.columns
         self.nest = config.nest
         self.empty_is_null = config.empty == "null"
+        self.null_text = config.null_text
         self.fields = fields or {}
         self._plan: list[tuple[str, tuple[str, ...], FieldDeclConfig | None]] | None = None
 
@@ -145,6 +146,8 @@ class RowShaper:
     def _value(self, text: str, decl: FieldDeclConfig | None, name: str, line: int) -> Any:
         if text == "":
             return None if self.empty_is_null else ""
+        if text == self.null_text:
+            return None
         kind = decl.type if decl is not None else "string"
         try:
             if kind == "integer":

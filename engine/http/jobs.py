@@ -26,6 +26,7 @@ from ml_connector.http.client import ConnectorClient, Reply
 from ml_connector.http.errors import FatalError, RecordError
 from ml_connector.http.job_files import NotAFile, download
 from ml_connector.http.job_rows import BadFile, RowShaper, csv_rows, csv_text
+from ml_connector.http.job_windows import date_windows
 from ml_connector.http.redact import REDACTOR
 
 log = logging.getLogger("ml_connector.http")
@@ -41,26 +42,39 @@ class BulkRead:
 
     def __init__(self, client: ConnectorClient, where: str, config: BulkReadConfig,
                  fields: Mapping[str, FieldDeclConfig] | None, *, sleep: Sleep | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, now: Callable[[], float] = time.time) -> None:
         """``where``: `connection.entity`, for messages; ``fields``: the entity's declared fields (value types);
-        ``sleep`` and ``clock`` (for the poll interval and timeout) are injectable for tests."""
+        ``sleep`` and ``clock`` (for the poll interval and timeout) and ``now`` (the end of the last date window)
+        are injectable for tests."""
         self.client = client
         self.where = where
         self.config = config
         self.fields = fields
         self.sleep: Sleep = sleep or client._sleep
         self.clock = clock
+        self.now = now
         self.date: str | None = None  # the HTTP Date of the first create answer: the source's clock at the start
         self.jobs = 0
 
     async def pages(self, since: str | None = None) -> AsyncIterator[list[dict[str, Any]]]:
         """Pages of records (``page_size`` each) of every job; ``since``: the formatted watermark, for templates."""
+        if self.config.windows is None:
+            async for page in self._jobs(since, None):
+                yield page
+            return
+        for window in date_windows(self.config.windows, self.client.context, self.now(), self.where,
+                                   self.client.connection.connector.limits.max_pages):
+            async for page in self._jobs(since, window):
+                yield page
+
+    async def _jobs(self, since: str | None, window: Mapping[str, str] | None) -> AsyncIterator[list[dict[str, Any]]]:
+        """The jobs of one read (or of one date window): a next job while the done one names more."""
         token: str | None = None
         tokens: set[str] = set()
         max_jobs = self.client.connection.connector.limits.max_pages
         while True:
             self.jobs += 1
-            job = {"id": None, "token": token, "number": self.jobs, "status": None}
+            job = {"id": None, "token": token, "number": self.jobs, "status": None, "window": window}
             await self._create(job, since)
             job["status"] = await self._finish(job, since)
             async for page in self._results(job, since):
@@ -78,7 +92,7 @@ class BulkRead:
             tokens.add(token)
 
     def _context(self, job: Mapping[str, Any], since: str | None) -> dict[str, Any]:
-        return {**self.client.context, "since": since, "job": dict(job)}
+        return {**self.client.context, "since": since, "job": dict(job), "window": job.get("window")}
 
     async def _create(self, job: dict[str, Any], since: str | None) -> None:
         create = self.config.create

@@ -14,6 +14,7 @@ from ml_connector.http.catalog import LazyCatalog
 from ml_connector.http.client import ConnectorClient
 from ml_connector.http.errors import FatalError
 from ml_connector.http.jobs import BulkRead
+from ml_connector.http.keyed import batches, distinct_keys, key_text
 from ml_connector.http.paginators import PageGuard, pages_empty, start_cursor
 
 EPOCH = "1970-01-01T00:00:00Z"  # where a first read's start call begins (paginators.start_cursor)
@@ -69,14 +70,30 @@ class EntityReader:
         """Seconds an incremental read reaches back before its watermark."""
         return self.incremental.lookback if self.incremental is not None else 0.0
 
-    async def pages(self, *, since: str | None = None, params: Expr | None = None,
-                    expand: Sequence[str] = (), bulk: bool = True) -> AsyncIterator[list[dict[str, Any]]]:
+    async def pages(self, *, since: str | None = None, params: Expr | None = None, expand: Sequence[str] = (),
+                    bulk: bool = True, keys: Sequence[str] | None = None) -> AsyncIterator[list[dict[str, Any]]]:
         """Pages of records changed since ``since`` (all records without it), children expanded.
 
         ``params``: a flow's own query parameters (templates), added to the read's. ``bulk``: False for a sample
-        of a few records (a preview), which must not start a server-side job.
+        of a few records (a preview), which must not start a server-side job. ``keys``: the records a keyed read
+        (``read.keys``) asks for; such a read is a full read of its key set, ``since`` does not apply.
         """
-        context = self.client.context
+        where = f"{self.client.connection.name}.{self.entity}"
+        if self.read.keys is None:
+            if keys is not None:
+                raise FatalError(f"{where} has no read.keys: it is listed, not read by keys")
+            async for page in self._pages(self.client.context, since, params, expand, bulk):
+                yield page
+            return
+        if keys is None:
+            raise FatalError(f"{where} is read by keys (read.keys): only a flow with from.keys can read it")
+        for batch in batches(distinct_keys(keys), self.read.keys.batch):  # no keys: no request, no records
+            async for page in self._pages({**self.client.context, "keys": batch}, None, params, expand, False):
+                yield page
+
+    async def _pages(self, context: Mapping[str, Any], since: str | None, params: Expr | None,
+                     expand: Sequence[str], bulk: bool) -> AsyncIterator[list[dict[str, Any]]]:
+        """One read: a bulk job, or one paged query (several when the API caps how deep a query may page)."""
         base = dict(self.read.params.evaluate({**context, "since": None}))
         own = dict(params.evaluate(context)) if params is not None else {}
         base.update(own)
@@ -206,11 +223,14 @@ class EntityReader:
         if name not in self.config.expand:
             raise FatalError(f"{self.client.connection.name}.{self.entity}: no expansion {name!r}")
         expansion: ExpandConfig = self.config.expand[name]
-        key_field = self.config.key
-        keys = [str(r[key_field]) for r in records if r.get(key_field) is not None]
+        if expansion.parent_field is not None:  # a reference field: distinct values, sorted; parents without none
+            key_field = expansion.parent_field
+            keys = distinct_keys(r.get(key_field) for r in records)
+        else:
+            key_field = self.config.key
+            keys = [str(r[key_field]) for r in records if r.get(key_field) is not None]
         children: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for start in range(0, len(keys), expansion.batch):
-            chunk = keys[start:start + expansion.batch]
+        for chunk in batches(keys, expansion.batch):
             context = {**self.client.context, "keys": chunk, "id": chunk[0]}
             paginator = self.client.paginator(expansion.paginator)
             path = str(expansion.path.evaluate(context))
@@ -222,9 +242,11 @@ class EntityReader:
                                                   records=RecordsAt(expansion.records), quota=expansion.quota)
                 rows = [r for r in reply.records or () if isinstance(r, dict)]
                 for row in rows:
-                    owner = str(row.get(expansion.parent_key)) if expansion.parent_key else chunk[0]
-                    children[owner].append(row)
+                    owner = key_text(row.get(expansion.parent_key)) if expansion.parent_key else chunk[0]
+                    if owner is not None:  # a child naming no parent belongs to none
+                        children[owner].append(row)
                 params = guard.next(paginator.next(params, reply.body, rows), rows)
         for record in records:
-            record[name] = children.get(str(record.get(key_field)), [])
+            parent = key_text(record.get(key_field))
+            record[name] = list(children.get(parent, [])) if parent is not None else []
 

@@ -16,6 +16,7 @@ from ml_connector.spec.checkutil import as_dict, get_path, problem, unknown
 from ml_connector.spec.connector_names import check_connector_names
 from ml_connector.spec.field_checks import check_connector_fields
 from ml_connector.spec.flow_checks import check_cycles, check_flow, schedule_seconds
+from ml_connector.spec.keyed_checks import check_keyed_entities
 from ml_connector.spec.model import Project, Spec
 from ml_connector.spec.paging_checks import check_body_paging
 from ml_connector.spec.problems import JsonPath, SpecProblem
@@ -71,6 +72,7 @@ def check_connector(spec: Spec) -> list[SpecProblem]:
             problems.append(problem(spec, ("entities", entity_name, "write", "search", "body"),
                                     "a GET search sends no body (use method: POST)"))
     problems += check_body_paging(spec)
+    problems += check_keyed_entities(spec)
     problems += check_write_steps(spec)
     problems += check_connector_fields(spec)
     problems += check_connector_names(spec)

@@ -22,7 +22,8 @@ CONTEXT_NAMES = frozenset({
     "connection", "secrets", "token", "body", "status", "headers", "error", "record", "records", "target_id",
     "existing", "match", "action", "id", "keys", "since", "field",
     "channel",  # a channel request's: id, token, url, expires_at, events, entity (engine.events.channels)
-    "job",  # a bulk read job's requests: id, token, number, status (engine.http.jobs)
+    "job",  # a bulk read job's requests: id, token, number, status, window (engine.http.jobs)
+    "window",  # a windowed bulk read's job: start, end (engine.http.job_windows)
     "page",  # a query read's paging values, in its body template: offset, limit, number, cursor, after
     "stream",  # a change stream's: entity (its topic), token and base_url (its metadata) (engine.events.stream*)
 })

@@ -12,6 +12,7 @@ from ml_connector.spec.ensure_checks import check_ensure_fields
 from ml_connector.spec.expressions import jinja_sources, lookup_calls
 from ml_connector.spec.field_checks import check_mapping_fields
 from ml_connector.spec.graph import find_cycles
+from ml_connector.spec.keyed_checks import check_keyed_flow
 from ml_connector.spec.model import Project, Spec
 from ml_connector.spec.problems import JsonPath, SpecProblem
 from ml_connector.spec.two_way_checks import check_reverse
@@ -47,6 +48,7 @@ def check_flow(project: Project, spec: Spec) -> list[SpecProblem]:
         if isinstance(name, str) and name not in project.flows:
             problems.append(problem(spec, ("depends_on", index), unknown("flow", name, project.flows)))
     problems += check_on_delete(project, spec)
+    problems += check_keyed_flow(project, spec)
     problems += check_trigger(project, spec)
     problems += _example_problems(project, spec)
     problems += check_reverse(project, spec)

@@ -31,6 +31,7 @@ from ml_connector.sync.deletes import FlowDeletes
 from ml_connector.sync.echo import EchoGuard
 from ml_connector.sync.ensure_fields import FieldEnsurer
 from ml_connector.sync.horizon import ReadHorizon
+from ml_connector.sync.keyed import flow_keys
 from ml_connector.sync.lookups import IdMapLookups
 from ml_connector.sync.progress import FlowCounts, NullProgress, Progress
 from ml_connector.sync.schedule import is_due
@@ -226,15 +227,16 @@ class FlowRun:
         source_from = self.config.source
         reader = EntityReader(self.ctx.source, source_from.entity, self.ctx.source_entity,
                               self.ctx.source_catalog)
+        keys = flow_keys(state, source_from.keys)  # a keyed read: a full read of the key set, no watermark
         stored = state.watermarks.get(self.name)
-        since = None if self._full_read_due() else stored
+        since = None if keys is not None or self._full_read_due() else stored
         self.deletes.start_read(full=since is None)
         newest = stored
         log.info("%s: reading %s", self.name, f"changes since {since}" if since else "everything")
         watermark_field = reader.watermark_field if reader.incremental else None
         began = self.ctx.now()
         horizon: ReadHorizon | None = None
-        async for page in reader.pages(since=since, params=source_from.params, expand=source_from.expand):
+        async for page in reader.pages(since=since, params=source_from.params, expand=source_from.expand, keys=keys):
             horizon = horizon or ReadHorizon.of(began, reader.server_date, reader.lookback)
             self.summary.read_path = reader.read_path
             units: list[dict[str, Any]] = []
@@ -267,7 +269,7 @@ class FlowRun:
             await self._process(retry[start:start + PENDING_PAGE])
             self.ctx.progress.flow_update(self.name, self.counts())
         await self.deletes.after_read()  # the deleted-records endpoint, then absence from a full read
-        if self.ctx.dry_run:
+        if self.ctx.dry_run or keys is not None:
             return
         if horizon is not None:
             self._advance(since, stored, newest, horizon)

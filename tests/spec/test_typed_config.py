@@ -90,6 +90,7 @@ entities:
         poll: {path: "/jobs/{{ job.id }}", state: state, done: [done]}
         download: {path: "/jobs/{{ job.id }}/file", next: {header: X-Next, param: locator}}
         abort: {path: "/jobs/{{ job.id }}/abort"}
+        windows: {days: 31}
   linked:
     key: id
     write:
@@ -104,7 +105,8 @@ to: {connection: b, entity: thing}
 key: id
 fields: {name: name}
 """
-FULL_MAPPING = BARE_MAPPING.replace("flow: bare", "flow: full") + """\
+FULL_MAPPING = BARE_MAPPING.replace("flow: bare", "flow: full").replace(
+    "from: {connection: a, entity: thing}", "from: {connection: a, entity: thing, keys: {flow: bare}}") + """\
 match: {target: name}
 examples:
   - {in: {id: 1}, out: {name: 1}}
