@@ -1,5 +1,5 @@
-"""`ml-connector demo`: the shipped ERP <-> CRM integrations (QAD <-> Pipedrive, QAD <-> Zoho CRM), end to end,
-against local sandboxes over HTTP."""
+"""`ml-connector demo`: the shipped integrations (QAD with Pipedrive, Zoho CRM, Salesforce, Adobe Commerce and
+Marketo), end to end, against local sandboxes over HTTP."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ from ml_connector.errors import SetupError
 from ml_connector.report import run_table
 from ml_connector.resources import shipped_specs
 from ml_connector.sandbox.adobe_commerce import AdobeCommerceSandbox, create_adobe_commerce_sandbox
+from ml_connector.sandbox.marketo import create_marketo_sandbox
+from ml_connector.sandbox.marketo.activities import FILL_OUT_FORM, activity_log
+from ml_connector.sandbox.marketo.app import MarketoSandbox
 from ml_connector.sandbox.pipedrive import create_pipedrive_sandbox
 from ml_connector.sandbox.qad import create_qad_sandbox
 from ml_connector.sandbox.salesforce import create_salesforce_sandbox
@@ -60,7 +63,7 @@ def _check(ok: bool, what: str, echo: Echo) -> bool:
 def _check_shipped_specs() -> None:
     """The demo runs the shipped specs (installed with the package as data, or a checkout's own folders)."""
     specs = shipped_specs()
-    for pair in ("qad-pipedrive", "qad-zoho", "qad-salesforce", "adobe-commerce-qad"):
+    for pair in ("qad-pipedrive", "qad-zoho", "qad-salesforce", "adobe-commerce-qad", "qad-marketo"):
         if not (specs / "mappings" / pair).is_dir():
             raise SetupError(f"the demo needs the shipped integration mappings/{pair}, not found in {specs}")
 
@@ -91,18 +94,21 @@ def run_demo(directory: Path, echo: Echo = print, *, force: bool = False) -> int
         zoho.config.update(bulk_state_seconds=0.5)
         salesforce = create_salesforce_sandbox()
         shop = create_adobe_commerce_sandbox(customers=20, companies=3, products=8, orders=30)
+        marketo = create_marketo_sandbox(bulk_status_seconds=0)  # export jobs finish at once (60 s apart in Marketo)
         erp.store.insert("customerV2s", GUEST_CUSTOMER)  # the QAD customer guest checkouts post to
         urls = {"qad": server.start("qad", erp).url, "pipedrive": server.start("pipedrive", crm).url,
                 "zoho": server.start("zoho", zoho).url, "salesforce": server.start("salesforce", salesforce).url,
-                "adobe_commerce": server.start("adobe_commerce", shop).url}
+                "adobe_commerce": server.start("adobe_commerce", shop).url,
+                "marketo": server.start("marketo", marketo).url}
         echo(f"sandboxes: QAD at {urls['qad']}, Pipedrive at {urls['pipedrive']}, Zoho CRM at {urls['zoho']} "
              f"(its EU data center on 127.0.0.2), Salesforce at {urls['salesforce']}, Adobe Commerce at "
-             f"{urls['adobe_commerce']}")
+             f"{urls['adobe_commerce']}, Marketo at {urls['marketo']}")
         workspace = Workspace.open(write_workspace(directory, urls))
         checks = _pipedrive_part(workspace, erp, crm, echo)
         checks += _zoho_part(workspace, erp, zoho, urls, echo)
         checks += _salesforce_part(workspace, erp, salesforce, urls, echo)
         checks += _commerce_part(workspace, erp, shop, urls, echo)
+        checks += _marketo_part(workspace, erp, marketo, echo)
         echo(f"\nstate and audit trail: {workspace.state_path}")
         echo(f"try: ml-connector status -w {workspace.path}   |   ml-connector audit -w {workspace.path} --limit 10")
         return 0 if all(checks) else 1
@@ -282,6 +288,46 @@ def _commerce_part(workspace: Workspace, erp: Any, shop: AdobeCommerceSandbox, u
     moved = next((o for o in erp.store.all("salesOrders") if o.get("externalReference") == reference), None)
     checks.append(_check(waited and after.status == "ok" and moved is not None and len(moved["lines"]) == 2,
                          "the order waited for its item, then was booked with both lines", echo))
+    return checks
+
+
+def _marketo_part(workspace: Workspace, erp: Any, marketo: MarketoSandbox, echo: Echo) -> list[bool]:
+    """QAD -> Marketo: accounts and leads 300 per call; the account context and lead activity come back."""
+    flows = _pair_flows(workspace, "qad-marketo")
+    first = _run(workspace, echo, "12. Marketo, first run: customers become companies and named accounts, key "
+                                  "contacts leads (300 per call); their activity history comes back by bulk export",
+                 flows)
+    calls = marketo.log.summary()["counts"]
+    leads = _flow(first, "contacts_to_leads").created
+    sent = calls.get("POST /rest/v1/leads.json", 0)
+    exports = calls.get("POST /bulk/v1/activities/export/create.json", 0)
+    checks = [_check(first.status == "ok" and leads > 0 and sent == -(-leads // 300) and exports == 1,
+                     f"{leads} leads in {sent} calls; the activity history in {exports} export job", echo)]
+
+    company = next(c for c in marketo.store.records("companies") if c["externalCompanyId"] == "C000001")
+    marketo.store.insert("salespersons", {"externalSalesPersonId": "SP-KIM", "email": "kim.berg@sales.example",
+                                          "firstName": "Kim", "lastName": "Berg"})
+    marketo.store.update("companies", company["id"], {"externalSalesPersonId": "SP-KIM"})
+    for number, (amount, closed, won, close) in enumerate(((12000.0, False, False, "2027-02-01"),
+                                                           (3000.5, False, False, "2027-01-15"),
+                                                           (50000.0, True, True, "2026-10-01")), start=1):
+        marketo.store.insert("opportunities", {
+            "externalOpportunityId": f"OPP-{number}", "name": f"Deal {number}", "amount": amount, "isClosed": closed,
+            "isWon": won, "closeDate": close, "externalCompanyId": "C000001", "externalSalesPersonId": "SP-KIM"})
+    lead = next(le for le in marketo.store.records("leads") if le.get("externalCompanyId") == "C000001")
+    activity_log(marketo).add(marketo.clock(), FILL_OUT_FORM, lead["id"], 2001, "Request a Quote Form")
+    back = _run(workspace, echo, "13. in Marketo, C000001 gets an owner and three opportunities, and one of its "
+                                 "leads fills in a form: the account context and the activity come back", flows)
+    customer = erp.store.get("customerV2s", "C000001") or {}
+    forms = [a for a in erp.store.all("customerActivities")
+             if a["customerCode"] == "C000001" and a["activityType"] == "Fill Out Form"]
+    echo(f"   QAD customer C000001: salesperson {customer.get('salespersonCode')}, open pipeline "
+         f"{customer.get('customDecimal0')}, won {customer.get('customDecimal1')}, next close "
+         f"{customer.get('customDate1')}; {len(forms)} form fill in its activity history")
+    checks.append(_check(back.status == "ok" and customer.get("salespersonCode") == "SP-KIM"
+                         and customer.get("customDecimal0") == 15000.5 and customer.get("customDecimal1") == 50000
+                         and customer.get("customDate1") == "2027-01-15" and len(forms) == 1,
+                         "owner, pipeline and next close on the QAD customer; the form fill in its history", echo))
     return checks
 
 

@@ -16,6 +16,7 @@ import copy
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -62,6 +63,16 @@ DEFAULT_CONFIG: dict[str, Any] = {
 }
 
 
+@dataclass(frozen=True)
+class Refused:
+    """A call answered with a response-level refusal (its HTTP status is 200, so the request log cannot tell)."""
+
+    method: str
+    path: str
+    code: str
+    at: float
+
+
 class MarketoSandbox(Sandbox):
     """The Marketo sandbox: ``store``, ``identity``, ``limits``; plus ``config``, ``clock``, ``log`` from the core."""
 
@@ -69,6 +80,7 @@ class MarketoSandbox(Sandbox):
         self.store = store
         self.identity = Identity(clock, config)
         self.limits = Limits(clock, config)
+        self.refused: list[Refused] = []
         self.config = config
         self.clock = clock
         api: list[BaseRoute] = [*activities.routes(self), *bulk.routes(self), *objects.routes(self)]
@@ -97,14 +109,18 @@ def _guarded(route: BaseRoute, sandbox: MarketoSandbox) -> BaseRoute:
     endpoint: Callable[[Request], Awaitable[Response]] = route.endpoint
 
     async def guarded(request: Request) -> Response:
+        def note(code: str) -> None:
+            sandbox.limits.note_error(code)
+            sandbox.refused.append(Refused(request.method, request.url.path, code, sandbox.clock()))
+
         code = sandbox.identity.check(request)
         if code is not None:
-            sandbox.limits.note_error(code)
+            note(code)
             return fail(code)
         try:
             ticket = sandbox.limits.admit()
         except Refusal as refusal:
-            sandbox.limits.note_error(refusal.code)
+            note(refusal.code)
             return refusal.response()
         response: Response | None = None
         try:
@@ -121,7 +137,7 @@ def _guarded(route: BaseRoute, sandbox: MarketoSandbox) -> BaseRoute:
             refused = response is None or REFUSED_HEADER in response.headers
             sandbox.limits.settle(ticket, refused)
         if REFUSED_HEADER in response.headers:
-            sandbox.limits.note_error(response.headers[REFUSED_HEADER])
+            note(response.headers[REFUSED_HEADER])
             del response.headers[REFUSED_HEADER]
         return response
 

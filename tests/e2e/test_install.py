@@ -68,7 +68,7 @@ def test_an_installed_wheel_runs_the_demo_from_an_empty_folder(tmp_path: Path) -
 
     demo = ok(run([cli, "demo"], cwd=empty, timeout=180))
     assert "NOT OK" not in demo
-    assert len([line for line in demo.splitlines() if line.startswith("   ok ")]) == 11, demo  # the demo's checks
+    assert len([line for line in demo.splitlines() if line.startswith("   ok ")]) == 13, demo  # the demo's checks
     assert (empty / "demo-workspace" / "state" / "ml-connector.duckdb").is_file()
 
     ok(run([cli, "init", "project"], cwd=empty))

@@ -153,8 +153,8 @@ def test_unknown_paginator(specs: SpecCopy, cli: Callable[..., Result]) -> None:
     uses = [n for n, line in enumerate(text, 1) if "paginator: pages" in line]
     assert [line.split(": ")[0] for line in lines] == [f"{QAD}:{n}" for n in uses]
     # customers, items, sales orders, suppliers, purchase orders, receipts, supplier invoices, customer invoices,
-    # credit notes, payments
-    assert len(uses) == 10
+    # credit notes, payments, customer activities
+    assert len(uses) == 11
     assert (
         lines[0]
         == f"{QAD}:{uses[0]}: entities.customer.read.paginator: unknown paginator 'pages' (known: page)"

@@ -38,7 +38,8 @@ COMMERCE_FLOWS = [
     "invoices_to_customer_invoices",
     "creditmemos_to_credit_notes",
 ]
-MARKETO_FLOWS = ["customers_to_companies", "customers_to_named_accounts", "contacts_to_leads"]
+MARKETO_FLOWS = ["customers_to_companies", "customers_to_named_accounts", "contacts_to_leads",
+                 "account_context_to_customers", "lead_activities_to_customer_activities"]
 SALESFORCE_FLOWS = [
     "customers_to_sf_accounts",
     "suppliers_to_sf_accounts",
@@ -66,7 +67,7 @@ def test_shipped_specs_load_without_problems() -> None:
     assert list(project.flows) == COMMERCE_FLOWS + MARKETO_FLOWS + FLOWS + SALESFORCE_FLOWS + ZOHO_FLOWS
     assert set(project.flow_integration.values()) == {"adobe-commerce-qad", "qad-marketo", "qad-pipedrive",
                                                       "qad-salesforce", "qad-zoho"}
-    assert len(project.files) == 40
+    assert len(project.files) == 42
 
 
 def test_merge_keys_are_resolved() -> None:
@@ -83,7 +84,7 @@ def test_cli_validate_defaults_to_connectors_and_mappings(
     monkeypatch.chdir(REPO)
     result = cli("validate")
     assert result.exit_code == 0, result.output
-    assert result.output == "40 files, 0 problems\n"
+    assert result.output == "42 files, 0 problems\n"
 
 
 def test_workspace_loads_and_orders_flows(specs: SpecCopy, cli: Callable[..., Result]) -> None:
@@ -99,7 +100,7 @@ def test_workspace_loads_and_orders_flows(specs: SpecCopy, cli: Callable[..., Re
     assert project.entity("pipedrive", "deal")["key"] == "id"
     result = cli("validate", "--workspace", "workspace.yaml")
     assert result.exit_code == 0, result.output
-    assert result.output == "41 files, 0 problems\n"
+    assert result.output == "43 files, 0 problems\n"
 
 
 def test_flow_order_breaks_ties_by_listed_order(specs: SpecCopy) -> None:
