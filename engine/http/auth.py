@@ -103,7 +103,8 @@ class _TokenAuth:
     def _remember(self, token: str, expires_in: float | None) -> None:
         REDACTOR.add(token)
         self.token = token
-        self.lifetime = float(expires_in) if expires_in else 3600.0
+        # no expires_in: an hour; 0 (a token handed back with no time left) is expired, not an hour long
+        self.lifetime = 3600.0 if expires_in is None or expires_in == "" else max(0.0, float(expires_in))
         self.expires_at = time.time() + self.lifetime
         self.vault.put(self._cache_key(), json.dumps(
             {"token": token, "expires_at": self.expires_at, "lifetime": self.lifetime, "base_url": self.base_url}))

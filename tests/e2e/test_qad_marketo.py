@@ -273,3 +273,19 @@ def test_the_daily_export_allowance_stops_the_run_cleanly_and_the_next_run_resum
     code, flows = pair.run()
     assert code == 0, {k: (v["status"], v.get("error")) for k, v in flows.items()}
     assert len(pair.qad.store.all("customerActivities")) == len(_activities_of(pair)) > 0
+
+
+def test_the_concurrency_limit_615_waits_growing_and_no_record_fails(pair_factory: Callable[..., Pair]) -> None:
+    """Twice in a row the instance has 10 calls in flight (another integration's): the lead write waits 5 s, then
+    10 s (each with up to a quarter of jitter), and goes through; nothing is parked."""
+    pair = pair_factory(customers=30)
+    refusal = {"requestId": "e1#1", "success": False,
+               "errors": [{"code": "615", "message": "Concurrent access limit reached"}]}
+    assert httpx.post(pair.marketo_url + "/_admin/faults", timeout=10, json={
+        "method": "POST", "path": "/rest/v1/leads.json", "status": 200, "body": refusal, "times": 2}).status_code == 200
+    code, flows = pair.run()
+    assert code == 0 and sum(f["failed"] for f in flows.values()) == 0
+    assert flows["contacts_to_leads"]["created"] == _key_contacts(pair.qad)
+    sent = [e.at for e in pair.marketo.log.entries() if (e.method, e.path) == ("POST", "/rest/v1/leads.json")]
+    assert len(sent) == 3
+    assert sent[1] - sent[0] >= 5 * 0.75 and sent[2] - sent[1] >= 10 * 0.75

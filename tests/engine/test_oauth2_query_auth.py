@@ -86,3 +86,37 @@ def test_bad_client_credentials_ask_to_reauthorise() -> None:
 def test_a_token_get_needs_the_credentials_in_the_query() -> None:
     with pytest.raises(SpecError, match="client_auth"):
         client_for(FakeAPI(), token_method="GET", client_auth="body")
+
+
+def test_the_same_token_handed_back_with_less_time_left_is_kept_without_asking_on_every_call() -> None:
+    """Marketo answers a renewal before expiry with the same token and the seconds it has left: the token is used
+    until half of that is gone, so the last minutes cost a few identity calls, never one per call."""
+    api = FakeAPI().on("GET", "/identity/oauth/token", 200, token("t-1", 3599)) \
+                   .on("GET", "/identity/oauth/token", 200, token("t-1", 59))
+    for _ in range(5):
+        api.on("GET", "/v2/x", 200, {"n": 1})
+    client = client_for(api, token_method="GET")
+
+    async def call() -> None:
+        await client.request("GET", "/x")
+
+    asyncio.run(call())
+    client.auth.expires_at = time.time() + 59
+    for _ in range(4):
+        asyncio.run(call())
+    assert len(token_calls(api)) == 2
+    assert {c["headers"]["authorization"] for c in api.calls(path="/v2/x")} == {"Bearer t-1"}
+
+
+def test_a_token_with_no_time_left_is_expired_not_an_hour_long() -> None:
+    api = FakeAPI().on("GET", "/identity/oauth/token", 200, token("t-1", 0)) \
+                   .on("GET", "/identity/oauth/token", 200, token("t-2", 3599))
+    api.on("GET", "/v2/x", 200, {"n": 1}).on("GET", "/v2/x", 200, {"n": 1})
+    client = client_for(api, token_method="GET")
+
+    async def call() -> None:
+        await client.request("GET", "/x")
+
+    asyncio.run(call())
+    asyncio.run(call())
+    assert [c["headers"]["authorization"] for c in api.calls(path="/v2/x")] == ["Bearer t-1", "Bearer t-2"]
