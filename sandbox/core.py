@@ -248,11 +248,19 @@ class _Observed:
         method, path = scope["method"], scope["path"]
         query = scope.get("query_string", b"").decode()
         status_box = [0]
+        logged = [False]
+
+        def log_once() -> None:
+            if not logged[0]:
+                logged[0] = True
+                self.log.add(LoggedRequest(method, path, query, status_box[0], self.clock()))
 
         async def send_logged(message: Any) -> None:
             if message["type"] == "http.response.start":
                 status_box[0] = message["status"]
-            await send(message)
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                log_once()  # before the client can see the end of the answer: a test reading the log after it
+            await send(message)  # never misses the request
 
         fault = self.faults.take(method, path) or self.chaos.draw(method)
         try:
@@ -284,7 +292,7 @@ class _Observed:
                     return
             await self.app(scope, receive, send_logged)
         finally:
-            self.log.add(LoggedRequest(method, path, query, status_box[0], self.clock()))
+            log_once()
 
     async def _apply_late(self, scope: Scope, receive: Receive, seconds: float) -> None:
         """Read the request now and apply it ``seconds`` later (a write a slow backend applies after a timeout)."""

@@ -259,9 +259,13 @@ def test_an_account_changed_in_zoho_reaches_qad_through_the_channel_without_poll
                              cwd=REPO, env={**os.environ, **SANDBOX_ENV}, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     try:
-        channels = wait_for(lambda: [
-            c for org in pair.admin("GET", "/_admin/watch/channels").values() for c in org
-            if c["notify_url"].startswith(f"http://127.0.0.1:{port}/")], 30, "timed out waiting for the channels")
+        def ours() -> list[dict[str, Any]]:
+            return [c for org in pair.admin("GET", "/_admin/watch/channels").values() for c in org
+                    if c["notify_url"].startswith(f"http://127.0.0.1:{port}/")]
+
+        # serve registers one channel per watched module, one after the other: wait for both
+        wait_for(lambda: len(ours()) == 2, 30, "timed out waiting for the channels")
+        channels = ours()
         assert sorted(e for c in channels for e in c["events"]) == ["Accounts.all", "Sales_Orders.all"]
         customer = pair.qad.store.get("customerV2s", "C000001")
         account = next(r for r in pair.records("Accounts") if r["ERP_Key"] == "C000001")
