@@ -125,7 +125,7 @@ class Previewer:
         key: str | None = None
         try:
             key = self.mapping.source_key(unit)
-            result = self.mapping.map(unit, self.lookups.lookup, self.lookups.lookup_source)
+            result = self.mapping.map(unit, self.lookups.lookup, self.lookups.lookup_source, key=key)
         except Deferred as exc:
             return Preview(key, unit, "deferred", reason=str(exc))
         except MappingError as exc:

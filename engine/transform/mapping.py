@@ -62,21 +62,24 @@ class MapResult:
     target_id: str | None = None  # given by the mapping's `target_id`, else the id map decides
 
 
+_Field = tuple[str, tuple[str, ...], Any]  # name as written, its dotted target path split, Expr or _ChildList
+
+
 @dataclass(frozen=True)
 class _ChildList:
     each: Expr
-    fields: list[tuple[tuple[str, ...], Any]]
+    fields: list[_Field]
 
 
-def _field_paths(fields: Mapping[str, FieldConfig]) -> list[tuple[tuple[str, ...], Any]]:
-    """The mapped fields by their dotted target path split (child lists likewise)."""
-    compiled: list[tuple[tuple[str, ...], Any]] = []
+def _field_paths(fields: Mapping[str, FieldConfig]) -> list[_Field]:
+    """The mapped fields by name and target path (split once here, not per record; child lists likewise)."""
+    compiled: list[_Field] = []
     for path, value in fields.items():
         target = tuple(path.split("."))
         if isinstance(value, ChildListConfig):
-            compiled.append((target, _ChildList(value.each, _field_paths(value.fields))))
+            compiled.append((path, target, _ChildList(value.each, _field_paths(value.fields))))
         else:
-            compiled.append((target, value))
+            compiled.append((path, target, value))
     return compiled
 
 
@@ -89,6 +92,10 @@ def _assign(payload: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
 
 def _type_name(value: Any) -> str:
     return "null" if value is None else f"a {type(value).__name__}"
+
+
+_LEAVES = frozenset({str, int, bool, type(None)})  # exact types that are JSON, tested before the isinstance chains
+_PLAIN = _LEAVES | {float}  # and those that hold no text
 
 
 def _not_json(value: Any, where: str = "") -> tuple[str, str] | None:
@@ -105,12 +112,16 @@ def _not_json(value: Any, where: str = "") -> tuple[str, str] | None:
         for key, item in value.items():
             if not isinstance(key, str):
                 return where, f"the key {key!r} is not text"
+            if type(item) in _LEAVES:
+                continue
             found = _not_json(item, f"{where}.{key}")
             if found:
                 return found
         return None
     if isinstance(value, list):
         for index, item in enumerate(value):
+            if type(item) in _LEAVES:
+                continue
             found = _not_json(item, f"{where}[{index}]")
             if found:
                 return found
@@ -118,30 +129,58 @@ def _not_json(value: Any, where: str = "") -> tuple[str, str] | None:
     return where, f"{_type_name(value)} is not a JSON value"
 
 
-def _too_long(value: Any, limit: int, where: str = "") -> tuple[str, int] | None:
+
+
+def _too_long(value: Any, limit: int) -> tuple[str, int] | None:
     """Where inside ``value`` a text is longer than ``limit`` characters, and its length (None when none is).
 
-    A 200 MB response must not end up in a product name: the record is parked instead of sent.
+    A 200 MB response must not end up in a product name: the record is parked instead of sent. The path is
+    spelled only for the text found (every record is checked; almost none has one).
     """
+    found = _longest_path(value, limit)
+    if found is None:
+        return None
+    length, steps = found
+    where = ""
+    for index, step in reversed(steps):
+        where = f"{where}[{step}]" if index else f"{where}.{step}" if where else str(step)
+    return where, length
+
+
+def _longest_path(value: Any, limit: int) -> tuple[int, list[tuple[bool, Any]]] | None:
+    """The length of the first text longer than ``limit`` and the steps to it (is an index, key or index),
+    innermost first."""
     if isinstance(value, str):
-        return (where, len(value)) if len(value) > limit else None
+        return (len(value), []) if len(value) > limit else None
+    index = isinstance(value, list)
     if isinstance(value, dict):
-        items: Any = ((f"{where}.{key}" if where else str(key), item) for key, item in value.items())
-    elif isinstance(value, list):
-        items = ((f"{where}[{index}]", item) for index, item in enumerate(value))
+        items: Any = value.items()
+    elif index:
+        items = enumerate(value)
     else:
         return None
-    for inner, item in items:
-        found = _too_long(item, limit, inner)
-        if found:
+    for step, item in items:
+        if type(item) is str:  # the common case inline: a call per text was most of the check's cost
+            if len(item) > limit:
+                return len(item), [(index, step)]
+            continue
+        if type(item) in _PLAIN:
+            continue
+        found = _longest_path(item, limit)
+        if found is not None:
+            found[1].append((index, step))
             return found
     return None
 
 
+#: One encoder for every hash (`json.dumps` with options builds a new one per call); the same text as
+#: `json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)`, so stored hashes stay comparable.
+_HASH_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
+
 def content_hash(payload: Any) -> str:
     """A stable hash of a mapped payload (key order does not matter)."""
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(_HASH_ENCODER.encode(payload).encode()).hexdigest()
 
 
 class CompiledMapping:
@@ -150,6 +189,7 @@ class CompiledMapping:
     def __init__(self, config: MappingConfig, source: EntityConfig | None = None) -> None:
         self.flow = config.flow
         self.declared = declared_names(config, source)  # None: an absent name is null; else only these exist
+        self._nulls: dict[str, None] = dict.fromkeys(self.declared or ())
         self.filter = config.filter
         self.key = config.key
         self.each = config.source.each
@@ -171,12 +211,19 @@ class CompiledMapping:
             raise MappingError(f"key expression {self.key.source!r} gave no value")
         return str(key)
 
-    def map(self, record: dict[str, Any], lookup: Lookup, lookup_source: Lookup) -> MapResult:
-        """Map one (already exploded) record. Raises Deferred or MappingError."""
-        key = self.source_key(record)
+    def map(self, record: dict[str, Any], lookup: Lookup, lookup_source: Lookup, key: str | None = None) -> MapResult:
+        """Map one (already exploded) record. Raises Deferred or MappingError.
+
+        ``key``: the record's `source_key` when the caller has it already (a flow run needs it first, to audit a
+        record that fails), so it is not evaluated twice.
+        """
+        if key is None:
+            key = self.source_key(record)
+        context: dict[str, Any]  # one copy of the record: lets and lookups never land in the caller's record
         if self.declared is not None:  # a declared field the record lacks is null; any other name is an error
-            record = {**dict.fromkeys(self.declared), **record, DECLARED_ONLY: True}
-        context: dict[str, Any] = {**record, "lookup": lookup, "lookup_source": lookup_source}
+            context = {**self._nulls, **record, DECLARED_ONLY: True, "lookup": lookup, "lookup_source": lookup_source}
+        else:
+            context = {**record, "lookup": lookup, "lookup_source": lookup_source}
         for name, expr in self.lets:
             context[name] = self._evaluate(expr, context, name)
         if self.filter is not None and not self._evaluate(self.filter, context, "filter"):
@@ -194,10 +241,9 @@ class CompiledMapping:
                                f"max_value_length {self.max_value_length}")
         return MapResult(key, payload, target_id)
 
-    def _map_fields(self, fields: list[tuple[tuple[str, ...], Any]], context: dict[str, Any]) -> dict[str, Any]:
+    def _map_fields(self, fields: list[_Field], context: dict[str, Any]) -> dict[str, Any]:
         payload: dict[str, Any] = {}
-        for path, expr in fields:
-            name = ".".join(path)
+        for name, path, expr in fields:
             if isinstance(expr, _ChildList):
                 items = self._evaluate(expr.each, context, name)
                 if items is None:
@@ -214,10 +260,14 @@ class CompiledMapping:
                 _assign(payload, path, children)
             else:
                 value = self._evaluate(expr, context, name)
-                problem = _not_json(value)
-                if problem:
-                    raise MappingError(f"field {name}{problem[0]}: {problem[1]}")
-                _assign(payload, path, value)
+                if type(value) not in _LEAVES:  # a float may be NaN
+                    problem = _not_json(value)
+                    if problem:
+                        raise MappingError(f"field {name}{problem[0]}: {problem[1]}")
+                if len(path) == 1:
+                    payload[name] = value
+                else:
+                    _assign(payload, path, value)
         return payload
 
     @staticmethod
