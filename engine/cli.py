@@ -398,7 +398,8 @@ def status(workspace_path: Path, as_json: bool) -> None:
 def audit(workspace_path: Path, flow: str | None, run_id: str | None, source_key: str | None,
           outcome: str | None, limit: int | None, as_json: bool, payloads: bool, fmt: str | None,
           output: Path | None) -> None:
-    """Recent audit rows (one per record per run), newest first, filterable; with --output, exported to a file.
+    """Recent audit rows (one per record per run; the unchanged records of a flow run: one row with their count),
+    newest first, filterable; with --output, exported to a file.
 
     \b
     Example:
@@ -424,8 +425,8 @@ def audit(workspace_path: Path, flow: str | None, run_id: str | None, source_key
     if payloads:
         click.echo("\n".join(payload_lines(rows)))
         return
-    columns = ["logged_at", "run_id", "flow", "source_key", "target_id", "action", "outcome", "attempts", "error",
-               "note"]
+    columns = ["logged_at", "run_id", "flow", "source_key", "target_id", "action", "outcome", "count", "attempts",
+               "error", "note"]  # count: records a summary row stands for (unchanged ones: source_key empty)
     click.echo(table(columns, [[row[c] for c in columns] for row in rows]))
 
 

@@ -31,7 +31,9 @@ def payload_lines(rows: Iterable[Mapping[str, Any]]) -> list[str]:
     """Per row, a heading naming the record, then the payload sent (secrets masked) as indented JSON."""
     lines: list[str] = []
     for row in rows:
-        heading = f"{row['logged_at']}  {row['flow']}  {row['source_key']} -> {row['target_id'] or '-'}  " \
+        record = (row["source_key"] if row["source_key"] is not None  # None: the summary row of unchanged records
+                  else f"({row.get('count', 0)} records)")
+        heading = f"{row['logged_at']}  {row['flow']}  {record} -> {row['target_id'] or '-'}  " \
                   f"{row['action']} {row['outcome']}"
         payload = row.get("payload")
         body = json.dumps(payload, indent=2, sort_keys=True, default=str) if payload is not None else \

@@ -1,4 +1,9 @@
-"""The audit trail: one row per record per run, queryable with SQL, exportable to CSV or Parquet."""
+"""The audit trail: one row per record per run, queryable with SQL, exportable to CSV or Parquet.
+
+Records a run left unchanged share one summary row per flow run (source_key NULL, ``count`` N): a row each would
+grow the state by every record on every full run although nothing happened to them. Every other outcome (created,
+updated, failed, parked, deferred, deleted, filtered, an unchanged record with a note) keeps a row per record.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ EXPORT_FORMATS = ("csv", "parquet")
 class AuditRow:
     run_id: str
     flow: str
-    source_key: str
+    source_key: str | None  # None: a summary row standing for ``count`` records
     target_id: str | None
     action: str  # create | update | skip | defer | park | filter
     outcome: str  # ok | unchanged | deferred | failed | filtered | planned
@@ -27,6 +32,9 @@ class AuditRow:
     payload_hash: str | None = None
     note: str | None = None  # something else worth knowing, e.g. "future-stamped: …"
     payload: Mapping[str, Any] | None = None  # what was sent (stored with every secret in use masked)
+    count: int = 1  # how many records the row stands for (more than one only on a summary row)
+
+UNCHANGED_SUMMARY = ("skip", "unchanged")  # action and outcome of the summary row of a flow run's unchanged records
 
 
 def stored_payload(payload: Mapping[str, Any] | None) -> str | None:
@@ -41,19 +49,25 @@ class Audit:
     """Repository for audit rows."""
 
     COLUMNS = ("run_id", "flow", "source_key", "target_id", "action", "outcome", "attempts", "error",
-               "payload_hash", "note", "payload")
+               "payload_hash", "note", "payload", "count")
 
     TYPED_COLUMNS = (("run_id", "VARCHAR"), ("flow", "VARCHAR"), ("source_key", "VARCHAR"), ("target_id", "VARCHAR"),
                      ("action", "VARCHAR"), ("outcome", "VARCHAR"), ("attempts", "INTEGER"), ("error", "VARCHAR"),
-                     ("payload_hash", "VARCHAR"), ("note", "VARCHAR"), ("payload", "JSON"))
+                     ("payload_hash", "VARCHAR"), ("note", "VARCHAR"), ("payload", "JSON"), ("count", "INTEGER"))
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
     def add(self, rows: Iterable[AuditRow]) -> None:
         batch = [(r.run_id, r.flow, r.source_key, r.target_id, r.action, r.outcome, r.attempts, r.error,
-                  r.payload_hash, r.note, stored_payload(r.payload)) for r in rows]
+                  r.payload_hash, r.note, stored_payload(r.payload), r.count) for r in rows]
         self.db.insert_rows("audit", self.TYPED_COLUMNS, batch)
+
+    def add_unchanged(self, run_id: str, flow: str, count: int) -> None:
+        """One row for the ``count`` records of a flow run found unchanged (nothing sent, nothing else to say)."""
+        if count > 0:
+            action, outcome = UNCHANGED_SUMMARY
+            self.add([AuditRow(run_id, flow, None, None, action, outcome, count=count)])
 
     @staticmethod
     def _select(run_id: str | None, flow: str | None, source_key: str | None, outcome: str | None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
@@ -14,6 +14,7 @@ import duckdb
 
 from ml_connector.errors import MlConnectorError
 from ml_connector.store import checkpoints
+from ml_connector.store.fingerprints import FingerprintCache
 
 MIGRATIONS: list[str] = [
     # 1: the first schema
@@ -78,6 +79,11 @@ MIGRATIONS: list[str] = [
     CREATE TABLE stream_positions (
         connection VARCHAR NOT NULL, stream VARCHAR NOT NULL, topic VARCHAR NOT NULL, replay_id BLOB NOT NULL,
         saved_at TIMESTAMP NOT NULL, PRIMARY KEY (connection, stream, topic));
+    """,
+    # 9: unchanged records of a flow run are one summary row (source_key NULL, count N), not one row each
+    """
+    ALTER TABLE audit ALTER COLUMN source_key DROP NOT NULL;
+    ALTER TABLE audit ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
     """,
 ]
 
@@ -163,6 +169,7 @@ class Database:
         self._conn.execute("PRAGMA disable_checkpoint_on_shutdown")
         self._lock = threading.RLock()
         self._in_transaction = False
+        self.fingerprints = FingerprintCache()  # id-map fingerprints of the flows running (store/fingerprints.py)
         self._migrate()
         if self.path != ":memory:":
             self._open_session(wal_existed, wal)
@@ -278,6 +285,15 @@ class Database:
     def fetchall(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
         with self._lock, self._io():
             return self._conn.execute(sql, params or []).fetchall()
+
+    def fetch_in_chunks(self, sql: str, params: Sequence[Any] | None, size: int,
+                        sink: Callable[[list[tuple[Any, ...]]], None]) -> None:
+        """Hand the rows to ``sink`` ``size`` at a time (a large result never held whole), under the lock: the
+        connection is shared, and another statement would end this one's result."""
+        with self._lock, self._io():
+            cursor = self._conn.execute(sql, params or [])
+            while chunk := cursor.fetchmany(size):
+                sink(chunk)
 
     def fetchone(self, sql: str, params: Sequence[Any] | None = None) -> tuple[Any, ...] | None:
         with self._lock, self._io():

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ml_connector.store.database import Database
+from ml_connector.store.fingerprints import Fingerprints
 
 
 @dataclass(frozen=True)
@@ -19,8 +20,38 @@ class IdMapEntry:
 class IdMaps:
     """Repository for ``id_map`` rows (flow, source_key) -> (target_id, payload_hash)."""
 
+    FINGERPRINT_MIN = 20_000  # links from which a flow run diffs against fingerprints (below, a query is as fast)
+    # pages a flow run diffs with a query before it loads fingerprints: loading scans the map once, about what 8 to 15
+    # page queries cost, so a short incremental run never pays more than about twice what it did
+    LOAD_AFTER_PAGES = 8
+
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    def diff(self, flow: str, digests: Mapping[str, str], also: Iterable[str] = ()) -> tuple[set[str],
+                                                                                             dict[str, IdMapEntry]]:
+        """Which records are stored with exactly this hash (unchanged), and the entries of the others (and of
+        ``also``) that the map holds: a page of unchanged records costs no query once the flow's fingerprints are
+        loaded (store/fingerprints.py: loaded at the flow run's page ``LOAD_AFTER_PAGES`` + 1, dropped by
+        ``release``)."""
+        fingerprints = self.db.fingerprints
+        if flow not in fingerprints.flows:
+            fingerprints.pages[flow] = pages = fingerprints.pages.get(flow, 0) + 1
+            if pages > self.LOAD_AFTER_PAGES:
+                fingerprints.flows[flow] = (Fingerprints.load(self.db, flow) if self.count(flow) >= self.FINGERPRINT_MIN
+                                            else None)
+        loaded = fingerprints.flows.get(flow)
+        same = {key for key, digest in digests.items() if loaded.same(key, digest)} if loaded is not None else set()
+        wanted = set(also)
+        entries = self.get_many(flow, [key for key in digests if key not in same or key in wanted]
+                                + [key for key in wanted if key not in digests])
+        same.update(key for key, entry in entries.items() if key in digests and entry.payload_hash == digests[key])
+        return same, {key: entry for key, entry in entries.items() if key not in same or key in wanted}
+
+    def release(self, flow: str) -> None:
+        """The flow run is over: its fingerprints go (the next run loads what the map holds then)."""
+        self.db.fingerprints.flows.pop(flow, None)
+        self.db.fingerprints.pages.pop(flow, None)
 
     def get_many(self, flow: str, source_keys: Iterable[str]) -> dict[str, IdMapEntry]:
         keys = list(dict.fromkeys(source_keys))
@@ -58,6 +89,7 @@ class IdMaps:
         """Upsert (source_key, target_id, payload_hash) rows after the target confirmed the writes."""
         latest = {key: (flow, key, target, digest) for key, target, digest in rows}  # one row per key
         batch = list(latest.values())
+        self.db.fingerprints.forget(flow, latest)  # before the write: a rolled-back write must not make them lie
         self.db.insert_rows(
             "id_map", (("flow", "VARCHAR"), ("source_key", "VARCHAR"), ("target_id", "VARCHAR"),
                        ("payload_hash", "VARCHAR")), batch, computed={"updated_at": "now()"},
@@ -65,6 +97,7 @@ class IdMaps:
                         "payload_hash = excluded.payload_hash, updated_at = now()")
 
     def forget(self, flow: str, source_key: str) -> None:
+        self.db.fingerprints.forget(flow, [source_key])
         self.db.execute("DELETE FROM id_map WHERE flow = ? AND source_key = ?", [flow, source_key])
 
     def forget_hashes(self, flow: str, source_keys: list[str] | None = None) -> list[str]:
@@ -77,6 +110,7 @@ class IdMaps:
             params.append(source_keys)
         rows = self.db.fetchall(sql + " ORDER BY source_key", params)
         keys, targets = [key for key, _ in rows], [target for _, target in rows]
+        self.db.fingerprints.forget(flow, keys)
         if keys:
             with self.db.transaction():
                 self.db.execute("UPDATE id_map SET payload_hash = NULL, updated_at = now() WHERE flow = ? AND "

@@ -21,6 +21,7 @@ class Links:
     def unlink(self, flow: str, source_keys: Iterable[str]) -> None:
         """Forget these records' links and hashes: the flow no longer knows a target record for them."""
         keys = list(source_keys)
+        self.db.fingerprints.forget(flow, keys)
         if keys:
             self.db.execute("DELETE FROM id_map WHERE flow = ? AND source_key IN (SELECT unnest(?::VARCHAR[]))",
                             [flow, keys])

@@ -138,6 +138,7 @@ class FlowRun:
         self._unmet: set[str] = set()  # keys parked before this run that this run has not processed yet
         self._on_demand = False  # a replay: parked records are sent whatever their back-off says
         self._stats_base: list[tuple[ConnectorClient, tuple[int, int, int, float]]] = []  # API counts at start
+        self._quiet_unchanged = 0  # unchanged records without a row of their own: one summary row at the end
         self.echo = EchoGuard(config, ctx.reverse, ctx.state.id_maps) if ctx.reverse is not None else None
         self._fields = FieldEnsurer(self.name, config.ensure_fields, ctx.target, config.target.entity,
                                     ctx.target_entity.custom_fields, ctx.target_catalog, dry_run=ctx.dry_run)
@@ -201,8 +202,21 @@ class FlowRun:
                 self.summary.api_writes += client.stats.writes - writes
                 self.summary.rate_limited += client.stats.rate_limited - limited
                 self.summary.waited_seconds += client.stats.waited_seconds - waited
+            self._summarise_unchanged()
+            self.ctx.state.id_maps.release(self.name)
             self.summary.seconds = round(time.monotonic() - started, 3)
         return self.summary
+
+    def _summarise_unchanged(self) -> None:
+        """One audit row for the unchanged records of this flow run (store/audit.py), however the run ended; a state
+        that cannot take it must not hide why the flow ended."""
+        count, self._quiet_unchanged = self._quiet_unchanged, 0
+        if self.ctx.dry_run or not count:
+            return
+        try:
+            self.ctx.state.audit.add_unchanged(self.ctx.run_id, self.name, count)
+        except Exception as exc:  # the flow's own failure (or interruption) is what the caller must see
+            log.warning("%s: the audit summary of %d unchanged records was not written: %s", self.name, count, exc)
 
     def counts(self) -> FlowCounts:
         """The numbers so far, the API's rate limiting included, for whoever watches the run."""
@@ -343,7 +357,7 @@ class FlowRun:
                 failed.append((key, unit, error))
                 continue
             try:
-                result = self.ctx.mapping.map(unit, self._lookup, self.lookups.lookup_source)
+                result = self.ctx.mapping.map(unit, self._lookup, self.lookups.lookup_source, key=key)
             except Deferred as exc:
                 deferred.append((key, unit, str(exc)))
                 continue
@@ -356,14 +370,19 @@ class FlowRun:
             mapped[key] = _Mapped(key, unit, result.payload, content_hash(result.payload), result.target_id)
         self.summary.filtered += len(filtered)
         self.summary.deferred += len(deferred)
-        entries = self.ctx.state.id_maps.get_many(self.name, mapped)
-        changed = [m for m in mapped.values() if m.key not in entries or entries[m.key].payload_hash != m.digest]
-        unchanged = [m for m in mapped.values() if m.key in entries and entries[m.key].payload_hash == m.digest]
+        # unchanged: stored with this very hash (no query once the flow's fingerprints are loaded, store/idmap.py);
+        # entries: the links of the others, and of unchanged records with a note (their audit row names the target)
+        same, entries = self.ctx.state.id_maps.diff(self.name, {k: m.digest for k, m in mapped.items()},
+                                                    also=keyed_notes)
+        changed = [m for m in mapped.values() if m.key not in same]
+        unchanged = [m for m in mapped.values() if m.key in same]
         self.summary.unchanged += len(unchanged)
         echoes = self._echoes(changed, entries)
         changed = [m for m in changed if m.key not in echoes]
         self._pair(changed, entries)
-        parked = self.ctx.state.pending.standing(self.name, [m.key for m in changed])
+        # the parked rows of every record of the page, in one query: who waits, attempts so far, what to clear
+        parked = self.ctx.state.pending.standing(self.name, [*mapped, *filtered,
+                                                             *(key for key, _, _ in deferred + failed)])
         waiting = {m.key for m in changed if self._waits(parked.get(m.key), m.unit)}
         held = [m for m in changed if m.key in waiting]
         changed = [m for m in changed if m.key not in waiting]
@@ -377,7 +396,7 @@ class FlowRun:
         self._record_echoes(echoes, mapped, keyed_notes)
         self._hold(held, parked, entries, keyed_notes)
         results = await self._push(changed, entries, parked) if changed else []
-        self._record(results, {m.key: m for m in changed}, unchanged, deferred, failed, filtered, entries,
+        self._record(results, {m.key: m for m in changed}, unchanged, deferred, failed, filtered, entries, parked,
                      keyed_notes)
 
     def _lookup(self, flow: str, source_key: Any) -> str:
@@ -512,16 +531,18 @@ class FlowRun:
         try:
             return await writer.push(items)
         except PushAborted as exc:  # record what the target confirmed before the failure, then fail the flow
-            self._record(exc.results, {m.key: m for m in changed}, [], [], [], [], entries, {})
+            self._record(exc.results, {m.key: m for m in changed}, [], [], [], [], entries, parked, {})
             raise exc.cause from None
 
     def _record(self, results: list[PushResult], by_key: Mapping[str, _Mapped], unchanged: list[_Mapped],
                 deferred: list[tuple[str, dict[str, Any], str]], failed: list[tuple[str, dict[str, Any], str]],
-                filtered: list[str], entries: Mapping[str, Any], notes: Mapping[str, str]) -> None:
+                filtered: list[str], entries: Mapping[str, Any], parked: Mapping[str, PendingRecord],
+                notes: Mapping[str, str]) -> None:
         state, run_id, flow = self.ctx.state, self.ctx.run_id, self.name
         failures = [(r.item.source_key, by_key[r.item.source_key].unit, REDACTOR(str(r.error)))
                     for r in results if not r.ok] + [(k, u, REDACTOR(e)) for k, u, e in failed]
-        previous = state.pending.standing(flow, [k for k, _, _ in failures + deferred])
+        # ``parked``: the page's parked rows, read before the push (nothing parks them meanwhile)
+        previous = {k: parked[k] for k, _, _ in failures + deferred if k in parked}
         attempts = {key: p.attempts for key, p in previous.items()}
         parking = {r.item.source_key: self._parking(previous.get(r.item.source_key), r) for r in results if not r.ok}
         rows: list[AuditRow] = []
@@ -550,9 +571,11 @@ class FlowRun:
         for key, _unit, reason in deferred:
             rows.append(AuditRow(run_id, flow, key, None, "defer", "deferred", attempts.get(key, 0) + 1, reason,
                                  note=notes.get(key)))
+        # an unchanged record with a note keeps its own row; the others are counted into one row per flow run
         rows.extend(AuditRow(run_id, flow, m.key, entries[m.key].target_id, "skip", "unchanged", 1, None,
-                             m.digest, notes.get(m.key))
-                    for m in unchanged if self.ctx.audit_unchanged or m.key in notes)
+                             m.digest, notes.get(m.key)) for m in unchanged if m.key in notes)
+        if self.ctx.audit_unchanged:
+            self._quiet_unchanged += sum(1 for m in unchanged if m.key not in notes)
         rows.extend(AuditRow(run_id, flow, key, None, "filter", "filtered", note=notes.get(key)) for key in filtered)
         self.summary.failed += len(failures)
         with state.db.transaction():
@@ -560,7 +583,8 @@ class FlowRun:
             # only after the target confirmed the write (a progress mark never equals a hash: the record stays dirty)
             if self.echo is not None:
                 self.echo.wrote((target, by_key[key].payload) for key, target, _ in saved)
-            state.pending.clear(flow, [k for k, _, _ in saved] + [m.key for m in unchanged] + filtered)
+            state.pending.clear(flow, [k for k in [k for k, _, _ in saved] + [m.key for m in unchanged] + filtered
+                                       if k in parked])  # only rows that exist: no query for a page with none
             state.pending.park(flow, run_id, [(k, FAILED, u, e) for k, u, e in failures]
                                + [(k, DEFERRED, u, r) for k, u, r in deferred], parking)
             state.audit.add(rows)
