@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import socket
@@ -12,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from ml_connector.config import Expr
 from ml_connector.connection import Connection
@@ -123,10 +123,13 @@ class ClientOptions:
                    stop_grace=limits.stop_grace)
 
 
+@functools.lru_cache(maxsize=512)
 def _join(base: str, path: str) -> httpx.URL:
     """The URL for ``path`` under ``base``; a path that would leave the base is refused.
 
-    The check reads the path as sent: an encoded ``x%2F..%2Fy`` is one segment, not a way out.
+    The check reads the path as sent: an encoded ``x%2F..%2Fy`` is one segment, not a way out. Cached: parsing
+    and checking cost more than a small write call, and a create path is the same for every record (URLs are
+    immutable, so sharing one is safe; a refusal raises and is not cached).
     """
     base_url = httpx.URL(base.rstrip("/") + "/")
     url = httpx.URL(path) if path.startswith(("http://", "https://")) else base_url.join(path.lstrip("/"))
@@ -135,6 +138,50 @@ def _join(base: str, path: str) -> httpx.URL:
             sent.startswith(under) or "/../" in f"{sent}/":
         raise FatalError(f"request path {path!r} leaves the connection's base URL {base}")
     return url
+
+
+class RetryPolicy:
+    """When a failed call is tried again and after how long: built once per client, used by every call.
+
+    Only transient failures are retried. A write whose outcome is unknown never is (the writer checks it instead);
+    a rate-limited call gets ``max_rate_limited`` tries, any other ``max_retries``. The wait is the API's when it
+    names one (beyond ``max_wait`` the flow stops), else capped, jittered exponential backoff.
+
+    Not tenacity: its retrying object keeps a call's state on itself (per thread, not per task), so one object
+    cannot serve concurrent calls, and building one per call was the largest cost of a single-record write.
+    """
+
+    def __init__(self, options: ClientOptions, label: str, pause: Callable[[float], Awaitable[None]]) -> None:
+        self.options = options
+        self.label = label
+        self.pause = pause
+
+    async def run(self, attempt: Callable[[], Awaitable[Reply]]) -> Reply:
+        """The reply of the first attempt that succeeds; the last failure when no retry is left."""
+        number = 1
+        while True:
+            try:
+                return await attempt()
+            except TransientError as error:
+                if self.stop(error, number):
+                    raise
+                await self.pause(self.wait(error, number))
+                number += 1
+
+    def stop(self, error: TransientError, attempt_number: int) -> bool:
+        if isinstance(error, UncertainWrite):
+            return True
+        if isinstance(error, RateLimited):
+            return attempt_number > self.options.max_rate_limited
+        return attempt_number > self.options.max_retries
+
+    def wait(self, error: TransientError, attempt_number: int) -> float:
+        if error.wait is not None:
+            wait = within_max_wait(error.wait, self.options.max_wait, self.label)
+            return min(wait + random.uniform(0.0, 0.1), self.options.max_wait)
+        backoff = min(self.options.backoff_cap, self.options.max_wait,
+                      self.options.backoff_base * 2 ** (attempt_number - 1))
+        return random.uniform(backoff / 2, backoff)
 
 
 class ConnectorClient:
@@ -167,6 +214,7 @@ class ConnectorClient:
         self.exhausted: str | None = None  # why no new call may start: the API's allowance is spent (http/usage.py)
         self.http = httpx.AsyncClient(transport=transport, timeout=self.options.timeout)
         self._sleep = sleep
+        self.retries = RetryPolicy(self.options, f"connection {connection.name}", self._pause)
 
     def _render(self, field: str, template: Expr | TemplateTree) -> Any:
         """A connector template evaluated for this connection; a failure names the connection and the field."""
@@ -211,38 +259,19 @@ class ConnectorClient:
         safe = method in SAFE_METHODS if idempotent is None else idempotent
         is_read = method == "GET" if reads is None else reads
         pool = self.quotas.get(quota, self.default_quota) if quota else self.default_quota
-        retrying = AsyncRetrying(retry=retry_if_exception_type(TransientError), stop=self._stop,
-                                 wait=self._wait, sleep=self._pause, reraise=True)
-        async for attempt in retrying:
-            with attempt:
+
+        async def attempt() -> Reply:
+            try:
+                return await self._once(method, path, params, json, pool, safe, is_read, records, headers)
+            except NeedsReauth:
+                self.auth.invalidate()
                 try:
                     return await self._once(method, path, params, json, pool, safe, is_read, records, headers)
-                except NeedsReauth:
-                    self.auth.invalidate()
-                    try:
-                        return await self._once(method, path, params, json, pool, safe, is_read, records, headers)
-                    except NeedsReauth as again:
-                        raise FatalError(f"connection {self.connection.name}: credentials refused after "
-                                         f"renewal ({method} {path})") from again
-        raise AssertionError("unreachable")
+                except NeedsReauth as again:
+                    raise FatalError(f"connection {self.connection.name}: credentials refused after "
+                                     f"renewal ({method} {path})") from again
 
-    def _stop(self, state: RetryCallState) -> bool:
-        error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, UncertainWrite):
-            return True
-        if isinstance(error, RateLimited):
-            return state.attempt_number > self.options.max_rate_limited
-        return state.attempt_number > self.options.max_retries
-
-    def _wait(self, state: RetryCallState) -> float:
-        """The API's wait when it names one (beyond ``max_wait`` the flow stops), else capped exponential backoff."""
-        error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, TransientError) and error.wait is not None:
-            wait = within_max_wait(error.wait, self.options.max_wait, f"connection {self.connection.name}")
-            return min(wait + random.uniform(0.0, 0.1), self.options.max_wait)
-        backoff = min(self.options.backoff_cap, self.options.max_wait,
-                      self.options.backoff_base * 2 ** (state.attempt_number - 1))
-        return random.uniform(backoff / 2, backoff)
+        return await self.retries.run(attempt)
 
     async def _pause(self, seconds: float) -> None:
         log.info("%s: waiting %.1f s before trying again", self.connection.name, seconds)

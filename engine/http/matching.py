@@ -47,6 +47,12 @@ def says_none(rule: Expr | None, body: Any) -> bool:
     return rule is not None and isinstance(body, (dict, list)) and bool(rule.evaluate(body))
 
 
+class WrittenHit(dict[str, Any]):
+    """A record this run wrote, found by its match key: it carries the target id only (not the record), so that the
+    matcher's memory stays flat in the number of records written. An update that merges from the existing record
+    reads it first (``fetch_existing``), as for any record known by its id alone."""
+
+
 @dataclass(frozen=True)
 class SearchHits(RecordsAt):
     """A search's records: none when the body says so, else what the records path holds (one object is one hit).
@@ -88,6 +94,9 @@ class TargetFinder:
         self._fetch = fetch
         self._labels = labels  # wire record -> the names mappings use (custom-field labels)
         self._refreshed_at = 0.0  # when the last re-read of the consistent views (index, recent) started
+        # match key -> target id of the records this run wrote, until the view find() consults is read again
+        # (a key and an id per record, never the payload: a million written records must not hold a million bodies)
+        self._written: dict[str, str] = {}
 
     def key(self, value: Any) -> str | None:
         """The match key of a match value (normalised only as the mapping asks)."""
@@ -104,6 +113,7 @@ class TargetFinder:
     def use_index(self, records: list[dict[str, Any]]) -> None:
         """Match against these target records (the whole entity, read once) instead of searching."""
         self.index = self._by_match(records)
+        self._written.clear()  # the list read shows what this run wrote before it
 
     async def prepare(self, unresolved: int) -> None:
         """Read the whole target entity once when that is cheaper than one search per unknown record."""
@@ -127,8 +137,11 @@ class TargetFinder:
                 self._refreshed_at = time.monotonic()
                 if self._recent_reader is not None:
                     self._recent = self._by_match(await self._recent_reader())
+                    if self.index is None:  # the view find() consults was read again: it shows what was written
+                        self._written.clear()
                 if self.index is not None and self._everything is not None:
                     self.index = self._by_match(await self._everything())
+                    self._written.clear()
 
     async def _recently_changed(self) -> dict[str, list[dict[str, Any]]]:
         """Target records changed within the search index's lag, read by a consistent list call (not search)."""
@@ -139,14 +152,20 @@ class TargetFinder:
                 self._recent = self._by_match(await self._recent_reader())
             return self._recent
 
-    def remember(self, match_value: Any, record: dict[str, Any]) -> None:
-        """A record this run wrote: later records with the same match value find it without asking the API."""
+    def remember(self, match_value: Any, target_id: str) -> None:
+        """A record this run wrote: later records with the same match value find it without asking the API (only
+        where a consistent view is in use; otherwise that view, read later, shows it)."""
         key = self.key(match_value)
-        if key is None:
-            return
-        for index in (self.index, self._recent):
-            if index is not None:
-                index[key] = [record]
+        if key is not None and (self.index is not None or self._recent is not None):
+            self._written[key] = target_id
+
+    def complete(self, hit: dict[str, Any]) -> bool:
+        """Whether a hit is the target record as stored (not a record this run wrote, known by its id alone)."""
+        return not isinstance(hit, WrittenHit)
+
+    def _written_hit(self, key: str) -> list[dict[str, Any]] | None:
+        target = self._written.get(key)
+        return None if target is None else [WrittenHit({self.key_field: target})]
 
     async def find(self, match_value: Any) -> list[dict[str, Any]]:
         """Target records whose match field equals ``match_value``."""
@@ -154,11 +173,14 @@ class TargetFinder:
         if key is None or self.match_field is None:
             return []
         if self.index is not None:
-            return list(self.index.get(key, []))
+            return self._written_hit(key) or list(self.index.get(key, []))
         search = self.search
         if search is None:
             return []
         recent = await self._recently_changed()  # what the search index may not show yet
+        written = self._written_hit(key)
+        if written is not None:
+            return written
         if key in recent:
             return list(recent[key])
         context = {**self.client.context, "match": {"field": self.match_field, "value": match_value}}

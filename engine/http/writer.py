@@ -348,7 +348,7 @@ class _Push:
         if action == UPSERT:
             action = CREATE if created or (created is None and item.target_id is None) else UPDATE
         self.claims.setdefault(target_id, item.source_key)
-        self.w.finder.remember(item.match_value, {**item.payload, self.w.key_field: target_id})
+        self.w.finder.remember(item.match_value, target_id)
         item.target_id = target_id
         self.follow(item, action, 0)
 
@@ -437,8 +437,12 @@ class _Push:
         if hit is None:
             self.write(item, CREATE)
         else:
-            item.target_id, item.existing = str(hit[self.w.key_field]), hit
+            item.target_id, item.existing = str(hit[self.w.key_field]), self._existing(hit)
             self.write(item, UPDATE)
+
+    def _existing(self, hit: dict[str, Any]) -> dict[str, Any] | None:
+        """A found record as the update's existing record; one known by its id alone is read when needed."""
+        return hit if self.w.finder.complete(hit) else None
 
     async def _load(self, item: PushItem, action: str) -> None:
         try:
@@ -489,7 +493,7 @@ class _Push:
         if first_difference(self.w.wire(item), hit) is None or self.w.update is None:
             self.confirm(item, job.action, target, created=True)
         else:
-            item.target_id, item.existing = target, hit
+            item.target_id, item.existing = target, self._existing(hit)
             self.write(item, UPDATE)
 
     async def _reread(self, job: Job) -> None:
