@@ -34,8 +34,9 @@ lint: install
 test: lint
 	$(BIN)/pytest
 
+# The side-by-side benchmark of issue 24, writes bench/RESULTS.md: make bench [BENCH_ARGS="--million" | "--quick"]
 bench: install
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.compare $(BENCH_ARGS)
 	$(BIN)/python -m bench.sandbox_pages
 	$(BIN)/python -m bench.webhook_reply
 
