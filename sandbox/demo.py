@@ -18,6 +18,7 @@ from ml_connector.sandbox.adobe_commerce import AdobeCommerceSandbox, create_ado
 from ml_connector.sandbox.marketo import create_marketo_sandbox
 from ml_connector.sandbox.marketo.activities import FILL_OUT_FORM, activity_log
 from ml_connector.sandbox.marketo.app import MarketoSandbox
+from ml_connector.sandbox.marketo.seed import give_an_owner_and_opportunities
 from ml_connector.sandbox.pipedrive import create_pipedrive_sandbox
 from ml_connector.sandbox.qad import create_qad_sandbox
 from ml_connector.sandbox.salesforce import create_salesforce_sandbox
@@ -304,16 +305,7 @@ def _marketo_part(workspace: Workspace, erp: Any, marketo: MarketoSandbox, echo:
     checks = [_check(first.status == "ok" and leads > 0 and sent == -(-leads // 300) and exports == 1,
                      f"{leads} leads in {sent} calls; the activity history in {exports} export job", echo)]
 
-    company = next(c for c in marketo.store.records("companies") if c["externalCompanyId"] == "C000001")
-    marketo.store.insert("salespersons", {"externalSalesPersonId": "SP-KIM", "email": "kim.berg@sales.example",
-                                          "firstName": "Kim", "lastName": "Berg"})
-    marketo.store.update("companies", company["id"], {"externalSalesPersonId": "SP-KIM"})
-    for number, (amount, closed, won, close) in enumerate(((12000.0, False, False, "2027-02-01"),
-                                                           (3000.5, False, False, "2027-01-15"),
-                                                           (50000.0, True, True, "2026-10-01")), start=1):
-        marketo.store.insert("opportunities", {
-            "externalOpportunityId": f"OPP-{number}", "name": f"Deal {number}", "amount": amount, "isClosed": closed,
-            "isWon": won, "closeDate": close, "externalCompanyId": "C000001", "externalSalesPersonId": "SP-KIM"})
+    give_an_owner_and_opportunities(marketo.store, "C000001")
     lead = next(le for le in marketo.store.records("leads") if le.get("externalCompanyId") == "C000001")
     activity_log(marketo).add(marketo.clock(), FILL_OUT_FORM, lead["id"], 2001, "Request a Quote Form")
     back = _run(workspace, echo, "13. in Marketo, C000001 gets an owner and three opportunities, and one of its "

@@ -61,3 +61,19 @@ def seed_store(store: MarketoStore, leads: int = 0, companies: int = 0, opportun
         if sellers:
             values["externalSalesPersonId"] = rng.choice(sellers)
         store.insert("opportunities", values, at=next(times))
+
+
+def give_an_owner_and_opportunities(store: MarketoStore, code: str) -> None:
+    """What a CRM sync (or a user) does to the company of `code`: sales person SP-KIM owns it, with two open
+    opportunities (12,000 and 3,000.5, closing 2027-02-01 and 2027-01-15) and one won (50,000)."""
+    company = next(c for c in store.records("companies") if c["externalCompanyId"] == code)
+    store.insert("salespersons", {"externalSalesPersonId": "SP-KIM", "email": "kim.berg@sales.example",
+                                  "firstName": "Kim", "lastName": "Berg"})
+    store.update("companies", company["id"], {"externalSalesPersonId": "SP-KIM"})
+    for number, (amount, closed, won, close) in enumerate(((12000.0, False, False, "2027-02-01"),
+                                                           (3000.5, False, False, "2027-01-15"),
+                                                           (50000.0, True, True, "2026-10-01")), start=1):
+        store.insert("opportunities", {
+            "externalOpportunityId": f"OPP-{code}-{number}", "name": f"Deal {number}", "amount": amount,
+            "isClosed": closed, "isWon": won, "closeDate": close, "externalCompanyId": code,
+            "externalSalesPersonId": "SP-KIM"})

@@ -14,6 +14,7 @@ import pytest
 from ml_connector.sandbox.marketo import create_marketo_sandbox
 from ml_connector.sandbox.marketo.activities import FILL_OUT_FORM, activity_log
 from ml_connector.sandbox.marketo.app import MarketoSandbox
+from ml_connector.sandbox.marketo.seed import give_an_owner_and_opportunities
 from ml_connector.sandbox.qad import QadSandbox, create_qad_sandbox
 from ml_connector.sandbox.serve import SandboxServer
 from ml_connector.sandbox.workspace import SANDBOX_ENV, write_workspace
@@ -170,21 +171,6 @@ def test_under_the_shared_call_budget_606_backs_off_and_no_record_fails(pair_fac
         assert after and min(after) - refusal.at >= 20 * 0.75, (refusal, min(after) - refusal.at)
 
 
-def _give_an_owner_and_opportunities(marketo: MarketoSandbox, code: str) -> None:
-    """In Marketo (or the CRM syncing into it), the company of `code` gets a sales person and three opportunities."""
-    company = next(c for c in marketo.store.records("companies") if c["externalCompanyId"] == code)
-    marketo.store.insert("salespersons", {"externalSalesPersonId": "SP-KIM", "email": "kim.berg@sales.example",
-                                          "firstName": "Kim", "lastName": "Berg"})
-    marketo.store.update("companies", company["id"], {"externalSalesPersonId": "SP-KIM"})
-    for number, (amount, closed, won, close) in enumerate(((12000.0, False, False, "2027-02-01"),
-                                                           (3000.5, False, False, "2027-01-15"),
-                                                           (50000.0, True, True, "2026-10-01")), start=1):
-        marketo.store.insert("opportunities", {
-            "externalOpportunityId": f"OPP-{code}-{number}", "name": f"Deal {number}", "amount": amount,
-            "isClosed": closed, "isWon": won, "closeDate": close, "externalCompanyId": code,
-            "externalSalesPersonId": "SP-KIM"})
-
-
 CONTEXT = {"salespersonCode": "SP-KIM", "customShort0": "kim.berg@sales.example", "customShort1": "Kim Berg",
            "customDecimal0": 15000.5, "customDecimal1": 50000, "customDate1": "2027-01-15"}
 
@@ -193,7 +179,7 @@ def test_opportunities_and_the_sales_person_come_back_onto_the_qad_customer(pair
     pair = pair_factory(customers=30)
     _first_sync(pair)
     code = next(c["customerCode"] for c in pair.qad.store.all("customerV2s") if c["isActive"])
-    _give_an_owner_and_opportunities(pair.marketo, code)
+    give_an_owner_and_opportunities(pair.marketo.store, code)
     pair.marketo.log.reset()
     exit_code, flows = pair.run()
     assert exit_code == 0, flows
@@ -215,7 +201,7 @@ def test_with_a_crm_sync_the_crm_owned_companies_are_read_back(pair_factory: Cal
     active = [c["customerCode"] for c in pair.qad.store.all("customerV2s") if c["isActive"]]
     for code in active:
         pair.marketo.store.insert("companies", {"externalCompanyId": code, "company": f"CRM account {code}"})
-    _give_an_owner_and_opportunities(pair.marketo, active[0])
+    give_an_owner_and_opportunities(pair.marketo.store, active[0])
     code, flows = pair.run()
     assert code == 0, {k: (v["status"], v.get("error")) for k, v in flows.items()}
     assert flows["customers_to_companies"]["status"] == "skipped"
