@@ -204,22 +204,32 @@ class Interrupted(Exception):
 async def _stoppable(work: Coroutine[Any, Any, Any], received: list[int]) -> Any:
     """Await ``work``; a stop signal cancels it (the run records what it did on the way out).
 
-    A second signal is not caught: it stops the process at once, for when the way out itself hangs.
+    A second signal is not caught: it stops the process at once, for when the way out itself hangs. The stop comes
+    two ways: asyncio's handler, which learns the signal only from a byte the C handler writes to the loop's wakeup
+    fd, and a Python-level handler, which runs whenever the main thread runs; under load the byte was once lost and
+    ``serve`` ignored SIGTERM, so whichever comes first stops the work and the other finds it done.
     """
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     catching = threading.current_thread() is threading.main_thread()  # signals reach the main thread only
 
     def stop(signum: int) -> None:
+        if received:
+            return
         received.append(signum)
         for number in STOP_SIGNALS:
             loop.remove_signal_handler(number)
+            signal.signal(number, signal.SIG_DFL if number != signal.SIGINT else signal.default_int_handler)
         assert task is not None
         task.cancel(signal.Signals(signum).name)
+
+    def in_python(signum: int, frame: object) -> None:
+        loop.call_soon_threadsafe(stop, signum)
 
     if catching:
         for number in STOP_SIGNALS:
             loop.add_signal_handler(number, stop, number)
+            signal.signal(number, in_python)  # asyncio's wakeup fd stays set: its byte still wakes the loop
     try:
         return await work
     finally:

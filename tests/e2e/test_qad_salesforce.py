@@ -18,7 +18,7 @@ import pytest
 from ml_connector.sandbox.qad import QadSandbox, create_qad_sandbox
 from ml_connector.sandbox.salesforce import create_salesforce_sandbox
 from ml_connector.sandbox.salesforce.app import SalesforceSandbox
-from ml_connector.sandbox.salesforce.pubsub import PubSubServer, start_pubsub
+from ml_connector.sandbox.salesforce.pubsub import PubSubServer, event_bus, start_pubsub
 from ml_connector.sandbox.serve import SandboxServer
 from ml_connector.sandbox.workspace import SANDBOX_ENV, write_workspace
 from tests.e2e.conftest import cli, counts, run_flows, wait_for
@@ -200,6 +200,11 @@ def _stop(process: subprocess.Popen[str]) -> str:
     return err
 
 
+def _subscribed(pair: Pair) -> None:
+    bus = event_bus(pair.sf)
+    wait_for(lambda: bus.subscribers() > 0, 30, "timed out waiting for serve to subscribe")
+
+
 def _qad_name(pair: Pair, code: str) -> str:
     name: str = pair.qad.store.get("customerV2s", code)["name"]
     return name
@@ -210,7 +215,8 @@ def test_change_data_capture_delivers_changes_made_while_stopped_and_falls_back_
     account = pair.account("C000003")
     serve = _serve(pair)
     try:
-        time.sleep(3)  # subscribed, and a keepalive position stored
+        _subscribed(pair)
+        time.sleep(1.5)  # a keepalive position stored (every second)
         pair.admin("PATCH", f"/_admin/records/Account/{account['Id']}", {"Name": "Live Change AG"})
         wait_for(lambda: _qad_name(pair, "C000003") == "Live Change AG", 30,
                  "timed out waiting for the live change in QAD")
@@ -244,7 +250,7 @@ def test_a_gap_event_makes_the_subscriber_re_read_the_named_record_over_rest(pai
     account = pair.account("C000005")
     serve = _serve(pair)
     try:
-        time.sleep(3)  # subscribed
+        _subscribed(pair)
         entities = pair.sf.config["pubsub_cdc_entities"]
         pair.sf.config.update(pubsub_cdc_entities=[e for e in entities if e != "Account"])
         pair.admin("PATCH", f"/_admin/records/Account/{account['Id']}", {"Name": "Changed Without An Event AG"})
@@ -299,7 +305,7 @@ def test_an_overflow_event_makes_the_subscriber_read_the_whole_entity(pair: Pair
     account = pair.account("C000007")
     serve = _serve(pair)
     try:
-        time.sleep(3)  # subscribed
+        _subscribed(pair)
         entities = pair.sf.config["pubsub_cdc_entities"]
         pair.sf.config.update(pubsub_cdc_entities=[e for e in entities if e != "Account"])
         pair.admin("PATCH", f"/_admin/records/Account/{account['Id']}", {"Name": "Lost In An Overflow AG"})

@@ -204,3 +204,21 @@ def test_a_crash_still_marks_the_run_and_flow_failed(tmp_path: Path) -> None:
     summary = asyncio.run(runner.run())
     assert statuses(state) == (["failed"], {"things": "failed"})
     assert summary.flows[0].error == "RuntimeError: a bug"
+
+
+def test_a_stop_signal_is_not_lost_when_its_wakeup_byte_never_reaches_the_event_loop() -> None:
+    """Under load ``serve`` once ignored SIGTERM for 30 s: asyncio learns which signal came only from the byte the C
+    handler writes to the loop's wakeup fd; with that byte lost, its Python-level handler is a no-op. The stop must
+    also arrive through the Python-level handler, which runs whenever the main thread runs."""
+    async def work() -> str:
+        signal.set_wakeup_fd(-1)  # the byte is lost: nothing writes to the loop's self-pipe
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(40):  # the loop wakes on its own timers, as serve's does
+            await asyncio.sleep(0.05)
+        return "ran to its end"
+
+    with pytest.raises(ml_connector.cli.Interrupted) as stopped:
+        ml_connector.cli._until_stopped(work(), lambda: None)
+
+    assert stopped.value.signum == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # one-shot: a second signal stops the process at once

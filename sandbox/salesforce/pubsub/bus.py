@@ -232,3 +232,8 @@ class EventBus:
     def remove_waiter(self, loop: asyncio.AbstractEventLoop, wake: asyncio.Event) -> None:
         with self._lock:
             self._waiters.discard((loop, wake))
+
+    def subscribers(self) -> int:
+        """Open subscriptions: a test waits for one instead of sleeping (a loaded machine subscribes late)."""
+        with self._lock:
+            return len(self._waiters)
