@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
+from contextlib import aclosing
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from ml_connector.config import MappingConfig
 from ml_connector.config.entity import EntityConfig
 from ml_connector.errors import MlConnectorError
+from ml_connector.http.ahead import ReadAhead
 from ml_connector.http.catalog import FieldCatalog, LazyCatalog
 from ml_connector.http.client import ConnectorClient
 from ml_connector.http.errors import RecordError
@@ -250,30 +252,33 @@ class FlowRun:
         watermark_field = reader.watermark_field if reader.incremental else None
         began = self.ctx.now()
         horizon: ReadHorizon | None = None
-        async for page in reader.pages(since=since, params=source_from.params, expand=source_from.expand, keys=keys):
-            horizon = horizon or ReadHorizon.of(began, reader.server_date, reader.lookback)
-            self.summary.read_path = reader.read_path
-            units: list[dict[str, Any]] = []
-            notes: dict[int, str] = {}  # by position in ``units``
-            for record in page:
-                children = self.ctx.mapping.explode(record)
-                stamp = record.get(watermark_field) if watermark_field else None
-                if watermark_field and isinstance(stamp, str) and stamp:
-                    newest = later(newest, stamp)
-                    if horizon.is_future(stamp):
-                        note = horizon.note(watermark_field, stamp)
-                        notes.update((len(units) + i, note) for i in range(len(children)))
-                units.extend(children)
-            self.summary.read += len(units)
-            if self.echo is not None and not self.ctx.dry_run:
-                self.echo.read(self.ctx.mapping, units)
-            self.deletes.saw(units)
-            self.summary.future_stamped += len(notes)
-            await self._process(units, notes)
-            self.ctx.progress.flow_update(self.name, self.counts())
-            log.info("%s: %d read so far (%d created, %d updated, %d unchanged, %d deferred, %d failed)", self.name,
-                     self.summary.read, self.summary.created, self.summary.updated, self.summary.unchanged,
-                     self.summary.deferred, self.summary.failed)
+        pages = ReadAhead(reader.pages(since=since, params=source_from.params, expand=source_from.expand,
+                                       keys=keys))
+        async with aclosing(pages):  # the next page is read while this one is processed
+            async for page in pages:
+                horizon = horizon or ReadHorizon.of(began, reader.server_date, reader.lookback)
+                self.summary.read_path = reader.read_path
+                units: list[dict[str, Any]] = []
+                notes: dict[int, str] = {}  # by position in ``units``
+                for record in page:
+                    children = self.ctx.mapping.explode(record)
+                    stamp = record.get(watermark_field) if watermark_field else None
+                    if watermark_field and isinstance(stamp, str) and stamp:
+                        newest = later(newest, stamp)
+                        if horizon.is_future(stamp):
+                            note = horizon.note(watermark_field, stamp)
+                            notes.update((len(units) + i, note) for i in range(len(children)))
+                    units.extend(children)
+                self.summary.read += len(units)
+                if self.echo is not None and not self.ctx.dry_run:
+                    self.echo.read(self.ctx.mapping, units)
+                self.deletes.saw(units)
+                self.summary.future_stamped += len(notes)
+                await self._process(units, notes)
+                self.ctx.progress.flow_update(self.name, self.counts())
+                log.info("%s: %d read so far (%d created, %d updated, %d unchanged, %d deferred, %d failed)", self.name,
+                         self.summary.read, self.summary.created, self.summary.updated, self.summary.unchanged,
+                         self.summary.deferred, self.summary.failed)
         self.summary.read_path = reader.read_path
         unmet = [p for p in pending if p.source_key in self._unmet]
         retry = [p.record for p in unmet if not self._waits(p)]
