@@ -31,34 +31,56 @@ ExpressionKind = Literal["jmespath", "template", "mapping", "path"]
 EXPRESSION_KINDS: tuple[str, ...] = get_args(ExpressionKind)
 
 
+_LATER: Any = object()  # not compiled yet
+
+
 @dataclass(frozen=True)
 class Expr:
-    """A compiled expression with its kind and source (the value as written, for messages and comparisons)."""
+    """A compiled expression with its kind and source (the value as written, for messages and comparisons).
+
+    A spec the cache knows compiled (spec/cache.py) is loaded with its expressions compiled on first use: a run
+    compiles only what its flows evaluate, not every template of every connector of the workspace.
+    """
 
     kind: ExpressionKind
     source: Any
-    compiled: Any = field(repr=False, compare=False)
+    _compiled: Any = field(default=_LATER, repr=False, compare=False)
+
+    @property
+    def compiled(self) -> Any:
+        compiled = self._compiled
+        if compiled is _LATER:
+            compiled = _compile(self.kind, self.source)
+            object.__setattr__(self, "_compiled", compiled)
+        return compiled
 
     def evaluate(self, context: Any) -> Any:
         """The value over `context` (for `jmespath`, the data searched)."""
+        compiled = self.compiled
         if self.kind == "jmespath":
-            return self.compiled.search(context)
-        if isinstance(self.compiled, TemplateTree):
-            return self.compiled.render(context)
-        return self.compiled.evaluate(context)
+            return compiled.search(context)
+        if isinstance(compiled, TemplateTree):
+            return compiled.render(context)
+        return compiled.evaluate(context)
 
 
 def compile_expr(kind: ExpressionKind, source: Any) -> Expr:
     """Compile `source` as an expression of `kind`; raises the compiler's own error when it does not compile."""
-    compiled: Any
+    return Expr(kind, source, _compile(kind, source))
+
+
+def compile_later(kind: ExpressionKind, source: Any) -> Expr:
+    """`source` as an expression compiled on first use: only for a source known to compile (spec/cache.py)."""
+    return Expr(kind, source)
+
+
+def _compile(kind: ExpressionKind, source: Any) -> Any:
     if kind == "jmespath":
-        compiled = compile_jmespath(source)
-    elif kind == "path":
-        compiled = compile_path(source)
-    elif kind == "mapping":
-        compiled = compile_expression(source)
-    elif isinstance(source, (Mapping, list)):
-        compiled = TemplateTree(source)
-    else:
-        compiled = compile_template(source)
-    return Expr(kind, source, compiled)
+        return compile_jmespath(source)
+    if kind == "path":
+        return compile_path(source)
+    if kind == "mapping":
+        return compile_expression(source)
+    if isinstance(source, (Mapping, list)):
+        return TemplateTree(source)
+    return compile_template(source)

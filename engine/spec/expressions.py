@@ -16,6 +16,7 @@ from jinja2 import meta, nodes
 from jmespath import exceptions as jmespath_errors
 
 from ml_connector.config import EXPRESSION_KINDS, Expr, ExpressionKind, compile_expr
+from ml_connector.config.expr import compile_later
 from ml_connector.spec.checkutil import did_you_mean
 from ml_connector.spec.problems import JsonPath
 from ml_connector.spec.schemas import Kind
@@ -46,12 +47,20 @@ def tagged_values(kind: Kind, data: Any) -> dict[JsonPath, tuple[ExpressionKind,
     return found
 
 
-def compile_expressions(kind: Kind, data: Any) -> tuple[dict[JsonPath, Expr], list[Located]]:
-    """Every tagged value of `data` compiled, and the (path, message) of each that does not compile."""
+def compile_expressions(kind: Kind, data: Any, *, known_good: bool = False) -> tuple[dict[JsonPath, Expr],
+                                                                                     list[Located]]:
+    """Every tagged value of `data` compiled, and the (path, message) of each that does not compile.
+
+    ``known_good``: this very text compiled without a problem before (spec/cache.py): each expression compiles on
+    first use instead, unchecked."""
     compiled: dict[JsonPath, Expr] = {}
     problems: list[Located] = []
     functions = MAPPING_FUNCTIONS if kind == "mapping" else CONNECTOR_FUNCTIONS
     for path, (expression_kind, value) in tagged_values(kind, data).items():
+        if known_good:
+            if _compilable(expression_kind, value):
+                compiled[path] = compile_later(expression_kind, value)
+            continue
         expr, errors = compile_value(expression_kind, value, path, functions)
         problems += errors
         if expr is not None:
@@ -67,8 +76,7 @@ def compile_value(
     `functions` are the names a template may call (default: those of a mapping, lookups included).
     """
     functions = MAPPING_FUNCTIONS if functions is None else functions
-    strings_only = kind in ("jmespath", "path")
-    if not isinstance(value, str) if strings_only else kind == "mapping" and isinstance(value, (dict, list)):
+    if not _compilable(kind, value):
         return None, []  # the schema reports the wrong type
     try:
         expr = compile_expr(kind, value)
@@ -79,6 +87,13 @@ def compile_value(
     errors = [(leaf, error) for leaf, text in strings(value, path)
               if (error := _error(kind, text, False, functions))]
     return (None, errors) if errors else (expr, [])
+
+
+def _compilable(kind: ExpressionKind, value: Any) -> bool:
+    """Whether `value` has a type `kind` compiles (else the schema reports it)."""
+    if kind in ("jmespath", "path"):
+        return isinstance(value, str)
+    return not (kind == "mapping" and isinstance(value, (dict, list)))
 
 
 def jinja_sources(path: JsonPath, expr: Expr) -> Iterator[tuple[JsonPath, str]]:

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ml_connector.spec.cache import SpecCache
 from ml_connector.spec.cascades import follows_from_unreadable, named_in
 from ml_connector.spec.checks import run_checks
 from ml_connector.spec.context import context_files, is_flow_or_broken
@@ -14,7 +15,7 @@ from ml_connector.spec.model import Project, Spec, SpecKind
 from ml_connector.spec.problems import SpecError, SpecProblem, field_name, sort_problems
 from ml_connector.spec.schemas import validate_document
 from ml_connector.spec.typed import type_spec
-from ml_connector.spec.yamlload import DEFAULT_LIMITS, YamlLimits, load_yaml
+from ml_connector.spec.yamlload import DEFAULT_LIMITS, YamlLimits, parse_yaml, read_spec_text
 
 YAML_SUFFIXES = (".yaml", ".yml")
 #: Top-level key -> kind; checked in this order (an integration also has `connections`).
@@ -70,6 +71,7 @@ class _Loader:
 
     def __init__(self, limits: YamlLimits) -> None:
         self.limits = limits
+        self.cache = SpecCache.default()
         self.specs: dict[Path, Spec | None] = {}
         self.files: list[Path] = []
         self.problems: list[SpecProblem] = []
@@ -102,7 +104,9 @@ class _Loader:
         self.specs[key] = None
         self.files.append(path)
         try:
-            data, source = load_yaml(path, self.limits)
+            text = read_spec_text(path, self.limits)
+            cached = self.cache.get(text, self.limits)
+            data, source = cached if cached is not None else parse_yaml(text, str(path), self.limits)
         except SpecError as error:
             self.problems += error.problems
             self.unreadable |= named_in(path, self.limits)
@@ -120,9 +124,15 @@ class _Loader:
                 )
             )
             return None
-        invalid = validate_document(kind, data, source, str(path))
         spec = Spec(kind, _name(kind, data, path), path, data, source)
-        self.problems += invalid + type_spec(spec, valid=not invalid and not source.problems)
+        if cached is not None:  # this very text loaded without a problem before (spec/cache.py)
+            self.problems += type_spec(spec, valid=True, known_good=True)
+        else:
+            invalid = validate_document(kind, data, source, str(path))
+            problems = invalid + type_spec(spec, valid=not invalid and not source.problems)
+            if not problems and not source.problems:
+                self.cache.put(text, self.limits, data, source)
+            self.problems += problems
         self.specs[key] = spec
         return spec
 

@@ -20,13 +20,14 @@ CONFIGS: dict[str, type[ConnectorConfig] | type[MappingConfig]] = {
 }
 
 
-def type_spec(spec: Spec, *, valid: bool) -> list[SpecProblem]:
+def type_spec(spec: Spec, *, valid: bool, known_good: bool = False) -> list[SpecProblem]:
     """Fill `spec.normalised`, `spec.expressions` and (when `valid` and all compiles) `spec.config`.
 
     Returns the problems of expressions that do not compile, or of a spec the config classes cannot model.
+    ``known_good``: the same text loaded without a problem before (spec/cache.py); expressions compile on first use.
     """
     spec.normalised = with_defaults(spec.kind, spec.data)
-    spec.expressions, errors = compile_expressions(spec.kind, spec.normalised)
+    spec.expressions, errors = compile_expressions(spec.kind, spec.normalised, known_good=known_good)
     problems = [_problem(spec, path, message) for path, message in errors]
     if valid and not problems and spec.kind in CONFIGS:
         try:

@@ -90,23 +90,31 @@ class SourceMap:
     def __contains__(self, path: object) -> bool:
         return isinstance(path, tuple) and path in self._lines
 
+    def lines(self) -> dict[JsonPath, int]:
+        """Every recorded line by path (a copy): what the spec cache keeps of a file that loaded without problems."""
+        return dict(self._lines)
+
 
 def load_yaml(path: Path, limits: YamlLimits = DEFAULT_LIMITS) -> tuple[Any, SourceMap]:
     """Parse one YAML file; a syntax error, or a file over `limits`, raises SpecError with its line.
 
     At most `max_bytes + 1` bytes are read, so an oversized file (or a device that never ends) costs nothing.
     """
+    return parse_yaml(read_spec_text(path, limits), str(path), limits)
+
+
+def read_spec_text(path: Path, limits: YamlLimits = DEFAULT_LIMITS) -> str:
+    """The text of one spec file, read within `limits`; SpecError (at line 1) when it cannot be read or is too big."""
     try:
         with path.open("rb") as stream:
             raw = stream.read(limits.max_bytes + 1)
         if len(raw) > limits.max_bytes:
             raise SpecError([SpecProblem(str(path), 1, "(root)", _too_big(limits))])
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(
             [SpecProblem(str(path), 1, "(root)", f"cannot read file: {_os_reason(exc)}")]
         ) from None
-    return parse_yaml(text, str(path), limits)
 
 
 def parse_yaml(text: str, file: str, limits: YamlLimits = DEFAULT_LIMITS) -> tuple[Any, SourceMap]:
