@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import os
 import signal
@@ -16,10 +17,7 @@ from typing import Any, NoReturn
 import click
 
 from ml_connector.commands.audit_export import export_format, payload_lines
-from ml_connector.commands.channels import channels
-from ml_connector.commands.discover import discover
 from ml_connector.commands.init import init
-from ml_connector.commands.new import new
 from ml_connector.commands.options import (
     VERBOSE_HELP,
     accept_verbose,
@@ -28,14 +26,10 @@ from ml_connector.commands.options import (
     verbosity,
     workspace_option,
 )
-from ml_connector.commands.ping import ping
-from ml_connector.commands.preview import preview
-from ml_connector.commands.report import report as report_command
 from ml_connector.commands.secrets import secret
 from ml_connector.commands.state_admin import parked, repush, watermark
 from ml_connector.config import MappingConfig
 from ml_connector.errors import MlConnectorError, SetupError
-from ml_connector.events.service import Service
 from ml_connector.extras import import_from_extra
 from ml_connector.http.redact import REDACTOR
 from ml_connector.report import run_table, table
@@ -77,7 +71,24 @@ ERROR_EXIT_CODES: tuple[tuple[type[MlConnectorError], int], ...] = (
 
 
 class Main(click.Group):
-    """The command group; every error that leaves a command ends here, as one line on stderr and an exit code."""
+    """The command group; every error that leaves a command ends here, as one line on stderr and an exit code.
+
+    Commands in ``LAZY`` are imported when named (or listed by --help): every command starts the interpreter, and a
+    run should not pay for importing the webhook service or the discovery tools.
+    """
+
+    LAZY = {name: f"ml_connector.commands.{module}:{attribute}" for name, module, attribute in (
+        ("ping", "ping", "ping"), ("new", "new", "new"), ("preview", "preview", "preview"),
+        ("discover", "discover", "discover"), ("channels", "channels", "channels"), ("report", "report", "report"))}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.LAZY and cmd_name not in self.commands:
+            module, attribute = self.LAZY[cmd_name].split(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None,
                                                                            list[str]]:
@@ -294,8 +305,9 @@ def _report(summary: RunSummary, as_json: bool, plan: bool = False) -> None:
 @main.command()
 @workspace_option
 @click.option("--flow", "flows", multiple=True, help="Only these flows (repeatable); default: all.")
+@click.option("--full", is_flag=True, help="What `run --full` would do: re-read whole sources.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def plan(workspace_path: Path, flows: tuple[str, ...], as_json: bool) -> None:
+def plan(workspace_path: Path, flows: tuple[str, ...], full: bool, as_json: bool) -> None:
     """Dry run: per flow, how many records would be created, updated, left unchanged or deferred. No writes.
 
     \b
@@ -304,7 +316,7 @@ def plan(workspace_path: Path, flows: tuple[str, ...], as_json: bool) -> None:
     """
     workspace = Workspace.open(workspace_path)
     selected = _check_flows(workspace, flows)
-    _run_and_report(workspace, lambda runner: runner.run(selected, dry_run=True), as_json, plan=True)
+    _run_and_report(workspace, lambda runner: runner.run(selected, dry_run=True, full=full), as_json, plan=True)
 
 
 @main.command()
@@ -342,6 +354,8 @@ def serve(workspace_path: Path, interval: float, once: bool, listen: str | None)
     """
     workspace = Workspace.open(workspace_path)
     settings = workspace.serve
+    from ml_connector.events.service import Service  # only serve needs it (see Main.LAZY)
+
     service = Service(workspace, interval, verbose=verbosity(click.get_current_context()),
                       listen=listen or settings.listen, public_url=settings.public_url,
                       make_runner=lambda project, state: Runner(project, state), pause=lambda s: _pause(s))
@@ -408,8 +422,8 @@ def status(workspace_path: Path, as_json: bool) -> None:
 def audit(workspace_path: Path, flow: str | None, run_id: str | None, source_key: str | None,
           outcome: str | None, limit: int | None, as_json: bool, payloads: bool, fmt: str | None,
           output: Path | None) -> None:
-    """Recent audit rows (one per record per run; the unchanged records of a flow run: one row with their count),
-    newest first, filterable; with --output, exported to a file.
+    """Recent audit rows (one per record per run; the unchanged records of a flow run, and those filtered again:
+    one row each with their count), newest first, filterable; with --output, exported to a file.
 
     \b
     Example:
@@ -436,7 +450,7 @@ def audit(workspace_path: Path, flow: str | None, run_id: str | None, source_key
         click.echo("\n".join(payload_lines(rows)))
         return
     columns = ["logged_at", "run_id", "flow", "source_key", "target_id", "action", "outcome", "count", "attempts",
-               "error", "note"]  # count: records a summary row stands for (unchanged ones: source_key empty)
+               "error", "note"]  # count: records a summary row stands for (source_key empty)
     click.echo(table(columns, [[row[c] for c in columns] for row in rows]))
 
 
@@ -542,11 +556,6 @@ def test_examples(paths: tuple[Path, ...], as_json: bool) -> None:
 
 main.add_command(secret)
 main.add_command(init)
-main.add_command(ping)  # engine/commands/ping.py
-main.add_command(new)  # engine/commands/new.py
-main.add_command(preview)  # engine/commands/preview.py
-main.add_command(discover)  # engine/commands/discover.py
-main.add_command(channels)  # engine/commands/channels.py
 
 
 # ---- sandboxes and demo ------------------------------------------------------------------------------------------
@@ -600,7 +609,6 @@ def demo(directory: Path, force: bool) -> None:
     sys.exit(run_demo(directory, echo=click.echo, force=force))
 
 
-main.add_command(report_command)  # engine/commands/report.py
 for _admin in (parked, watermark, repush):  # engine/commands/state_admin.py
     main.add_command(_admin)
 

@@ -22,7 +22,6 @@ from ml_connector.config.connector import (
 from ml_connector.errors import MlConnectorError
 from ml_connector.http.errors import FatalError, ReauthorizeError, TransientError
 from ml_connector.http.hosts import BaseUrlPolicy
-from ml_connector.http.oauth1 import OAuth1Auth
 from ml_connector.http.redact import REDACTOR
 from ml_connector.http.rules import parse_body
 
@@ -282,6 +281,8 @@ def build_auth(name: str, config: AuthConfig, context: Mapping[str, Any], vault:
     if isinstance(config, ApiKeyAuthConfig):
         return ApiKeyAuth(config, context)
     if isinstance(config, OAuth1AuthConfig):
+        from ml_connector.http.oauth1 import OAuth1Auth  # oauthlib: imported by the connectors that sign
+
         return OAuth1Auth(name, config, context)
     if isinstance(config, OAuth2AuthConfig):
         policy = BaseUrlPolicy(base_url, config.base_url_hosts, sandbox=sandbox)
