@@ -36,6 +36,27 @@ def format_watermark(value: str, fmt: str, lookback: float) -> str:
     return moment.astimezone(UTC).strftime(fmt)
 
 
+class Latest:
+    """The latest of many timestamps as given, each parsed once (a read offers one per record)."""
+
+    def __init__(self, value: str | None) -> None:
+        self.value = value
+        self._moment = parse_timestamp(value) if value else None
+        self._last: tuple[str, datetime] | None = None
+
+    def offer(self, stamp: str) -> datetime:
+        """Keep ``stamp`` when it is later than the latest so far (ties keep the first); returns its moment."""
+        last = self._last
+        if last is not None and last[0] == stamp:  # records of one batch often share their stamp
+            moment = last[1]
+        else:
+            moment = parse_timestamp(stamp)
+            self._last = (stamp, moment)
+        if self._moment is None or moment > self._moment:
+            self.value, self._moment = stamp, moment
+        return moment
+
+
 def later(a: str | None, b: str | None) -> str | None:
     """The later of two timestamps (as given), ignoring missing ones."""
     if not a or not b:

@@ -8,7 +8,8 @@ binary search per record, the same at any size.
 The fingerprints only ever say "stored exactly as now" or "ask the database": a link written, unlinked or forgotten
 during the run becomes "ask" (so a rolled-back write cannot make them lie), a key loaded twice (a 64-bit collision)
 is "ask", and a key that is not loaded (linked during the run) is asked for. A false "unchanged" needs a new record
-whose key and hash both collide with one stored link: 2^-128 per record.
+whose key and hash both collide with one stored link: 2^-128 per record. A key neither loaded nor written since is
+certainly not linked: records never linked (new ones, ones filtered or deleted at the source) cost no query either.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class Fingerprints:
     def __init__(self, keys: array[int], digests: array[int]) -> None:
         self.keys = keys
         self.digests = digests
+        self.touched: set[int] = set()  # fingerprints of keys linked since the load (not in ``keys``)
 
     @classmethod
     def load(cls, db: Database, flow: str) -> Fingerprints | None:
@@ -78,12 +80,19 @@ class Fingerprints:
         i = self._index(key)
         return i is not None and self.digests[i] != ASK and self.digests[i] == digest_fingerprint(digest)
 
+    def may_be_linked(self, key: str) -> bool:
+        """False only when the map certainly holds no link for ``key``: not loaded, not written since (a page of
+        records never linked, such as new ones or ones filtered at the source, then costs no query)."""
+        return self._index(key) is not None or fingerprint(key) in self.touched
+
     def forget(self, keys: Iterable[str]) -> None:
         """These links changed (written, unlinked, forgotten): from now on, ask the database about them."""
         for key in keys:
             i = self._index(key)
             if i is not None:
                 self.digests[i] = ASK
+            else:
+                self.touched.add(fingerprint(key))
 
 
 class FingerprintCache:

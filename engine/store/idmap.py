@@ -55,11 +55,16 @@ class IdMaps:
 
     def get_many(self, flow: str, source_keys: Iterable[str]) -> dict[str, IdMapEntry]:
         keys = list(dict.fromkeys(source_keys))
+        loaded = self.db.fingerprints.flows.get(flow)
+        if loaded is not None:  # keys the map certainly does not hold are not asked for
+            keys = [key for key in keys if loaded.may_be_linked(key)]
         if not keys:
             return {}
+        # the range lets the database skip the row groups outside it: a page's keys are usually near each other in
+        # the map (written in the order the source lists them), so a lookup costs about the same at 10k or 1M links
         rows = self.db.fetchall(
-            "SELECT source_key, target_id, payload_hash FROM id_map WHERE flow = ? AND source_key IN "
-            "(SELECT unnest(?::VARCHAR[]))", [flow, keys])
+            "SELECT source_key, target_id, payload_hash FROM id_map WHERE flow = ? AND source_key BETWEEN ? AND ? "
+            "AND source_key IN (SELECT unnest(?::VARCHAR[]))", [flow, min(keys), max(keys), keys])
         return {key: IdMapEntry(target, digest) for key, target, digest in rows}
 
     def target_of(self, flow: str, source_key: str) -> str | None:

@@ -80,9 +80,12 @@ class Pending:
                             [flow, keys])
 
     def standing(self, flow: str, source_keys: Iterable[str]) -> dict[str, PendingRecord]:
-        """The parked records of these keys, by key."""
+        """The parked records of these keys, by key (a flow with no parked record, the usual case, costs one small
+        query instead of a search for a page of keys)."""
         keys = list(source_keys)
-        return {p.source_key: p for p in self.list(flow=flow, keys=keys)} if keys else {}
+        if not keys or self.db.fetchone("SELECT 1 FROM pending WHERE flow = ? LIMIT 1", [flow]) is None:
+            return {}
+        return {p.source_key: p for p in self.list(flow=flow, keys=keys)}
 
     def list(self, flow: str | None = None, status: str | None = None, reason_like: str | None = None,
              run_id: str | None = None, keys: list[str] | None = None) -> list[PendingRecord]:

@@ -45,7 +45,10 @@ class ReadHorizon:
 
     def is_future(self, stamp: str) -> bool:
         """Stamped after the read began (an HTTP date counts whole seconds: within its second is not after)."""
-        moment = parse_timestamp(stamp)
+        return self.is_future_at(parse_timestamp(stamp))
+
+    def is_future_at(self, moment: datetime) -> bool:
+        """``is_future`` of a stamp already parsed."""
         return moment >= self.began + _SECOND if self.by_source else moment > self.began
 
     def cap(self, watermark: str) -> str:

@@ -97,14 +97,14 @@ def test_rate_use_of_no_calls_is_zero() -> None:
 def test_state_scale_lines_become_targets() -> None:
     text = "\n".join([
         "id-map lookup of one page of 1,000 keys (median of 15)",
-        "  target 5, plain query: 1,000,000 vs 10,000 links (x)   8.70 x  target <= 1.50  ratio  5.80  NOT MET",
+        "  target 5, query: 1,000,000 vs 10,000 links (x)         8.70 x  target <= 1.50  ratio  5.80  NOT MET",
         "  target 5, diff: 1,000,000 vs 10,000 links (x)   1.10 x  target <= 1.50  ratio  0.73  met",
         "  target 6: status   120.00 ms  target <= 1000.00  ratio  0.12  met",
         "   10,000 links: plain query (get_many)                                3.10 ms",
     ])
     targets = parse_state_scale(text)
     assert [(t.name, t.measured, t.limit, t.unit, t.met) for t in targets] == [
-        ("5 plain query: 1,000,000 vs 10,000 links", 8.70, 1.5, "x", False),
+        ("5 query: 1,000,000 vs 10,000 links", 8.70, 1.5, "x", False),
         ("5 diff: 1,000,000 vs 10,000 links", 1.10, 1.5, "x", True),
         ("6 status", 120.0, 1000.0, " ms", True),
     ]

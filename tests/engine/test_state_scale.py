@@ -12,6 +12,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ml_connector.store import AuditRow, State
+from ml_connector.store.fingerprints import Fingerprints
+from ml_connector.store.links import Links
 from ml_connector.transform.mapping import content_hash
 from tests.engine.fakeapi import FakeAPI
 from tests.engine.flowkit import flow_spec, run_flow
@@ -248,12 +250,13 @@ def test_a_page_asks_the_pending_table_once_and_clears_only_rows_that_exist() ->
     src = FakeAPI().on("GET", "/v2/things", body=records(3))
     seen = pending_statements(state)
     run_flow(state, SPEC, src, FakeAPI(), full=True)
-    assert seen == ["SELECT", "SELECT"]  # the parked records of the flow at the start; the page's parked rows
+    assert seen == ["SELECT", "SELECT"]  # the parked records of the flow at the start; does the flow have any
 
     state.pending.park("things", "r1", [("K000001", "failed", {"code": "K000001"}, "HTTP 500")])
     seen.clear()
     run_flow(state, SPEC, src, FakeAPI(), full=True, run_id="r2")
-    assert seen == ["SELECT", "SELECT", "DELETE"]  # K000001 is unchanged after all: its parked row goes
+    # at the start; the flow has some; the page's; K000001 is unchanged after all: its parked row goes
+    assert seen == ["SELECT", "SELECT", "SELECT", "DELETE"]
     assert state.pending.list(flow="things") == []
 
 
@@ -265,3 +268,55 @@ def test_the_payload_listing_names_the_summary_row_by_its_count() -> None:
     [heading, body, _] = payload_lines(state.audit.query())
     assert heading.endswith("  things  (12 records) -> -  skip unchanged")
     assert body == "  (no payload stored; hash -)"
+
+
+def statements(state: State) -> list[str]:
+    """Every query on the id map from now on."""
+    seen: list[str] = []
+    real = state.db.fetchall
+
+    def spy(sql: str, params: Any = None) -> Any:
+        if "FROM id_map" in sql:
+            seen.append(sql)
+        return real(sql, params)
+    state.db.fetchall = spy  # type: ignore[method-assign]
+    return seen
+
+
+def test_keys_the_map_never_held_cost_no_query_once_the_fingerprints_are_loaded() -> None:
+    state = State(":memory:")
+    synced(state, 3)
+    state.db.fingerprints.flows["things"] = Fingerprints.load(state.db, "things")
+    seen = statements(state)
+
+    assert state.id_maps.get_many("things", ["NEW-1", "NEW-2"]) == {}
+    assert seen == []
+    assert set(state.id_maps.get_many("things", ["NEW-1", "K000002"])) == {"K000002"}  # a loaded key is asked for
+    assert len(seen) == 1
+
+
+def test_a_key_linked_after_the_load_is_asked_for_and_found() -> None:
+    state = State(":memory:")
+    synced(state, 3)
+    state.db.fingerprints.flows["things"] = Fingerprints.load(state.db, "things")
+    state.id_maps.save("things", [("NEW-1", "t-new", "h")])
+
+    assert state.id_maps.get_many("things", ["NEW-1"])["NEW-1"].target_id == "t-new"
+    Links(state.db).unlink("things", ["NEW-1"])
+    assert state.id_maps.get_many("things", ["NEW-1"]) == {}
+
+
+def test_a_write_rolled_back_after_the_load_leaves_its_key_asked_for() -> None:
+    state = State(":memory:")
+    synced(state, 3)
+    state.db.fingerprints.flows["things"] = Fingerprints.load(state.db, "things")
+    try:
+        with state.db.transaction():
+            state.id_maps.save("things", [("NEW-1", "t-new", "h")])
+            raise RuntimeError("the page failed")
+    except RuntimeError:
+        pass
+    seen = statements(state)
+
+    assert state.id_maps.get_many("things", ["NEW-1"]) == {}
+    assert len(seen) == 1  # never "certainly not linked" on the word of a write that did not happen
