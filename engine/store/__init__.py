@@ -8,6 +8,7 @@ from ml_connector.store.audit import Audit, AuditRow
 from ml_connector.store.channels import Channels
 from ml_connector.store.credentials import CredentialError, Credentials, load_or_create_key
 from ml_connector.store.database import Database, StateError
+from ml_connector.store.filtered import Filtered
 from ml_connector.store.idmap import IdMapEntry, IdMaps
 from ml_connector.store.pending import DEFERRED, FAILED, Pending, PendingRecord
 from ml_connector.store.runs import Runs
@@ -24,6 +25,7 @@ class State:
         self.watermarks = Watermarks(self.db)
         self.pending = Pending(self.db)
         self.audit = Audit(self.db)
+        self.filtered = Filtered(self.db)
         self.runs = Runs(self.db)
         try:
             self.credentials = Credentials(self.db, load_or_create_key(self.db))
@@ -37,5 +39,5 @@ class State:
         self.db.close()
 
 
-__all__ = ["DEFERRED", "FAILED", "Audit", "AuditRow", "CredentialError", "Credentials", "Database", "IdMapEntry",
-           "IdMaps", "Pending", "PendingRecord", "Runs", "State", "StateError", "Watermarks"]
+__all__ = ["DEFERRED", "FAILED", "Audit", "AuditRow", "CredentialError", "Credentials", "Database", "Filtered",
+           "IdMapEntry", "IdMaps", "Pending", "PendingRecord", "Runs", "State", "StateError", "Watermarks"]

@@ -1,8 +1,10 @@
 """The audit trail: one row per record per run, queryable with SQL, exportable to CSV or Parquet.
 
 Records a run left unchanged share one summary row per flow run (source_key NULL, ``count`` N): a row each would
-grow the state by every record on every full run although nothing happened to them. Every other outcome (created,
-updated, failed, parked, deferred, deleted, filtered, an unchanged record with a note) keeps a row per record.
+grow the state by every record on every full run although nothing happened to them. So do records filtered again: a
+record's first filtering keeps a row of its own (store/filtered.py remembers it), later ones are counted into one
+``filter``/``filtered`` summary row (one per audit note). Every other outcome (created, updated, failed, parked,
+deferred, deleted, a record with a note) keeps a row per record.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from ml_connector.http.redact import REDACTOR
 from ml_connector.store.database import Database
+from ml_connector.store.filtered import Filtered
 
 EXPORT_FORMATS = ("csv", "parquet")
 
@@ -35,6 +38,7 @@ class AuditRow:
     count: int = 1  # how many records the row stands for (more than one only on a summary row)
 
 UNCHANGED_SUMMARY = ("skip", "unchanged")  # action and outcome of the summary row of a flow run's unchanged records
+FILTERED_SUMMARY = ("filter", "filtered")  # ... of its records filtered again (each had a row of its own once)
 
 
 def stored_payload(payload: Mapping[str, Any] | None) -> str | None:
@@ -63,11 +67,15 @@ class Audit:
                   r.payload_hash, r.note, stored_payload(r.payload), r.count) for r in rows]
         self.db.insert_rows("audit", self.TYPED_COLUMNS, batch)
 
+    def add_summary(self, run_id: str, flow: str, action: str, outcome: str, count: int,
+                    note: str | None = None) -> None:
+        """One row standing for ``count`` records of a flow run with nothing new to say (none for no record)."""
+        if count > 0:
+            self.add([AuditRow(run_id, flow, None, None, action, outcome, count=count, note=note)])
+
     def add_unchanged(self, run_id: str, flow: str, count: int) -> None:
         """One row for the ``count`` records of a flow run found unchanged (nothing sent, nothing else to say)."""
-        if count > 0:
-            action, outcome = UNCHANGED_SUMMARY
-            self.add([AuditRow(run_id, flow, None, None, action, outcome, count=count)])
+        self.add_summary(run_id, flow, *UNCHANGED_SUMMARY, count)
 
     @staticmethod
     def _select(run_id: str | None, flow: str | None, source_key: str | None, outcome: str | None,
@@ -111,5 +119,7 @@ class Audit:
         """Delete audit rows older than that many days; returns how many went. Parked records stay in ``pending``."""
         row = self.db.fetchone("SELECT count(*) FROM audit WHERE logged_at < now() - to_seconds(?)",
                                [older_than_days * 86400])
-        self.db.execute("DELETE FROM audit WHERE logged_at < now() - to_seconds(?)", [older_than_days * 86400])
+        with self.db.transaction():
+            self.db.execute("DELETE FROM audit WHERE logged_at < now() - to_seconds(?)", [older_than_days * 86400])
+            Filtered(self.db).prune(older_than_days)  # a record whose own filter row goes is news again
         return int(row[0]) if row else 0

@@ -85,6 +85,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE audit ALTER COLUMN source_key DROP NOT NULL;
     ALTER TABLE audit ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
     """,
+    # 10: records filtered with an audit row of their own already: filtered again, only counted (store/filtered.py)
+    """
+    CREATE TABLE filtered (
+        flow VARCHAR NOT NULL, source_key VARCHAR NOT NULL, reason VARCHAR NOT NULL DEFAULT '',
+        filtered_at TIMESTAMP NOT NULL DEFAULT now(), PRIMARY KEY (flow, source_key));
+    """,
 ]
 
 

@@ -72,6 +72,7 @@ class FlowDeletes:
         self.absence = False  # this run's read may show deletes by absence (a full read, not filtered)
         self.tracking = False
         self.handled: set[str] = set()  # keys deleted (or planned) in this run
+        self.quiet_filtered: dict[str, int] = {}  # by note: keys filtered again, for the flow run's summary rows
 
     # ---- detection -------------------------------------------------------------------------------------------
 
@@ -213,15 +214,21 @@ class FlowDeletes:
             self._record(key, links[key], outcome, previous.get(key))
 
     def _filter(self, keys: list[str], note: str) -> None:
-        """Nothing to do (deleted before they were ever linked): said like a filtered record."""
+        """Nothing to do (deleted before they were ever linked): said like a filtered record, with a row of its own
+        the first time; filtered again for the same reason, only counted into the flow run's summary row (the note
+        kept there: store/filtered.py)."""
         self.summary.filtered += len(keys)
         if self.ctx.dry_run:
             return
         state = self.ctx.state
-        rows = [AuditRow(self.ctx.run_id, self.flow, key, None, "filter", "filtered",
-                         note=note) for key in keys]
+        again, _ = state.filtered.recall(self.flow, keys, (), reason=note)
+        news = [key for key in keys if key not in again]
+        if again:
+            self.quiet_filtered[note] = self.quiet_filtered.get(note, 0) + len(keys) - len(news)
+        rows = [AuditRow(self.ctx.run_id, self.flow, key, None, "filter", "filtered", note=note) for key in news]
         with state.db.transaction():
             state.pending.clear(self.flow, keys)
+            state.filtered.remember(self.flow, news, reason=note)
             state.audit.add(rows)
 
     def _count(self, key: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -20,13 +21,14 @@ from ml_connector.http.catalog import FieldCatalog, LazyCatalog
 from ml_connector.http.client import ConnectorClient
 from ml_connector.http.errors import RecordError
 from ml_connector.http.matching import get_path
-from ml_connector.http.reader import EntityReader, later
+from ml_connector.http.reader import EntityReader, Latest
 from ml_connector.http.redact import REDACTOR
 from ml_connector.http.skips import FlowSkipped
 from ml_connector.http.usage import QuotaExhausted
 from ml_connector.http.write_ops import progress_mark, step_left
 from ml_connector.http.writer import CREATE, LINK, EntityWriter, PushAborted, PushItem, PushResult
 from ml_connector.store import DEFERRED, FAILED, AuditRow, PendingRecord, State
+from ml_connector.store.audit import FILTERED_SUMMARY, UNCHANGED_SUMMARY
 from ml_connector.store.pending import Parking
 from ml_connector.sync.by_id import read_by_ids, record_skipped
 from ml_connector.sync.deletes import FlowDeletes
@@ -40,6 +42,8 @@ from ml_connector.sync.schedule import is_due
 from ml_connector.transform.mapping import CompiledMapping, Deferred, MappingError, content_hash
 
 PENDING_PAGE = 500
+# records mapped between two turns of the event loop: often enough for the page read ahead to keep arriving
+YIELD_EVERY = 100
 QUOTA = "quota"  # a flow or run status: stopped because the API's allowance is spent (http/usage.py); resumes
 SKIPPED = "skipped"  # a flow status: a response rule said the flow cannot apply here (http/skips.py); not an error
 log = logging.getLogger("ml_connector.sync")
@@ -141,6 +145,7 @@ class FlowRun:
         self._on_demand = False  # a replay: parked records are sent whatever their back-off says
         self._stats_base: list[tuple[ConnectorClient, tuple[int, int, int, float]]] = []  # API counts at start
         self._quiet_unchanged = 0  # unchanged records without a row of their own: one summary row at the end
+        self._quiet_filtered = 0  # records filtered again (each had a row of its own once): likewise
         self.echo = EchoGuard(config, ctx.reverse, ctx.state.id_maps) if ctx.reverse is not None else None
         self._fields = FieldEnsurer(self.name, config.ensure_fields, ctx.target, config.target.entity,
                                     ctx.target_entity.custom_fields, ctx.target_catalog, dry_run=ctx.dry_run)
@@ -204,21 +209,28 @@ class FlowRun:
                 self.summary.api_writes += client.stats.writes - writes
                 self.summary.rate_limited += client.stats.rate_limited - limited
                 self.summary.waited_seconds += client.stats.waited_seconds - waited
-            self._summarise_unchanged()
+            self._summarise()
             self.ctx.state.id_maps.release(self.name)
             self.summary.seconds = round(time.monotonic() - started, 3)
         return self.summary
 
-    def _summarise_unchanged(self) -> None:
-        """One audit row for the unchanged records of this flow run (store/audit.py), however the run ended; a state
-        that cannot take it must not hide why the flow ended."""
-        count, self._quiet_unchanged = self._quiet_unchanged, 0
-        if self.ctx.dry_run or not count:
+    def _summarise(self) -> None:
+        """One audit row for the unchanged records of this flow run and one for those filtered again (one per audit
+        note: store/audit.py), however the run ended; a state that cannot take them must not hide why the flow
+        ended."""
+        quiet = [(UNCHANGED_SUMMARY, None, self._quiet_unchanged), (FILTERED_SUMMARY, None, self._quiet_filtered),
+                 *((FILTERED_SUMMARY, note, n) for note, n in self.deletes.quiet_filtered.items())]
+        self._quiet_unchanged = self._quiet_filtered = 0
+        self.deletes.quiet_filtered.clear()
+        self.ctx.state.filtered.release(self.name)
+        if self.ctx.dry_run:
             return
-        try:
-            self.ctx.state.audit.add_unchanged(self.ctx.run_id, self.name, count)
-        except Exception as exc:  # the flow's own failure (or interruption) is what the caller must see
-            log.warning("%s: the audit summary of %d unchanged records was not written: %s", self.name, count, exc)
+        for (action, outcome), note, count in quiet:
+            try:
+                self.ctx.state.audit.add_summary(self.ctx.run_id, self.name, action, outcome, count, note)
+            except Exception as exc:  # the flow's own failure (or interruption) is what the caller must see
+                log.warning("%s: the audit summary of %d %s records was not written: %s", self.name, count, outcome,
+                            exc)
 
     def counts(self) -> FlowCounts:
         """The numbers so far, the API's rate limiting included, for whoever watches the run."""
@@ -247,7 +259,7 @@ class FlowRun:
         stored = state.watermarks.get(self.name)
         since = None if keys is not None or self._full_read_due() else stored
         self.deletes.start_read(full=since is None)
-        newest = stored
+        latest = Latest(stored)
         log.info("%s: reading %s", self.name, f"changes since {since}" if since else "everything")
         watermark_field = reader.watermark_field if reader.incremental else None
         began = self.ctx.now()
@@ -264,8 +276,8 @@ class FlowRun:
                     children = self.ctx.mapping.explode(record)
                     stamp = record.get(watermark_field) if watermark_field else None
                     if watermark_field and isinstance(stamp, str) and stamp:
-                        newest = later(newest, stamp)
-                        if horizon.is_future(stamp):
+                        moment = latest.offer(stamp)  # each stamp parsed once
+                        if horizon.is_future_at(moment):
                             note = horizon.note(watermark_field, stamp)
                             notes.update((len(units) + i, note) for i in range(len(children)))
                     units.extend(children)
@@ -291,7 +303,7 @@ class FlowRun:
         if self.ctx.dry_run or keys is not None:
             return
         if horizon is not None:
-            self._advance(since, stored, newest, horizon)
+            self._advance(since, stored, latest.value, horizon)
         if since is None:
             state.watermarks.full_read_done(self.name)
 
@@ -348,6 +360,8 @@ class FlowRun:
         gone = await self.deletes.take(units)  # deleted at the source: applied by on_delete, by position
         self._unmet.difference_update(gone.values())
         for index, unit in enumerate(units):
+            if index % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # the next page's answer is read while this page is mapped (http/ahead.py)
             if index in gone:
                 continue
             error: str | None = None
@@ -581,7 +595,13 @@ class FlowRun:
                              m.digest, notes.get(m.key)) for m in unchanged if m.key in notes)
         if self.ctx.audit_unchanged:
             self._quiet_unchanged += sum(1 for m in unchanged if m.key not in notes)
-        rows.extend(AuditRow(run_id, flow, key, None, "filter", "filtered", note=notes.get(key)) for key in filtered)
+        # a filtered record keeps its own row the first time (and with a note); filtered again, it is only counted;
+        # one processed otherwise is forgotten, so its next filtering is news (no query for a flow that never filters)
+        again, done = state.filtered.recall(flow, filtered, [r.item.source_key for r in results]
+                                            + [m.key for m in unchanged] + [k for k, _, _ in failed + deferred])
+        news = [key for key in filtered if key not in again or key in notes]
+        self._quiet_filtered += len(filtered) - len(news)
+        rows.extend(AuditRow(run_id, flow, key, None, "filter", "filtered", note=notes.get(key)) for key in news)
         self.summary.failed += len(failures)
         with state.db.transaction():
             state.id_maps.save(flow, saved + [(k, t, mark) for k, (t, mark) in progress.items()])  # hashes move
@@ -592,4 +612,6 @@ class FlowRun:
                                        if k in parked])  # only rows that exist: no query for a page with none
             state.pending.park(flow, run_id, [(k, FAILED, u, e) for k, u, e in failures]
                                + [(k, DEFERRED, u, r) for k, u, r in deferred], parking)
+            state.filtered.remember(flow, [key for key in news if key not in again])
+            state.filtered.forget(flow, done)
             state.audit.add(rows)
