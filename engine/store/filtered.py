@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from ml_connector.store.database import Database
+from ml_connector.store.fingerprints import Fingerprints
 
 PLAIN = ""  # the reason of a record the flow's `filter:` left out (no audit note)
 
@@ -22,6 +23,7 @@ class Filtered:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._any: dict[str, bool] = {}  # per flow running: whether it may have rows
+        self._loaded: dict[str, Fingerprints | None] = {}  # per flow running: its rows as fingerprints
 
     def has_any(self, flow: str) -> bool:
         if flow not in self._any:
@@ -41,11 +43,28 @@ class Filtered:
 
     def recall(self, flow: str, filtered: Iterable[str], processed: Iterable[str],
                reason: str = PLAIN) -> tuple[set[str], list[str]]:
-        """Of one page, in one query at most: the ``filtered`` keys remembered for this reason (filtered again,
-        nothing new), and the ``processed`` keys remembered at all (processed otherwise now: to ``forget``)."""
+        """Of one page: the ``filtered`` keys remembered for this reason (filtered again, nothing new), and the
+        ``processed`` keys remembered at all (processed otherwise now: to ``forget``).
+
+        The flow's rows are loaded once per flow run as fingerprints (store/fingerprints.py, 16 bytes a key): a page
+        of records filtered again as before, or never filtered, costs no query; the others, one query at most."""
         wanted, done = list(filtered), list(processed)
-        reasons = self.reasons(flow, [*wanted, *done])
-        return {key for key in wanted if reasons.get(key) == reason}, [key for key in done if key in reasons]
+        if not (wanted or done) or not self.has_any(flow):
+            return set(), []
+        loaded = self._fingerprints(flow)
+        if loaded is None:
+            reasons = self.reasons(flow, [*wanted, *done])
+            return {key for key in wanted if reasons.get(key) == reason}, [key for key in done if key in reasons]
+        again = {key for key in wanted if loaded.same(key, reason)}
+        ask = [key for key in [*wanted, *done] if key not in again and loaded.may_be_linked(key)]
+        reasons = self.reasons(flow, ask) if ask else {}
+        again.update(key for key in wanted if reasons.get(key) == reason)
+        return again, [key for key in done if key in reasons]
+
+    def _fingerprints(self, flow: str) -> Fingerprints | None:
+        if flow not in self._loaded:
+            self._loaded[flow] = Fingerprints.load(self.db, flow, table="filtered", value="reason")
+        return self._loaded[flow]
 
     def known(self, flow: str, keys: Iterable[str], reason: str = PLAIN) -> set[str]:
         """Which of these keys are remembered as filtered for this reason."""
@@ -59,6 +78,7 @@ class Filtered:
         if not reasons:
             return
         self._any[flow] = True
+        self._touch(flow, reasons)
         self.db.insert_rows("filtered", (("flow", "VARCHAR"), ("source_key", "VARCHAR"), ("reason", "VARCHAR")),
                             [(flow, key, why) for key, why in reasons.items()], computed={"filtered_at": "now()"},
                             on_conflict="ON CONFLICT (flow, source_key) DO UPDATE SET reason = excluded.reason, "
@@ -67,6 +87,7 @@ class Filtered:
     def forget(self, flow: str, keys: Iterable[str]) -> None:
         """These keys were processed otherwise: filtering them again is news (pass only keys known)."""
         gone = list(dict.fromkeys(keys))
+        self._touch(flow, gone)
         if gone:
             self.db.execute("DELETE FROM filtered WHERE flow = ? AND source_key IN (SELECT unnest(?::VARCHAR[]))",
                             [flow, gone])
@@ -76,7 +97,15 @@ class Filtered:
         of one says so again (``audit --key`` keeps finding it)."""
         self.db.execute("DELETE FROM filtered WHERE filtered_at < now() - to_seconds(?)", [older_than_days * 86400])
         self._any.clear()
+        self._loaded.clear()
+
+    def _touch(self, flow: str, keys: Iterable[str]) -> None:
+        """Before a write: the loaded fingerprints say "ask" for these keys from now on (store/fingerprints.py)."""
+        loaded = self._loaded.get(flow)
+        if loaded is not None:
+            loaded.forget(keys)
 
     def release(self, flow: str) -> None:
         """The flow run is over: the next one asks again."""
         self._any.pop(flow, None)
+        self._loaded.pop(flow, None)

@@ -49,8 +49,9 @@ class Fingerprints:
         self.touched: set[int] = set()  # fingerprints of keys linked since the load (not in ``keys``)
 
     @classmethod
-    def load(cls, db: Database, flow: str) -> Fingerprints | None:
-        """The flow's links, in one scan; None when DuckDB's MD5 does not agree with this module's (never guess)."""
+    def load(cls, db: Database, flow: str, table: str = "id_map", value: str = "payload_hash") -> Fingerprints | None:
+        """The flow's rows of ``table`` (by ``source_key``, with ``value`` as the digest), in one scan; None when
+        DuckDB's MD5 does not agree with this module's (never guess)."""
         probe = "fingerprint check"
         row = db.fetchone(f"SELECT {SQL_FP.format('?')}", [probe])
         if row is None or int(row[0]) != fingerprint(probe):
@@ -62,8 +63,8 @@ class Fingerprints:
                 keys.append(key)
                 digests.append(digest)
 
-        db.fetch_in_chunks(f"SELECT {SQL_FP.format('source_key')} AS k, CASE WHEN payload_hash IS NULL THEN 0 ELSE "
-                           f"{SQL_FP.format('payload_hash')} | 1 END FROM id_map WHERE flow = ? ORDER BY k", [flow],
+        db.fetch_in_chunks(f"SELECT {SQL_FP.format('source_key')} AS k, CASE WHEN {value} IS NULL THEN 0 ELSE "
+                           f"{SQL_FP.format(value)} | 1 END FROM {table} WHERE flow = ? ORDER BY k", [flow],
                            CHUNK, take)
         for i in range(1, len(keys)):  # two keys on one fingerprint: neither can be told apart, ask for both
             if keys[i] == keys[i - 1]:

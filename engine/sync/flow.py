@@ -43,7 +43,7 @@ from ml_connector.transform.mapping import CompiledMapping, Deferred, MappingErr
 
 PENDING_PAGE = 500
 # records mapped between two turns of the event loop: often enough for the page read ahead to keep arriving
-YIELD_EVERY = 100
+YIELD_EVERY = 20
 QUOTA = "quota"  # a flow or run status: stopped because the API's allowance is spent (http/usage.py); resumes
 SKIPPED = "skipped"  # a flow status: a response rule said the flow cannot apply here (http/skips.py); not an error
 log = logging.getLogger("ml_connector.sync")
@@ -386,7 +386,8 @@ class FlowRun:
             if result.payload is None:
                 filtered.append(key)
                 continue
-            mapped[key] = _Mapped(key, unit, result.payload, content_hash(result.payload), result.target_id)
+            mapped[key] = _Mapped(key, unit, result.payload, result.digest or content_hash(result.payload),
+                                  result.target_id)
         self.summary.filtered += len(filtered)
         self.summary.deferred += len(deferred)
         # unchanged: stored with this very hash (no query once the flow's fingerprints are loaded, store/idmap.py);
