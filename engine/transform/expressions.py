@@ -22,6 +22,7 @@ from jinja2.utils import missing
 from jmespath import exceptions as jmespath_errors
 from jmespath.visitor import Options, TreeInterpreter
 
+from ml_connector.transform.jmespath_closures import compile_closure
 from ml_connector.transform.template_bounds import BoundedCodeGenerator, BoundedSandbox
 
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
@@ -223,7 +224,8 @@ def _field_names(node: dict[str, Any]) -> tuple[str, ...] | None:
 
 
 class CompiledQuery:
-    """A parsed JMESPath expression searched on the shared interpreter, or, for a plain field path, by a dict walk.
+    """A parsed JMESPath expression: a plain field path is a dict walk, any other expression runs as closures
+    compiled once (jmespath_closures), and only an expression those do not cover is searched on the interpreter.
 
     The walk keeps JMESPath's semantics exactly: a missing key, or a step into anything without ``get`` (a list,
     text, a number, null), is null.
@@ -235,7 +237,8 @@ class CompiledQuery:
         names = _field_names(self.parsed)
         self.simple = names is not None
         self.names: tuple[str, ...] = names or ()
-        self.search: Callable[[Any], Any] = (self._interpret if names is None
+        closure = compile_closure(self.parsed, _INTERPRETER) if names is None else None
+        self.search: Callable[[Any], Any] = (closure or self._interpret if names is None
                                              else self._one_field if len(names) == 1 else self._walk)
 
     def _interpret(self, value: Any) -> Any:
