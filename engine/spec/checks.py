@@ -38,7 +38,8 @@ def run_checks(project: Project) -> list[SpecProblem]:
     """All semantic checks over a loaded project."""
     problems: list[SpecProblem] = []
     for connector in project.connectors.values():
-        problems += check_connector(connector)
+        if not connector.checked_alone:  # passed them at load (so it is in the spec cache): not checked twice
+            problems += check_connector(connector)
     for integration in project.integrations.values():
         problems += check_integration(project, integration)
     for flow in project.flows.values():

@@ -9,7 +9,7 @@ from typing import Any
 
 from ml_connector.spec.cache import SpecCache
 from ml_connector.spec.cascades import follows_from_unreadable, named_in
-from ml_connector.spec.checks import run_checks
+from ml_connector.spec.checks import check_connector, run_checks
 from ml_connector.spec.context import context_files, is_flow_or_broken
 from ml_connector.spec.model import Project, Spec, SpecKind
 from ml_connector.spec.problems import SpecError, SpecProblem, field_name, sort_problems
@@ -125,11 +125,15 @@ class _Loader:
             )
             return None
         spec = Spec(kind, _name(kind, data, path), path, data, source)
-        if cached is not None:  # this very text loaded without a problem before (spec/cache.py)
+        if cached is not None:  # this very text loaded and checked without a problem before (spec/cache.py)
             self.problems += type_spec(spec, valid=True, known_good=True)
+            spec.checked_alone = kind == "connector"
         else:
             invalid = validate_document(kind, data, source, str(path))
             problems = invalid + type_spec(spec, valid=not invalid and not source.problems)
+            if kind == "connector" and not problems and not source.problems:
+                problems += check_connector(spec)  # a connector's own checks need no other file: cached with it
+                spec.checked_alone = True
             if not problems and not source.problems:
                 self.cache.put(text, self.limits, data, source)
             self.problems += problems

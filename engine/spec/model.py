@@ -31,6 +31,7 @@ class Spec:
     normalised: dict[str, Any] = field(default_factory=dict)
     expressions: dict[JsonPath, Expr] = field(default_factory=dict)
     config: ConnectorConfig | MappingConfig | None = None
+    checked_alone: bool = False  # the checks of this file on its own ran at load (spec/loader.py) and found nothing
 
     def line_of(self, path: JsonPath) -> int:
         """Line of a field of this spec (see `SourceMap.line_of`)."""

@@ -43,7 +43,7 @@ from ml_connector.transform.mapping import CompiledMapping, Deferred, MappingErr
 
 PENDING_PAGE = 500
 # records mapped between two turns of the event loop: often enough for the page read ahead to keep arriving
-YIELD_EVERY = 20
+YIELD_EVERY = 100
 QUOTA = "quota"  # a flow or run status: stopped because the API's allowance is spent (http/usage.py); resumes
 SKIPPED = "skipped"  # a flow status: a response rule said the flow cannot apply here (http/skips.py); not an error
 log = logging.getLogger("ml_connector.sync")

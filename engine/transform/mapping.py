@@ -13,7 +13,13 @@ from ml_connector.config import Expr, MappingConfig
 from ml_connector.config.entity import EntityConfig
 from ml_connector.config.mapping import ChildListConfig, FieldConfig
 from ml_connector.errors import MlConnectorError
-from ml_connector.transform.expressions import DECLARED_ONLY, TemplateTree, UndeclaredName
+from ml_connector.transform.expressions import (
+    DECLARED_ONLY,
+    Constant,
+    JMESPathExpression,
+    TemplateTree,
+    UndeclaredName,
+)
 
 
 class Deferred(Exception):
@@ -63,8 +69,10 @@ class MapResult:
     digest: str | None = field(default=None, compare=False)  # content_hash(payload), computed with the mapping
 
 
-# name as written, its dotted target path split, Expr or _ChildList, and the Expr's own evaluation (None for a list)
-_Field = tuple[str, tuple[str, ...], Any, Callable[[Any], Any] | None]
+# name as written, its dotted target path split, Expr or _ChildList, the Expr's own evaluation (None for a list), and
+# whether its values are checked one by one for what JSON cannot carry (a template's may be anything; a JMESPath
+# value or a constant is JSON data already, and the payload's strict encoding refuses a NaN it may hold)
+_Field = tuple[str, tuple[str, ...], Any, Callable[[Any], Any] | None, bool]
 
 
 @dataclass(frozen=True)
@@ -79,9 +87,10 @@ def _field_paths(fields: Mapping[str, FieldConfig]) -> list[_Field]:
     for path, value in fields.items():
         target = tuple(path.split("."))
         if isinstance(value, ChildListConfig):
-            compiled.append((path, target, _ChildList(value.each, _field_paths(value.fields)), None))
+            compiled.append((path, target, _ChildList(value.each, _field_paths(value.fields)), None, True))
         else:
-            compiled.append((path, target, value, _direct(value)))
+            compiled.append((path, target, value, _direct(value),
+                             not isinstance(value.compiled, (JMESPathExpression, Constant))))
     return compiled
 
 
@@ -190,6 +199,22 @@ def _longest_path(value: Any, limit: int) -> tuple[int, list[tuple[bool, Any]]] 
 _HASH_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
 
 
+#: The same text for JSON data; refuses NaN and anything that is not JSON instead of writing it as text.
+_STRICT_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _not_json_field(fields: list[_Field], payload: dict[str, Any]) -> str | None:
+    """Which mapped field holds what JSON cannot carry, said as the field check says it."""
+    for name, path, _expr, direct, _check in fields:
+        value: Any = payload
+        for part in path:
+            value = value.get(part) if isinstance(value, dict) else None
+        problem = _not_json(value) if direct is not None else None
+        if problem:
+            return f"field {name}{problem[0]}: {problem[1]}"
+    return None
+
+
 def content_hash(payload: Any) -> str:
     """A stable hash of a mapped payload (key order does not matter)."""
     return hashlib.sha256(_HASH_ENCODER.encode(payload).encode()).hexdigest()
@@ -247,7 +272,10 @@ class CompiledMapping:
                 raise Deferred(f"target_id expression {self.target_id.source!r} gave no value")
             target_id = str(found)
         payload = self._map_fields(self.fields, context)
-        text = _HASH_ENCODER.encode(payload)
+        try:
+            text = _STRICT_ENCODER.encode(payload)  # the hash's very text, or what JSON cannot carry refused
+        except (TypeError, ValueError) as exc:
+            raise MappingError(_not_json_field(self.fields, payload) or f"payload: {exc}") from None
         # JSON text is never shorter than any text inside it: a short payload needs no walk for long values
         too_long = _too_long(payload, self.max_value_length) if len(text) > self.max_value_length else None
         if too_long:
@@ -257,7 +285,7 @@ class CompiledMapping:
 
     def _map_fields(self, fields: list[_Field], context: dict[str, Any]) -> dict[str, Any]:
         payload: dict[str, Any] = {}
-        for name, path, expr, direct in fields:
+        for name, path, expr, direct, check in fields:
             if direct is None:
                 items = self._evaluate(expr.each, context, name)
                 if items is None:
@@ -281,7 +309,7 @@ class CompiledMapping:
                 raise UndeclaredField(f"field {name}: {exc} (a spec error: declare it or fix the name)") from exc
             except Exception as exc:  # data errors: wrong types, division by zero, strict undefined
                 raise MappingError(f"field {name}: {type(exc).__name__}: {exc}") from exc
-            if type(value) not in _LEAVES:  # a float may be NaN
+            if check and type(value) not in _LEAVES:  # a float may be NaN
                 problem = _not_json(value)
                 if problem:
                     raise MappingError(f"field {name}{problem[0]}: {problem[1]}")

@@ -121,6 +121,10 @@ def test_null_never_renders_as_the_text_none() -> None:
 @pytest.mark.parametrize(("fields", "record", "reason"), [
     ({"tags": "{{ tags | select }}"}, {"tags": ["a", ""]}, "field tags: a generator is not a JSON value"),
     ({"a.b": "{{ [1, x] }}"}, {"x": float("nan")}, "field a.b[1]: nan is not a JSON number"),
+    # JMESPath values are JSON data, not checked one by one: the payload's strict encoding still refuses what the
+    # source's JSON parser let through (Python's reads NaN and Infinity) and names the field
+    ({"price": "price"}, {"price": float("nan")}, "field price: nan is not a JSON number"),
+    ({"a.prices": "[price, `1`]"}, {"price": float("inf")}, "field a.prices[0]: inf is not a JSON number"),
     ({"lines": {"each": "lines", "fields": {"q": "q"}}}, {"lines": "abc"},
      "field lines: a str is not a list of objects"),
 ])
