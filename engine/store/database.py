@@ -7,6 +7,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -91,6 +92,10 @@ MIGRATIONS: list[str] = [
         flow VARCHAR NOT NULL, source_key VARCHAR NOT NULL, reason VARCHAR NOT NULL DEFAULT '',
         filtered_at TIMESTAMP NOT NULL DEFAULT now(), PRIMARY KEY (flow, source_key));
     """,
+    # 11: flow leases: which worker runs a flow, until when (store/flow_locks.py; a killed holder's lease runs out)
+    """
+    CREATE TABLE flow_locks (flow VARCHAR PRIMARY KEY, holder VARCHAR NOT NULL, expires_at TIMESTAMP NOT NULL);
+    """,
 ]
 
 
@@ -144,9 +149,29 @@ def _create_owner_only(path: Path) -> None:
 
 log = logging.getLogger("ml_connector.state")
 CHECKPOINT_LOG_BYTES = 16 * 2**20  # DuckDB's own default threshold
+MEMORY_ENV = "ML_CONNECTOR_DUCKDB_MEMORY"
+MEMORY_DEFAULT = "64MB"
+
+
+def memory_limit() -> str:
+    """DuckDB's memory limit for a state file: by default it may take 80% of the machine's memory as cache, which
+    made a run's RSS grow with the state (its indexes and table blocks); 64 MB holds a flow's working set, and a
+    sync of a million records stays flat. ``$ML_CONNECTOR_DUCKDB_MEMORY`` (e.g. ``1GB``) sets another."""
+    return os.environ.get(MEMORY_ENV) or MEMORY_DEFAULT
+
+_HELD: dict[tuple[str, str], int] = {}  # process-local flow locks of DuckDB states: (state, key) -> holder id
+_HELD_LOCK = threading.Lock()
+
 
 class Database:
-    """A DuckDB connection with migrations applied; thread-safe through one lock."""
+    """A DuckDB connection with migrations applied; thread-safe through one lock.
+
+    One process at a time holds a DuckDB state (StateLocked for another); engine/store/postgres.py's
+    ``PostgresDatabase`` has the same methods over a database many workers share.
+    """
+
+    shared = False  # whether other processes use this state at the same time (PostgreSQL: yes)
+    fingerprint_byteorder = "little"  # how ``fingerprint_sql`` reads the MD5 digest (store/fingerprints.py)
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
@@ -169,6 +194,8 @@ class Database:
             self._release()
             raise open_error(self.path, exc) from exc
         self._conn.execute("SET TimeZone = 'UTC'")
+        if self.path != ":memory:":  # a state on disk: DuckDB's cache is bounded, the rest waits on disk
+            self._conn.execute("SET memory_limit = ?", [memory_limit()])
         # Every checkpoint is this class's (`_checkpoint`): DuckDB's own remove the log until the next write (a kill
         # there looked like a lost log), and they are not protected against a kill tearing the file.
         self._conn.execute("SET checkpoint_threshold = '1000 GiB'")
@@ -281,11 +308,14 @@ class Database:
         names = [name for name, _ in columns] + list(extra)
         unnested = ", ".join(f"unnest(?::{sql_type}[]) AS {name}" for name, sql_type in columns)
         selected = ", ".join([name for name, _ in columns] + list(extra.values()))
-        statement = (f"INSERT INTO {table} ({', '.join(names)}) SELECT {selected} FROM (SELECT {unnested}) "
-                     f"{on_conflict}")
-        arrays = [list(column) for column in zip(*rows, strict=True)]
+        statement = (f"INSERT INTO {table} ({', '.join(names)}) SELECT {selected} FROM (SELECT {unnested}) AS "
+                     f"unnested {on_conflict}")
+        self._write(statement, [list(column) for column in zip(*rows, strict=True)])
+
+    def _write(self, statement: str, params: Sequence[Any]) -> None:
+        """Run a write of this class's own (not one a caller sees as ``execute``)."""
         with self._lock, self._io():
-            self._conn.execute(statement, arrays)
+            self._conn.execute(statement, params)
             self._checkpoint_when_the_log_is_large()
 
     def fetchall(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
@@ -305,7 +335,53 @@ class Database:
         with self._lock, self._io():
             return self._conn.execute(sql, params or []).fetchone()
 
+    @property
+    def key_file(self) -> Path | None:
+        """Where the workspace key lives beside the state (None: an in-memory state, with a key of its own)."""
+        return None if self.path == ":memory:" else Path(self.path).with_suffix(".key")
+
+    def fingerprint_sql(self, expression: str) -> str:
+        """The 64-bit fingerprint of a text expression, as store/fingerprints.py computes it in Python."""
+        return f"(md5_number({expression}) & 18446744073709551615)::UBIGINT"
+
+    def advisory_lock(self, key: str) -> bool:
+        """Take the lock named ``key`` in this state (e.g. ``flow:<name>``) if no one holds it, not even this
+        state itself; False when it is held. DuckDB: a lock within this process, the only one that can open the
+        file; PostgreSQL: ``pg_try_advisory_lock``, shared by every worker and released when the holder dies."""
+        with _HELD_LOCK:
+            if (self._lock_name(), key) in _HELD:
+                return False
+            _HELD[(self._lock_name(), key)] = id(self)
+            return True
+
+    def unlock(self, key: str) -> None:
+        """Release a lock this state holds (one it does not hold is left alone)."""
+        with _HELD_LOCK:
+            if _HELD.get((self._lock_name(), key)) == id(self):
+                del _HELD[(self._lock_name(), key)]
+
+    def _lock_name(self) -> str:
+        return f"memory:{id(self)}" if self.path == ":memory:" else os.path.realpath(self.path)
+
+    def _release_flow_locks(self) -> None:
+        with _HELD_LOCK:
+            for held in [held for held, owner in _HELD.items() if owner == id(self)]:
+                del _HELD[held]
+
+    def copy_to(self, sql: str, params: Sequence[Any], path: str, options: str) -> None:
+        """Write a query's rows to a local file (``options``: DuckDB COPY options, e.g. ``FORMAT csv, HEADER``)."""
+        target = path.replace("'", "''")
+        self.execute(f"COPY ({sql}) TO '{target}' ({options})", params)
+
+    def create_audit_partitions(self, moment: datetime) -> None:
+        """PostgreSQL keeps the audit in monthly partitions; DuckDB's audit is one table."""
+
+    def drop_audit_before(self, cutoff: datetime) -> int:
+        """Drop whole audit partitions older than ``cutoff`` (none on DuckDB); returns the rows they held."""
+        return 0
+
     def close(self) -> None:
+        self._release_flow_locks()
         with self._lock, self._io():
             try:
                 if self.path != ":memory:":
