@@ -14,6 +14,8 @@ from ml_connector.errors import SetupError
 #: Each extra of pyproject.toml's [project.optional-dependencies]: what needs it, and the top-level modules it brings.
 EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
     "sandbox": ("the sandboxes", ("sortedcontainers",)),
+    "cluster": ("quota pools shared between workers (quotas_shared), a PostgreSQL state, `worker` and `scheduler`",
+                ("redis", "psycopg", "dramatiq")),
 }
 
 

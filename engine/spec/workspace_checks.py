@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ml_connector.spec.checkutil import as_dict, as_list, did_you_mean, listing, problem, unknown
 from ml_connector.spec.expressions import strings
@@ -17,7 +18,7 @@ SECRET_REFERENCE = re.compile(r"^(env|store):[A-Za-z0-9_][A-Za-z0-9_.:/-]*$")
 
 def check_workspace(project: Project, spec: Spec) -> list[SpecProblem]:
     """Connections name known connectors and auth methods, give what they need, and hold secret references."""
-    problems: list[SpecProblem] = []
+    problems: list[SpecProblem] = _state_problems(spec)
     connections = as_dict(spec.data.get("connections"))
     for name, connection in connections.items():
         connection = as_dict(connection)
@@ -54,6 +55,29 @@ def check_workspace(project: Project, spec: Spec) -> list[SpecProblem]:
                         f"connection '{role}', not '{given}'",
                     )
                 )
+    return problems
+
+
+def _state_problems(spec: Spec) -> list[SpecProblem]:
+    """A PostgreSQL state's password is an env:NAME reference, never clear text, never in the URL (the messages
+    never repeat it; ``store:`` cannot hold it: the store is in that database)."""
+    state = spec.data.get("state")
+    if not isinstance(state, dict):
+        return []
+    problems = []
+    url = state.get("postgresql")
+    if isinstance(url, str):
+        try:
+            has_password = urlsplit(url).password is not None
+        except ValueError:
+            has_password = False
+        if has_password:
+            problems.append(problem(spec, ("state", "postgresql"), "the URL holds a password: leave it out and "
+                                    "write it as password: env:NAME"))
+    password = state.get("password")
+    if isinstance(password, str) and not (SECRET_REFERENCE.match(password) and password.startswith("env:")):
+        what = "is a malformed reference" if password.startswith(("env:", "store:")) else "is written in clear text"
+        problems.append(problem(spec, ("state", "password"), f"the state's password {what}: write env:NAME"))
     return problems
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from ml_connector.http.redact import REDACTOR
 from ml_connector.store.database import Database
-from ml_connector.store.filtered import Filtered
+from ml_connector.store.filtered import Filtered, cutoff_of
 
 EXPORT_FORMATS = ("csv", "parquet")
 
@@ -109,17 +109,20 @@ class Audit:
         if fmt not in EXPORT_FORMATS:
             raise ValueError(f"unknown export format {fmt!r}")
         sql, params = self._select(run_id, flow, source_key, outcome, limit)
-        target = str(path).replace("'", "''")
         options = "FORMAT csv, HEADER" if fmt == "csv" else "FORMAT parquet"
-        self.db.execute(f"COPY ({sql}) TO '{target}' ({options})", params)
-        count = self.db.fetchone(f"SELECT count(*) FROM ({sql})", params)
+        self.db.copy_to(sql, params, str(path), options)
+        count = self.db.fetchone(f"SELECT count(*) FROM ({sql}) AS selected", params)
         return int(count[0]) if count else 0
 
     def prune(self, older_than_days: float) -> int:
-        """Delete audit rows older than that many days; returns how many went. Parked records stay in ``pending``."""
-        row = self.db.fetchone("SELECT count(*) FROM audit WHERE logged_at < now() - to_seconds(?)",
-                               [older_than_days * 86400])
+        """Delete audit rows older than that many days; returns how many went. Parked records stay in ``pending``.
+
+        On PostgreSQL the audit is partitioned by month: the months wholly before the cutoff are dropped (no row by
+        row delete, no table bloat), the rest of the cutoff's month is deleted row by row."""
+        cutoff = cutoff_of(older_than_days)
         with self.db.transaction():
-            self.db.execute("DELETE FROM audit WHERE logged_at < now() - to_seconds(?)", [older_than_days * 86400])
+            dropped = self.db.drop_audit_before(cutoff)
+            row = self.db.fetchone("SELECT count(*) FROM audit WHERE logged_at < ?", [cutoff])
+            self.db.execute("DELETE FROM audit WHERE logged_at < ?", [cutoff])
             Filtered(self.db).prune(older_than_days)  # a record whose own filter row goes is news again
-        return int(row[0]) if row else 0
+        return dropped + (int(row[0]) if row else 0)

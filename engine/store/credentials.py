@@ -39,9 +39,9 @@ def load_or_create_key(db: Database) -> bytes:
     from_env = os.environ.get(KEY_ENV)
     if from_env:
         return from_env.encode()
-    if db.path == ":memory:":
+    key_file = db.key_file
+    if key_file is None:
         return Fernet.generate_key()
-    key_file = key_file_of(db)
     _settle_rotation(db, key_file)
     if key_file.exists():
         key = key_file.read_bytes().strip()
@@ -62,15 +62,12 @@ def load_or_create_key(db: Database) -> bytes:
             "new key (Fernet.generate_key()), store each store: secret again with `ml-connector secret set NAME` "
             "and re-authorise OAuth connections")
     key = Fernet.generate_key()
+    key_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # a PostgreSQL state has no folder of its own
     fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(key)
-    _ignore_beside(key_file, Path(db.path))
+    _ignore_beside(key_file, None if db.shared else Path(db.path))
     return key
-
-
-def key_file_of(db: Database) -> Path:
-    return Path(db.path).with_suffix(".key")
 
 
 def _aside(key_file: Path) -> Path:
@@ -85,7 +82,8 @@ def fingerprint(key: bytes) -> str:
 
 def _recorded_fingerprint(db: Database) -> str | None:
     """The key the state says its values are encrypted with (recorded by a rotation; None before the first)."""
-    if not db.fetchall("SELECT 1 FROM information_schema.tables WHERE table_name = 'credential_key'"):
+    if not db.fetchall("SELECT 1 FROM information_schema.tables WHERE table_name = 'credential_key' "
+                       "AND table_schema = current_schema()"):
         return None
     row = db.fetchone("SELECT fingerprint FROM credential_key")
     return row[0] if row else None
@@ -125,12 +123,12 @@ def _sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def _ignore_beside(key_file: Path, database: Path) -> None:
+def _ignore_beside(key_file: Path, database: Path | None) -> None:
     """A `.gitignore` in the state folder keeps the key (and the state) out of a repository; a user's own is kept."""
     ignore = key_file.parent / ".gitignore"
     if ignore.exists():
         return
-    names = [key_file.name, database.name, f"{database.name}.*"]
+    names = [key_file.name] + ([database.name, f"{database.name}.*"] if database is not None else [])
     ignore.write_text("\n".join([GITIGNORE_HEADER, *names]) + "\n")
 
 
@@ -189,9 +187,9 @@ class Credentials:
         if os.environ.get(KEY_ENV):
             raise CredentialError(f"the key comes from {KEY_ENV}, not from a key file: to rotate it, store each "
                                   f"secret again under a new {KEY_ENV}, or unset it and use the key file")
-        if self.db.path == ":memory:":
+        key_file = self.db.key_file
+        if key_file is None:
             raise CredentialError("an in-memory state has no key file to rotate")
-        key_file = key_file_of(self.db)
         rows = self.db.fetchall("SELECT name FROM credentials ORDER BY name")
         clear = {name: self.get(name) or "" for (name,) in rows}  # all readable before anything changes
         new_key = Fernet.generate_key()

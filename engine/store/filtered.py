@@ -6,11 +6,17 @@ next filtering is news again; a record filtered for another reason (``reason``: 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 
 from ml_connector.store.database import Database
 from ml_connector.store.fingerprints import Fingerprints
 
 PLAIN = ""  # the reason of a record the flow's `filter:` left out (no audit note)
+
+
+def cutoff_of(older_than_days: float) -> datetime:
+    """The moment (UTC, as the state stores it) before which rows are older than that many days."""
+    return datetime.now(UTC).replace(tzinfo=None) - timedelta(days=older_than_days)
 
 
 class Filtered:
@@ -95,7 +101,7 @@ class Filtered:
     def prune(self, older_than_days: float) -> None:
         """Forget records remembered before then: their own audit rows are pruned with them, so the next filtering
         of one says so again (``audit --key`` keeps finding it)."""
-        self.db.execute("DELETE FROM filtered WHERE filtered_at < now() - to_seconds(?)", [older_than_days * 86400])
+        self.db.execute("DELETE FROM filtered WHERE filtered_at < ?", [cutoff_of(older_than_days)])
         self._any.clear()
         self._loaded.clear()
 

@@ -18,7 +18,7 @@ import hashlib
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from ml_connector.store.database import Database
@@ -26,65 +26,74 @@ if TYPE_CHECKING:
 ASK = 0  # a digest fingerprint that matches nothing: ask the database
 MASK = 2**64 - 1
 CHUNK = 65_536  # rows fetched at a time while loading (keeps the load's own memory small)
-# DuckDB's md5_number is the digest read little-endian: its low 64 bits are the first 8 bytes (checked at load)
-SQL_FP = "(md5_number({}) & 18446744073709551615)::UBIGINT"
+# The database computes them (``Database.fingerprint_sql``): DuckDB's md5_number reads the digest little-endian (its
+# low 64 bits are the first 8 bytes), PostgreSQL reads the first 8 bytes big-endian as a signed bigint (taken modulo
+# 2^64 here); the probe at load checks that the database agrees.
+Byteorder = Literal["little", "big"]
 
 
-def fingerprint(text: str) -> int:
-    """The low 64 bits of the MD5 of ``text``, as ``SQL_FP`` computes them in DuckDB."""
-    return int.from_bytes(hashlib.md5(text.encode(), usedforsecurity=False).digest()[:8], "little")
+def fingerprint(text: str, byteorder: Byteorder = "little") -> int:
+    """The first 8 bytes of the MD5 of ``text`` as an unsigned 64-bit number, read in ``byteorder``."""
+    return int.from_bytes(hashlib.md5(text.encode(), usedforsecurity=False).digest()[:8], byteorder)
 
 
-def digest_fingerprint(digest: str) -> int:
+def digest_fingerprint(digest: str, byteorder: Byteorder = "little") -> int:
     """A stored hash's fingerprint, never ``ASK``."""
-    return fingerprint(digest) | 1
+    return fingerprint(digest, byteorder) | 1
 
 
 class Fingerprints:
     """One flow's links as loaded: sorted key fingerprints and, beside each, its hash's fingerprint (or ``ASK``)."""
 
-    def __init__(self, keys: array[int], digests: array[int]) -> None:
+    def __init__(self, keys: array[int], digests: array[int], byteorder: Byteorder = "little") -> None:
         self.keys = keys
         self.digests = digests
+        self.byteorder = byteorder
         self.touched: set[int] = set()  # fingerprints of keys linked since the load (not in ``keys``)
 
     @classmethod
     def load(cls, db: Database, flow: str, table: str = "id_map", value: str = "payload_hash") -> Fingerprints | None:
         """The flow's rows of ``table`` (by ``source_key``, with ``value`` as the digest), in one scan; None when
-        DuckDB's MD5 does not agree with this module's (never guess)."""
+        database's MD5 does not agree with this module's (never guess).
+
+        The order is the unsigned one (``k < 0`` first puts PostgreSQL's signed values in it; DuckDB's are unsigned).
+        """
         probe = "fingerprint check"
-        row = db.fetchone(f"SELECT {SQL_FP.format('?')}", [probe])
-        if row is None or int(row[0]) != fingerprint(probe):
+        byteorder: Byteorder = "big" if db.fingerprint_byteorder == "big" else "little"
+        fp = db.fingerprint_sql
+        row = db.fetchone(f"SELECT {fp('?')}", [probe])
+        if row is None or int(row[0]) & MASK != fingerprint(probe, byteorder):
             return None
         keys, digests = array("Q"), array("Q")
 
         def take(chunk: list[tuple[Any, ...]]) -> None:
             for key, digest in chunk:
-                keys.append(key)
-                digests.append(digest)
+                keys.append(key & MASK)
+                digests.append(digest & MASK)
 
-        db.fetch_in_chunks(f"SELECT {SQL_FP.format('source_key')} AS k, CASE WHEN {value} IS NULL THEN 0 ELSE "
-                           f"{SQL_FP.format(value)} | 1 END FROM {table} WHERE flow = ? ORDER BY k", [flow],
-                           CHUNK, take)
+        db.fetch_in_chunks(f"SELECT k, d FROM (SELECT {fp('source_key')} AS k, CASE WHEN {value} IS NULL THEN 0 "
+                           f"ELSE {fp(value)} | 1 END AS d FROM {table} WHERE flow = ?) AS fps ORDER BY (k < 0), k",
+                           [flow], CHUNK, take)
         for i in range(1, len(keys)):  # two keys on one fingerprint: neither can be told apart, ask for both
             if keys[i] == keys[i - 1]:
                 digests[i] = digests[i - 1] = ASK
-        return cls(keys, digests)
+        return cls(keys, digests, byteorder)
 
     def _index(self, key: str) -> int | None:
-        wanted = fingerprint(key)
+        wanted = fingerprint(key, self.byteorder)
         i = bisect_left(self.keys, wanted)
         return i if i < len(self.keys) and self.keys[i] == wanted else None
 
     def same(self, key: str, digest: str) -> bool:
         """True only when the link was loaded with exactly this hash and not touched since."""
         i = self._index(key)
-        return i is not None and self.digests[i] != ASK and self.digests[i] == digest_fingerprint(digest)
+        return (i is not None and self.digests[i] != ASK
+                and self.digests[i] == digest_fingerprint(digest, self.byteorder))
 
     def may_be_linked(self, key: str) -> bool:
         """False only when the map certainly holds no link for ``key``: not loaded, not written since (a page of
         records never linked, such as new ones or ones filtered at the source, then costs no query)."""
-        return self._index(key) is not None or fingerprint(key) in self.touched
+        return self._index(key) is not None or fingerprint(key, self.byteorder) in self.touched
 
     def forget(self, keys: Iterable[str]) -> None:
         """These links changed (written, unlinked, forgotten): from now on, ask the database about them."""
@@ -93,7 +102,7 @@ class Fingerprints:
             if i is not None:
                 self.digests[i] = ASK
             else:
-                self.touched.add(fingerprint(key))
+                self.touched.add(fingerprint(key, self.byteorder))
 
 
 class FingerprintCache:

@@ -16,13 +16,24 @@ class Runs:
         self.db = db
 
     def start(self, run_id: str, mode: str) -> None:
-        """Record a run as running; a run still 'running' was killed (this process holds the state's lock)."""
+        """Record a run as running; a run still 'running' was killed, when this process is the state's only user
+        (DuckDB). A shared state (PostgreSQL) leaves the others' running runs alone: whoever takes a flow's lock
+        after a killed worker says that worker's flow run was interrupted (``interrupt_flow``)."""
         with self.db.transaction():
-            for table in ("runs", "flow_runs"):
+            for table in ("runs", "flow_runs") if not self.db.shared else ():
                 self.db.execute(f"UPDATE {table} SET status = 'interrupted', finished_at = now() "
                                 "WHERE status = 'running'")
             self.db.execute("INSERT INTO runs (run_id, started_at, status, mode) VALUES (?, now(), 'running', ?)",
                             [run_id, mode])
+
+    def interrupt_flow(self, flow: str) -> int:
+        """Say that the runs of ``flow`` still 'running' were interrupted (call it holding the flow's lock: no one
+        else runs it, so a running one was killed); returns how many."""
+        with self.db.transaction():
+            row = self.db.fetchone("SELECT count(*) FROM flow_runs WHERE flow = ? AND status = 'running'", [flow])
+            self.db.execute("UPDATE flow_runs SET status = 'interrupted', finished_at = now() "
+                            "WHERE flow = ? AND status = 'running'", [flow])
+        return int(row[0]) if row else 0
 
     def finish(self, run_id: str, status: str, summary: dict[str, Any]) -> None:
         self.db.execute("UPDATE runs SET finished_at = now(), status = ?, summary = ? WHERE run_id = ?",
@@ -54,8 +65,8 @@ class Runs:
 
     def flow_status(self) -> list[dict[str, Any]]:
         rows = self.db.fetchall(
-            "SELECT flow, max(started_at), max(finished_at), arg_max(status, started_at) FROM flow_runs "
-            "GROUP BY flow ORDER BY flow")
+            "SELECT flow, max(started_at), max(finished_at), (array_agg(status ORDER BY started_at DESC))[1] "
+            "FROM flow_runs GROUP BY flow ORDER BY flow")
         return [{"flow": f, "last_started": s, "last_finished": e, "last_status": st} for f, s, e, st in rows]
 
     def get(self, run_id: str | None = None) -> dict[str, Any] | None:
