@@ -44,6 +44,7 @@ from ml_connector.http.rules import (
     ResponseRules,
     parse_body,
 )
+from ml_connector.http.shared_quota import SharedPool, SharedQuotas, credential_identity
 from ml_connector.http.skips import FlowSkipped
 from ml_connector.http.usage import RESUMES, QuotaExhausted
 from ml_connector.http.waits import Clock, within_max_wait
@@ -189,8 +190,10 @@ class ConnectorClient:
 
     def __init__(self, connection: Connection, vault: Vault, *, transport: httpx.AsyncBaseTransport | None = None,
                  options: ClientOptions | None = None,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, clock: Clock = time.time) -> None:
-        """``sleep`` and ``clock`` (wall time, for waits given as a moment) are injectable for tests."""
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, clock: Clock = time.time,
+                 shared_quotas: SharedQuotas | None = None) -> None:
+        """``sleep`` and ``clock`` (wall time, for waits given as a moment) are injectable for tests;
+        ``shared_quotas``: the workspace's store of pools shared by every worker (None: this process's own)."""
         config = connection.connector
         self.connection = connection
         self.context = connection.context(vault)
@@ -204,12 +207,18 @@ class ConnectorClient:
                                      base_url=self._configured_base, sandbox=connection.sandbox)
         self.rules = ResponseRules(config.responses, clock=clock)
         max_wait = self.options.max_wait
+        self.shared_quotas = shared_quotas
+        identity = credential_identity(config.connector, auth_name, self._configured_base, connection.secret_refs)
+
+        def shared(pool: str) -> SharedPool | None:
+            return shared_quotas.pool(connection.name, identity, pool) if shared_quotas is not None else None
+
         self.quotas = {name: Quota(q, max_wait=max_wait, label=f"connection {connection.name}, quota {name}",
-                                   clock=clock, sleep=sleep)
+                                   clock=clock, sleep=sleep, shared=shared(name))
                        for name, q in connection.quotas().items()}
         self.default_quota = self.quotas.get("default") or Quota(connection.unnamed_pool, max_wait=max_wait,
                                                                    label=f"connection {connection.name}",
-                                                                   clock=clock, sleep=sleep)
+                                                                   clock=clock, sleep=sleep, shared=shared(""))
         self.stats = CallStats()
         self.exhausted: str | None = None  # why no new call may start: the API's allowance is spent (http/usage.py)
         self.http = httpx.AsyncClient(transport=transport, timeout=self.options.timeout)
@@ -245,6 +254,8 @@ class ConnectorClient:
 
     async def aclose(self) -> None:
         await self.http.aclose()
+        if self.shared_quotas is not None:
+            await self.shared_quotas.aclose()
 
     async def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                       json: Any = None, quota: str | None = None, idempotent: bool | None = None,
@@ -321,6 +332,7 @@ class ConnectorClient:
                 message = f"{method} {url.path}: {type(exc).__name__}"
                 raise (TransientError(message) if safe else UncertainWrite(message)) from exc
             pool.observe(response)
+            await pool.tell_others()  # a pause the headers announced holds every worker on this credential
             if pool.usage is not None and pool.usage.spent and self.exhausted is None:  # this answer still counts
                 self.exhausted = f"connection {self.connection.name}: {pool.usage.spent}; {RESUMES}"
             log.debug("%s %s %s -> %s in %.0f ms", self.connection.name, method, url.path, response.status_code,
@@ -343,6 +355,7 @@ class ConnectorClient:
             raise TransientError(f"{where}: {detail}", decision.wait)
         if decision.action == RATE_LIMITED:
             self.stats.rate_limited += 1
+            await pool.tell_others(decision.wait if decision.wait is not None else 1.0)
             raise RateLimited(f"{where}: rate limited", decision.wait)
         if decision.action == REAUTH:
             raise NeedsReauth(where)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import time
 from collections import deque
@@ -19,10 +20,12 @@ from collections.abc import Awaitable, Callable
 import httpx
 
 from ml_connector.config.connector import QuotaConfig
+from ml_connector.http.shared_quota import SharedPool, SharedQuotaUnavailable
 from ml_connector.http.usage import UsageLimit
 from ml_connector.http.waits import Clock, wait_seconds, within_max_wait
 
 Sleep = Callable[[float], Awaitable[None]]
+log = logging.getLogger("ml_connector.http")
 
 
 class RemainingCount:
@@ -57,9 +60,10 @@ class Quota:
     """One pool of calls shared by a connection's operations that name it."""
 
     def __init__(self, config: QuotaConfig, *, max_wait: float = math.inf, label: str = "quota",
-                 clock: Clock | None = None, sleep: Sleep | None = None) -> None:
+                 clock: Clock | None = None, sleep: Sleep | None = None, shared: SharedPool | None = None) -> None:
         """``label`` names the pool in the message of a wait longer than ``max_wait``; ``clock`` (wall time) and
-        ``sleep`` are injectable for tests."""
+        ``sleep`` are injectable for tests; ``shared``: the window and pauses live in a store every worker on this
+        credential consults (http/shared_quota.py), not in this object."""
         self.max_wait = max_wait
         self.label = label
         self.remaining_header = config.remaining_header
@@ -76,6 +80,8 @@ class Quota:
         self._pace = asyncio.Lock()
         self.blocked_until = 0.0
         self.usage = UsageLimit.of(config)  # a longer allowance (daily calls): spent, the connection stops
+        self.shared = shared
+        self._told = 0.0  # the end of the last pause this pool passed on to the shared store
 
     async def __aenter__(self) -> Quota:
         await self._slots.acquire()
@@ -91,6 +97,9 @@ class Quota:
         self._slots.release()
 
     async def _wait_for_room(self) -> None:
+        if self.shared is not None:
+            await self._wait_for_shared_room(self.shared)
+            return
         while True:
             now = self._clock()
             delay = self.blocked_until - now
@@ -104,6 +113,31 @@ class Quota:
                     self._sent.append(now)
                 return
             await self._sleep(within_max_wait(delay, self.max_wait, self.label))
+
+    async def _wait_for_shared_room(self, shared: SharedPool) -> None:
+        """The store admits (and counts) the call, or says how long until every worker's window has room."""
+        while True:
+            delay = self.blocked_until - self._clock()
+            if delay <= 0:
+                delay = await shared.admit(self.window, self.calls)
+                if delay <= 0:
+                    return
+            await self._sleep(within_max_wait(delay, self.max_wait, self.label))
+
+    async def tell_others(self, rate_limited: float | None = None) -> None:
+        """Pass a pause on to the other workers of this credential: the one the last answer's headers announced
+        (``observe``) and, after a 429, the wait its rule read (``rate_limited``). Nothing without a shared store."""
+        if self.shared is None:
+            return
+        now = self._clock()
+        ends = self.blocked_until if rate_limited is None else max(self.blocked_until, now + rate_limited)
+        if ends > now and ends > self._told:
+            try:
+                await self.shared.block(ends - now)
+            except SharedQuotaUnavailable as exc:  # the answer in hand still counts; the next call cannot start
+                log.warning("%s: %s", self.label, exc)
+                return
+            self._told = ends
 
     def observe(self, response: httpx.Response) -> None:
         """Learn from a response's headers: the real limit, whether the next call must wait, the allowance used."""

@@ -18,6 +18,7 @@ from ml_connector.http.catalog import LazyCatalog
 from ml_connector.http.client import ClientOptions, ConnectorClient
 from ml_connector.http.errors import FatalError
 from ml_connector.http.redact import REDACTOR
+from ml_connector.http.shared_quota import shared_quotas_for
 from ml_connector.spec import Project
 from ml_connector.store import State
 from ml_connector.sync.flow import QUOTA, SKIPPED, FlowContext, FlowRun, FlowSummary, describe_failure
@@ -125,7 +126,9 @@ class Runner:
     def client(self, name: str) -> ConnectorClient:
         if name not in self._clients:
             self._clients[name] = ConnectorClient(self.connection(name), self.state.credentials,
-                                                  transport=self.transport, options=self.client_options)
+                                                  transport=self.transport, options=self.client_options,
+                                                  shared_quotas=shared_quotas_for(self.project.workspace,
+                                                                                  self.state.credentials))
         return self._clients[name]
 
     def catalog(self, connection: str, entity: str, config: EntityConfig) -> LazyCatalog:
