@@ -32,6 +32,7 @@ from ml_connector.config import MappingConfig
 from ml_connector.errors import MlConnectorError, SetupError
 from ml_connector.extras import import_from_extra
 from ml_connector.http.redact import REDACTOR
+from ml_connector.http.shared_quota import check_shared_quotas
 from ml_connector.report import run_table, table
 from ml_connector.spec import SpecError, SpecProblem, load_specs
 from ml_connector.store import StateError
@@ -79,7 +80,8 @@ class Main(click.Group):
 
     LAZY = {name: f"ml_connector.commands.{module}:{attribute}" for name, module, attribute in (
         ("ping", "ping", "ping"), ("new", "new", "new"), ("preview", "preview", "preview"),
-        ("discover", "discover", "discover"), ("channels", "channels", "channels"), ("report", "report", "report"))}
+        ("discover", "discover", "discover"), ("channels", "channels", "channels"), ("report", "report", "report"),
+        ("worker", "cluster", "worker"), ("scheduler", "cluster", "scheduler"))}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.LAZY})
@@ -262,6 +264,11 @@ def _until_stopped(work: Coroutine[Any, Any, Any], progress: Callable[[], RunSum
 
 def _run(workspace: Workspace, action: Callable[[Runner], Coroutine[Any, Any, Any]]) -> Any:
     state = workspace.state()
+    try:
+        check_shared_quotas(workspace.project.workspace, state.credentials)  # unreachable: one line, no flow runs
+    except BaseException:
+        state.close()
+        raise
     progress = for_stream(sys.stderr)  # a live table on a terminal, plain lines in a log; never on stdout
     runner = Runner(workspace.project, state, progress=progress)
     try:

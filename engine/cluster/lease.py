@@ -1,0 +1,49 @@
+"""A flow runs only while its worker holds the flow's lease: renewed as it runs, and the run stops when it is lost.
+
+A worker that is alive but cut off from the state database (or paused longer than the lease) may find that another
+worker took the flow; going on would run the flow twice at once, so the run is cancelled (the runner records what
+was confirmed, as after SIGTERM) and the other worker carries on from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+from ml_connector.errors import MlConnectorError
+from ml_connector.store.flow_locks import FlowLocks
+
+T = TypeVar("T")
+
+
+class LeaseLost(MlConnectorError):
+    """The flow's lease ran out and another worker took it: this worker's run was stopped."""
+
+
+async def run_leased(work: Coroutine[Any, Any, T], locks: FlowLocks, flow: str, holder: str, *, ttl: float,
+                     every: float, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> T:
+    """Await ``work`` while renewing ``holder``'s lease on ``flow`` every ``every`` seconds (for ``ttl``)."""
+    task = asyncio.ensure_future(work)
+    lost: list[bool] = []
+
+    async def renew() -> None:
+        while not task.done():
+            await sleep(every)
+            if task.done():
+                return
+            if not await asyncio.to_thread(locks.renew, flow, holder, ttl=ttl):
+                lost.append(True)
+                task.cancel("lease lost")
+                return
+
+    renewer = asyncio.ensure_future(renew())
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if lost:
+            raise LeaseLost(f"the lease on flow {flow} ran out and another worker took it; this run was stopped") \
+                from None
+        raise
+    finally:
+        renewer.cancel()
