@@ -17,6 +17,7 @@ from ml_connector.config.entity import WriteConfig
 from ml_connector.http.bodies import RecordsAt
 from ml_connector.http.client import ConnectorClient
 from ml_connector.http.errors import RecordError
+from ml_connector.http.written_ids import WrittenIds
 
 Records = Callable[[], Awaitable[list[dict[str, Any]]]]
 Fetch = Callable[[str], Awaitable[dict[str, Any] | None]]
@@ -95,8 +96,8 @@ class TargetFinder:
         self._labels = labels  # wire record -> the names mappings use (custom-field labels)
         self._refreshed_at = 0.0  # when the last re-read of the consistent views (index, recent) started
         # match key -> target id of the records this run wrote, until the view find() consults is read again
-        # (a key and an id per record, never the payload: a million written records must not hold a million bodies)
-        self._written: dict[str, str] = {}
+        # (a fingerprint and an id per record, never the payload: a million written records take ~25 MB, not 150)
+        self._written = WrittenIds()
 
     def key(self, value: Any) -> str | None:
         """The match key of a match value (normalised only as the mapping asks)."""
