@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint bench soak clean protos
+.PHONY: install demo test lint bench bench-cluster soak clean protos
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ bench: install
 	$(BIN)/python -m bench.compare $(BENCH_ARGS)
 	$(BIN)/python -m bench.sandbox_pages
 	$(BIN)/python -m bench.webhook_reply
+
+# Issue 25: 50 tenants on 1, 2 and 4 workers (PostgreSQL + Redis servers started for it), writes its section of
+# bench/RESULTS.md: make bench-cluster [BENCH_ARGS="--quick"]
+bench-cluster: install
+	$(BIN)/python -m bench.cluster_scale $(BENCH_ARGS)
 
 # SEED, MINUTES and FAULTS may be set: make soak SEED=3 MINUTES=30 FAULTS=0.1
 soak: install

@@ -333,7 +333,19 @@ def write_results(report: Report, args: argparse.Namespace, seconds: float) -> N
         f"{RATE_R} / 2 s, headers, no quota override) for target 4", "",
         "## Targets", "", *target_table(report.targets, markdown=True), "", "## Details", "", "```",
         *report.lines, "```", ""]
-    RESULTS.write_text("\n".join(head))
+    RESULTS.write_text("\n".join(head) + _kept_sections())
+
+
+def _kept_sections() -> str:
+    """The sections other benchmarks write into bench/RESULTS.md between their markers (bench/cluster_scale.py)."""
+    if not RESULTS.exists():
+        return ""
+    text, kept = RESULTS.read_text(), []
+    for name in ("cluster_scale",):
+        start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+        if start in text and end in text:
+            kept.append(text[text.index(start):text.index(end) + len(end)])
+    return "".join(f"\n{section}\n" for section in kept)
 
 
 def main() -> None:

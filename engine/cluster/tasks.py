@@ -24,6 +24,7 @@ from ml_connector.spec import Project
 from ml_connector.store import State
 from ml_connector.store.database import StateLocked
 from ml_connector.store.flow_locks import FlowLocks
+from ml_connector.store.runs import Runs
 from ml_connector.sync.runner import Runner
 from ml_connector.workspace import Workspace
 
@@ -93,6 +94,9 @@ class FlowTasks:
             if not locks.take(job.flow, self.holder, ttl=self.settings.lease_seconds):
                 return self._later(job)
             try:
+                # holding the lease, a run of this flow still 'running' is a killed worker's: a shared state has
+                # no one else to say so (store/runs.py, Runs.start)
+                Runs(state.db).interrupt_flow(job.flow)
                 if locks.completed_after(job.flow, job.after_time):
                     return "already run"
                 log.info("%s/%s: started by %s", job.tenant, job.flow, self.holder)

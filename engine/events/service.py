@@ -30,8 +30,9 @@ import uvicorn
 
 from ml_connector.errors import SetupError
 from ml_connector.events.channels import maintain_channels
-from ml_connector.events.inbox import Inbox, inbox_path
+from ml_connector.events.inbox import Inbox
 from ml_connector.events.receiver import Receiver
+from ml_connector.events.shared_inbox import open_inbox
 from ml_connector.events.stream_serve import Streams
 from ml_connector.report import run_table
 from ml_connector.serve_view import idle_line, slots, started_lines, utc_naive
@@ -109,7 +110,7 @@ class Service:
         if address is None and not Streams.needed(project):
             await self._ticks(once, None)
             return
-        inbox = Inbox.open(inbox_path(self.workspace.state_path))
+        inbox = open_inbox(self.workspace.state_target, self.workspace.state_path)  # PostgreSQL: shared by replicas
         try:
             self._wake = asyncio.Event()
             if Streams.needed(project):  # subscribed in the first tick (the state is open then)

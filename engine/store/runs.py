@@ -33,6 +33,11 @@ class Runs:
             row = self.db.fetchone("SELECT count(*) FROM flow_runs WHERE flow = ? AND status = 'running'", [flow])
             self.db.execute("UPDATE flow_runs SET status = 'interrupted', finished_at = now() "
                             "WHERE flow = ? AND status = 'running'", [flow])
+            # the killed worker's run itself, once none of its flows still runs (`status` lists runs)
+            self.db.execute("UPDATE runs SET status = 'interrupted', finished_at = now() WHERE status = 'running' "
+                            "AND run_id IN (SELECT run_id FROM flow_runs WHERE flow = ? AND status = 'interrupted') "
+                            "AND NOT EXISTS (SELECT 1 FROM flow_runs f WHERE f.run_id = runs.run_id "
+                            "AND f.status = 'running')", [flow])
         return int(row[0]) if row else 0
 
     def finish(self, run_id: str, status: str, summary: dict[str, Any]) -> None:

@@ -430,6 +430,7 @@ def test_a_dependent_waits_until_its_dependencies_run_of_this_cycle_completed(tm
     assert [j.flow for j in sent] == ["first", "second"]
 
 
+@pytest.mark.duckdb_only  # its broken state is a corrupt .duckdb file
 def test_a_tenant_whose_workspace_or_state_fails_does_not_delay_another_tenant(tmp_path, monkeypatch):
     good = workspace_at(tmp_path / "good", monkeypatch)
     broken = workspace_at(tmp_path / "broken", monkeypatch)
@@ -488,3 +489,38 @@ def test_two_workspaces_with_one_tenant_name_are_refused(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["scheduler", "-w", str(one), "-w", str(two), "--broker", "redis://x"])
     assert result.exit_code == 2
     assert result.stderr == "ml-connector: two workspaces are named acme: name them with NAME=PATH\n"
+
+
+def test_a_lease_taken_after_a_killed_holder_marks_its_flow_run_interrupted(broker, tmp_path, monkeypatch, postgres_url):  # noqa: E501,F811
+    # on a shared state no one else says a killed worker's run ended: the worker taking the flow's lease does
+    from ml_connector.store.runs import Runs
+
+    workspace = workspace_at(tmp_path, monkeypatch)
+    schema = fresh_schema(postgres_url)
+    workspace.write_text(workspace.read_text().replace(
+        "state: state/state.duckdb", f"state: {{postgresql: '{postgres_url}', schema: {schema}}}"))
+    target = PostgresTarget(postgres_url, schema=schema, key_file=tmp_path / "state" / f"{schema}.key")
+    state = State(target)
+    Runs(state.db).start("killed-run", "run")
+    Runs(state.db).start_flow("killed-run", "things")
+    assert FlowLocks(state.db).take("things", "w-dead", ttl=30, now=T0)  # its lease ran out long ago
+    other = Runs(state.db)
+    other.start("other-run", "run")
+    other.start_flow("other-run", "others")  # another flow, still running on a live worker: left alone
+    state.close()
+    api = FakeAPI().on("GET", "/v2/things", 200, THINGS)
+    tasks, outcomes = tasks_for(broker, api, [workspace])
+    assert tasks.perform(job(workspace)) == "ok"
+    state = State(target)
+    try:
+        rows = state.db.fetchall("SELECT run_id, flow, status FROM flow_runs ORDER BY started_at")
+        assert [row for row in rows if row[0] in ("killed-run", "other-run")] == [
+            ("killed-run", "things", "interrupted"), ("other-run", "others", "running")]
+        assert [row[1:] for row in rows if row[0] not in ("killed-run", "other-run")] == [("things", "ok")]
+    finally:
+        state.close()
+    result = CliRunner().invoke(main, ["status", "-w", str(workspace)])
+    assert result.exit_code == 0, result.output
+    listed = {line.split()[0]: line.split()[2] for line in result.output.splitlines() if line.endswith("-run")
+              or "-run " in line}
+    assert listed == {"killed-run": "interrupted", "other-run": "running"}, result.output
