@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from ml_connector.store.database import Database
 from ml_connector.store.fingerprints import Fingerprints
+from ml_connector.store.key_range import key_range
 
 PLAIN = ""  # the reason of a record the flow's `filter:` left out (no audit note)
 
@@ -42,9 +43,10 @@ class Filtered:
         if not wanted or not self.has_any(flow):
             return {}
         # bounded like IdMaps.get_many: a page's keys are usually near each other, the range skips row groups
+        range_sql, bounds = key_range(wanted)
         rows = self.db.fetchall(
-            "SELECT source_key, reason FROM filtered WHERE flow = ? AND source_key BETWEEN ? AND ? "
-            "AND source_key IN (SELECT unnest(?::VARCHAR[]))", [flow, min(wanted), max(wanted), wanted])
+            f"SELECT source_key, reason FROM filtered WHERE flow = ? {range_sql}"
+            "AND source_key IN (SELECT unnest(?::VARCHAR[]))", [flow, *bounds, wanted])
         return dict(rows)
 
     def recall(self, flow: str, filtered: Iterable[str], processed: Iterable[str],

@@ -9,6 +9,7 @@ from typing import Any
 
 from ml_connector.store.database import Database
 from ml_connector.store.fingerprints import Fingerprints
+from ml_connector.store.key_range import key_range
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,10 @@ class IdMaps:
             return {}
         # the range lets the database skip the row groups outside it: a page's keys are usually near each other in
         # the map (written in the order the source lists them), so a lookup costs about the same at 10k or 1M links
+        range_sql, bounds = key_range(keys)
         rows = self.db.fetchall(
-            "SELECT source_key, target_id, payload_hash FROM id_map WHERE flow = ? AND source_key BETWEEN ? AND ? "
-            "AND source_key IN (SELECT unnest(?::VARCHAR[]))", [flow, min(keys), max(keys), keys])
+            f"SELECT source_key, target_id, payload_hash FROM id_map WHERE flow = ? {range_sql}"
+            "AND source_key IN (SELECT unnest(?::VARCHAR[]))", [flow, *bounds, keys])
         return {key: IdMapEntry(target, digest) for key, target, digest in rows}
 
     def target_of(self, flow: str, source_key: str) -> str | None:

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from ml_connector.sandbox.workspace import SANDBOX_ENV, write_workspace
+from ml_connector.store import State, redirect
 from tests.e2e.conftest import Env, flows
 from tests.e2e.requestlog import (
     CRM_PARAMS,
@@ -256,5 +257,11 @@ def test_store_secret_references_read_the_encrypted_credential_store(env: Env) -
     env.workspace.write_text(yaml.safe_dump(document))
     code, summary = env.run_json("--flow", "items_to_products")
     assert code == 0 and flows(summary)["items_to_products"]["created"] > 0
-    raw = (env.workspace.parent / "state" / "ml-connector.duckdb").read_bytes()
+    state_file = env.workspace.parent / "state" / "ml-connector.duckdb"
+    if redirect.postgres_target(state_file) is None:  # DuckDB: every byte of the file
+        raw = state_file.read_bytes()
+    else:  # the suite on PostgreSQL (ML_CONNECTOR_TEST_STATE): every row of the credential table
+        state = State(state_file)
+        raw = repr(state.db.fetchall("SELECT * FROM credentials")).encode()
+        state.close()
     assert token.encode() not in raw

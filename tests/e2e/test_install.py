@@ -10,6 +10,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from ml_connector.extras import EXTRAS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,6 +52,7 @@ def test_the_sandbox_extra_and_the_modules_it_brings_agree() -> None:
     assert not names & {re.split(r"[<>=!~\[ ]", r)[0].lower() for r in PYPROJECT["project"]["dependencies"]}
 
 
+@pytest.mark.duckdb_only  # the demo's state is the DuckDB file it checks
 def test_an_installed_wheel_runs_the_demo_from_an_empty_folder(tmp_path: Path) -> None:
     source, dist, venv, empty = (tmp_path / name for name in ("source", "dist", "venv", "empty"))
     shutil.copytree(REPO, source, ignore=NOT_SOURCE)  # the working tree as it is, built away from the checkout

@@ -42,7 +42,7 @@ def rows(state: State, run_id: str) -> list[tuple[Any, ...]]:
 
 
 def remembered(state: State) -> list[tuple[Any, ...]]:
-    return state.db.fetchall("SELECT flow, source_key FROM filtered ORDER BY ALL")
+    return state.db.fetchall("SELECT flow, source_key FROM filtered ORDER BY flow, source_key")
 
 
 def plan(state: State, src: FakeAPI, run_id: str) -> FlowSummary:
@@ -158,8 +158,8 @@ def test_pruning_a_records_filter_row_forgets_it_so_its_next_filtering_has_a_row
     state = State(":memory:")
     src = FakeAPI().on("GET", "/v2/things", body={"data": [thing("F", "skip")]})
     run_flow(state, SPEC, src, FakeAPI(), run_id="r1")
-    state.db.execute("UPDATE audit SET logged_at = now() - INTERVAL 100 DAY")
-    state.db.execute("UPDATE filtered SET filtered_at = now() - INTERVAL 100 DAY")
+    state.db.execute("UPDATE audit SET logged_at = now() - INTERVAL '100 days'")
+    state.db.execute("UPDATE filtered SET filtered_at = now() - INTERVAL '100 days'")
 
     assert state.audit.prune(90) == 1
     assert remembered(state) == []

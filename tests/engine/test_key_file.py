@@ -30,6 +30,7 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+@pytest.mark.duckdb_only  # the message names the .duckdb path
 def test_a_deleted_key_file_is_not_replaced_while_encrypted_values_exist(tmp_path: Path) -> None:
     state_path = tmp_path / "state" / "s.duckdb"
     state = State(state_path)
@@ -56,6 +57,7 @@ def test_a_deleted_key_file_is_not_replaced_while_encrypted_values_exist(tmp_pat
     state.close()
 
 
+@pytest.mark.duckdb_only  # the message names the .duckdb path
 def test_a_missing_key_file_is_one_line_from_the_cli(tmp_path: Path) -> None:
     workspace = write_workspace(tmp_path)
     runner = CliRunner()
@@ -73,6 +75,7 @@ def test_a_missing_key_file_is_one_line_from_the_cli(tmp_path: Path) -> None:
     assert not (tmp_path / "state" / "state.key").exists()
 
 
+@pytest.mark.duckdb_only  # checks the .duckdb file's mode
 def test_a_new_state_makes_its_key_and_keeps_file_and_folder_owner_only(tmp_path: Path) -> None:
     state = State(tmp_path / "state" / "s.duckdb")
     state.credentials.put("a_token", "t-123456")

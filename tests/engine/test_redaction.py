@@ -73,6 +73,7 @@ auth:
 """)
 
 
+@pytest.mark.duckdb_only  # opens the .duckdb file itself
 def test_a_token_endpoint_echoing_the_request_leaks_nothing_into_run_json_or_the_runs_table(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in {"PD_ID": CLIENT_ID, "PD_SECRET": CLIENT_SECRET, "PD_REFRESH": REFRESH}.items():

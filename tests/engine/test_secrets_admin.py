@@ -104,6 +104,7 @@ def test_rotate_key_re_encrypts_every_secret_and_token_under_a_new_key(tmp_path:
     assert [p.name for p in sorted((tmp_path / "state").iterdir()) if "key" in p.name] == ["state.key"]
 
 
+@pytest.mark.duckdb_only  # the message names the .duckdb path
 def test_an_old_key_file_put_back_after_a_rotation_is_named_as_such(tmp_path: Path) -> None:
     workspace = str(stored(tmp_path))
     key_file = tmp_path / "state" / "state.key"
@@ -167,6 +168,7 @@ def test_an_interrupted_rotation_loses_nothing(tmp_path: Path, step: str) -> Non
     assert values(tmp_path) == EXPECTED
 
 
+@pytest.mark.duckdb_only  # the .gitignore lists the .duckdb files, made beside a DuckDB state
 def test_a_new_key_file_gets_a_gitignore_beside_it(tmp_path: Path) -> None:
     workspace = str(write_workspace(tmp_path))
     assert cli("secret", "set", "x_token", "--value", "t-123456", "-w", workspace).exit_code == 0

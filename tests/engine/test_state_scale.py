@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -84,6 +85,7 @@ def test_the_summary_row_is_found_by_outcome_and_exported_with_its_count(tmp_pat
     assert "count" in header.split(",") and len(lines) == 2
 
 
+@pytest.mark.duckdb_only  # measures the .duckdb file's size
 def test_ten_unchanged_runs_of_10k_records_grow_the_state_file_by_a_few_kib(tmp_path: Path) -> None:
     """Bound: each run adds one summary row and one flow run row (well under 1 KiB); DuckDB grows its file in 256 KiB
     blocks and reuses the blocks a checkpoint frees, so ten runs may take at most one new block (measured: 0 bytes).
@@ -320,3 +322,14 @@ def test_a_write_rolled_back_after_the_load_leaves_its_key_asked_for() -> None:
 
     assert state.id_maps.get_many("things", ["NEW-1"]) == {}
     assert len(seen) == 1  # never "certainly not linked" on the word of a write that did not happen
+
+
+def test_a_key_holding_nul_does_not_hide_the_other_keys_of_a_lookup() -> None:
+    """PostgreSQL stores NUL as U+FFFD, which sorts after "b": a ``BETWEEN min AND max`` bound made in Python would
+    leave "b" out (store/key_range.py)."""
+    state = State(":memory:")
+    state.id_maps.save("things", [("b", "T-b", "h")])
+    state.filtered.remember("things", ["b"], reason="why")
+    assert ({k: (e.target_id, e.payload_hash) for k, e in state.id_maps.get_many("things", ["\0", "b"]).items()},
+            state.filtered.reasons("things", ["\0", "b"])) == ({"b": ("T-b", "h")}, {"b": "why"})
+    state.close()
