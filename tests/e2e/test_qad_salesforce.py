@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -195,9 +196,31 @@ def _serve(pair: Pair) -> subprocess.Popen[str]:
 
 def _stop(process: subprocess.Popen[str]) -> str:
     process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=30)
+    try:
+        out, err = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:  # a rare hang on SIGTERM under load: say where every thread was, then fail
+        report = _where_it_hangs(process.pid)
+        process.kill()
+        out, err = process.communicate()
+        raise AssertionError(f"serve did not stop within 30 s of SIGTERM\n{report}\n{err[-3000:]}") from None
     assert process.returncode == 143, err[-3000:]
     return err
+
+
+def _where_it_hangs(pid: int) -> str:
+    """The signal masks of the process and its threads, and their Python stacks (py-spy, when installed)."""
+    lines = []
+    for status in [Path(f"/proc/{pid}/status"), *sorted(Path(f"/proc/{pid}/task").glob("*/status"))]:
+        with contextlib.suppress(OSError):
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+            lines.append(f"{status}: " + " ".join(f"{k}={fields[k].strip()}" for k in
+                                                   ("Name", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")
+                                                   if k in fields))
+    spy = Path(sys.executable).parent / "py-spy"
+    if spy.exists():
+        dump = subprocess.run([str(spy), "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=30)
+        lines.append(dump.stdout[-6000:] + dump.stderr[-1000:])
+    return "\n".join(lines)
 
 
 def _subscribed(pair: Pair) -> None:
