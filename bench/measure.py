@@ -11,6 +11,7 @@ import os
 import platform
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,17 +43,45 @@ class ChildRun:
 
 
 def run_child(argv: list[str], env: dict[str, str] | None = None) -> ChildRun:
-    """Run ``argv`` to its end; wall time, the child's own CPU time and peak RSS."""
+    """Run ``argv`` to its end; wall time, the child's own CPU time and peak RSS.
+
+    The peak is the child's VmHWM, read while it runs: ``wait4``'s ``ru_maxrss`` keeps the RSS of the process it was
+    spawned from (Linux carries it across exec), so every child looked as big as this benchmark with its sandboxes.
+    """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
         process = subprocess.Popen(argv, stdout=out, stderr=err, cwd=REPO, env=env)
+        peak = _Peak(process.pid)
+        peak.start()
         _pid, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - started
+        peak.stop.set()
+        peak.join()
         process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return ChildRun(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, process.returncode,
+        return ChildRun(wall, usage.ru_utime + usage.ru_stime, peak.kib / 1024, process.returncode,
                         out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace"))
+
+
+class _Peak(threading.Thread):
+    """Reads a process's VmHWM (its own peak RSS since exec) every 20 ms until told to stop."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.path = Path(f"/proc/{pid}/status")
+        self.stop = threading.Event()
+        self.kib = 0
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                for line in self.path.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        self.kib = max(self.kib, int(line.split()[1]))
+            except (OSError, ValueError):
+                pass
+            self.stop.wait(0.02)
 
 
 def machine() -> dict[str, str]:

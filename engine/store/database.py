@@ -150,13 +150,14 @@ def _create_owner_only(path: Path) -> None:
 log = logging.getLogger("ml_connector.state")
 CHECKPOINT_LOG_BYTES = 16 * 2**20  # DuckDB's own default threshold
 MEMORY_ENV = "ML_CONNECTOR_DUCKDB_MEMORY"
-MEMORY_DEFAULT = "64MB"
+MEMORY_DEFAULT = "256MB"
 
 
 def memory_limit() -> str:
     """DuckDB's memory limit for a state file: by default it may take 80% of the machine's memory as cache, which
-    made a run's RSS grow with the state (its indexes and table blocks); 64 MB holds a flow's working set, and a
-    sync of a million records stays flat. ``$ML_CONNECTOR_DUCKDB_MEMORY`` (e.g. ``1GB``) sets another."""
+    made a run's RSS grow with the state (its indexes and table blocks). Not lower: at 64 MB one statement writing a
+    million id-map rows ran out of memory (an index being built cannot wait on disk), and a state that refuses a
+    write is worse than a bigger process. ``$ML_CONNECTOR_DUCKDB_MEMORY`` (e.g. ``1GB``) sets another."""
     return os.environ.get(MEMORY_ENV) or MEMORY_DEFAULT
 
 _HELD: dict[tuple[str, str], int] = {}  # process-local flow locks of DuckDB states: (state, key) -> holder id

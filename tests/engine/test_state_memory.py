@@ -18,11 +18,11 @@ def limit(state: State) -> str:
     return str(row[0])
 
 
-def test_a_state_file_caps_duckdbs_memory_at_64_mb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_state_file_caps_duckdbs_memory_at_256_mb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(MEMORY_ENV, raising=False)
     state = State(tmp_path / "state.duckdb")
     try:
-        assert limit(state) == "61.0 MiB"  # 64 MB as DuckDB prints it
+        assert limit(state) == "244.1 MiB"  # 256 MB as DuckDB prints it
     finally:
         state.close()
 
