@@ -31,17 +31,20 @@ from ml_connector.http.redact import REDACTOR
 SETTING = "quotas_shared"  # the workspace key
 Clock = Callable[[], float]
 
-# KEYS: the window's sorted set (member per call, score = when), the pause key. ARGV: now ('' = the server's
-# clock), window seconds (0 = none), calls per window (0 = no count), a unique member. Returns {1, now} when the
-# call is admitted (and counted), {0, seconds to wait} when it is not (nothing is counted then).
-_ADMIT = """
-local now
+# Both scripts: ``now`` from ARGV[1], or the Redis server's clock when it is '' (one clock for every machine).
+_NOW = """local now
 if ARGV[1] == '' then
   local t = redis.call('TIME')
   now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 else
   now = tonumber(ARGV[1])
 end
+"""
+
+# KEYS: the window's sorted set (member per call, score = when), the pause key. ARGV: now ('' = the server's
+# clock), window seconds (0 = none), calls per window (0 = no count), a unique member. Returns {1, now} when the
+# call is admitted (and counted), {0, seconds to wait} when it is not (nothing is counted then).
+_ADMIT = _NOW + """
 local window = tonumber(ARGV[2])
 local calls = tonumber(ARGV[3])
 local wait = 0
@@ -68,14 +71,7 @@ return {1, string.format('%.6f', now)}
 
 # KEYS: the pause key. ARGV: now ('' = the server's clock), seconds. The pause ends at the latest moment any worker
 # learnt; it expires by itself once over.
-_BLOCK = """
-local now
-if ARGV[1] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-else
-  now = tonumber(ARGV[1])
-end
+_BLOCK = _NOW + """
 local seconds = tonumber(ARGV[2])
 local ends = now + seconds
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')

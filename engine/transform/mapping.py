@@ -215,6 +215,14 @@ def _not_json_field(fields: list[_Field], payload: dict[str, Any]) -> str | None
     return None
 
 
+def _field_error(field: str, exc: Exception) -> Exception:
+    """What a field's evaluation raising ``exc`` is: a spec error (an undeclared name), else the record's data
+    (wrong types, division by zero, strict undefined)."""
+    if isinstance(exc, UndeclaredName):
+        return UndeclaredField(f"field {field}: {exc} (a spec error: declare it or fix the name)")
+    return MappingError(f"field {field}: {type(exc).__name__}: {exc}")
+
+
 def content_hash(payload: Any) -> str:
     """A stable hash of a mapped payload (key order does not matter)."""
     return hashlib.sha256(_HASH_ENCODER.encode(payload).encode()).hexdigest()
@@ -305,10 +313,8 @@ class CompiledMapping:
                 value = direct(context)
             except Deferred:
                 raise
-            except UndeclaredName as exc:
-                raise UndeclaredField(f"field {name}: {exc} (a spec error: declare it or fix the name)") from exc
-            except Exception as exc:  # data errors: wrong types, division by zero, strict undefined
-                raise MappingError(f"field {name}: {type(exc).__name__}: {exc}") from exc
+            except Exception as exc:
+                raise _field_error(name, exc) from exc
             if check and type(value) not in _LEAVES:  # a float may be NaN
                 problem = _not_json(value)
                 if problem:
@@ -325,7 +331,5 @@ class CompiledMapping:
             return expr.evaluate(context)
         except Deferred:
             raise
-        except UndeclaredName as exc:
-            raise UndeclaredField(f"field {field}: {exc} (a spec error: declare it or fix the name)") from exc
-        except Exception as exc:  # data errors: wrong types, division by zero, strict undefined
-            raise MappingError(f"field {field}: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:
+            raise _field_error(field, exc) from exc
