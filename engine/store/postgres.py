@@ -81,7 +81,7 @@ class PostgresDatabase(Database):
     def __init__(self, target: PostgresTarget) -> None:  # no DuckDB set-up to inherit: Database.__init__ not called
         psycopg = import_from_extra("psycopg", "cluster")
         self._psycopg = psycopg
-        self.path = shown_url(target.url)
+        self.path = f"{shown_url(target.url)} (schema {target.schema})"  # one database holds many tenants' states
         self.schema = target.schema
         self._key_file = target.key_file
         self._lock = threading.RLock()
@@ -137,7 +137,7 @@ class PostgresDatabase(Database):
                 row = self._pg.execute("SELECT max(version) FROM schema_version").fetchone()
                 current = (row[0] if row else None) or 0
                 if current > len(MIGRATIONS):
-                    raise StateError(f"the state database {self.path} (schema {self.schema}) has schema version "
+                    raise StateError(f"the state database {self.path} has schema version "
                                      f"{current}, newer than this ml-connector knows ({len(MIGRATIONS)}); upgrade "
                                      "ml-connector")
                 for version, sql in enumerate(MIGRATIONS, start=1):

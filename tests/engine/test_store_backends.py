@@ -365,3 +365,20 @@ def test_every_migration_has_a_postgresql_form() -> None:
 
     forms = [postgres_migration(version, sql) for version, sql in enumerate(MIGRATIONS, start=1)]
     assert "PARTITION BY RANGE (logged_at)" in forms[0] and not any("BLOB" in form for form in forms)
+
+
+def test_postgresql_state_messages_name_the_schema(pg_target: PostgresTarget, tmp_path: Path) -> None:
+    """Many tenants share one database: a message naming only the URL does not say whose state it is."""
+    from ml_connector.store.credentials import CredentialError
+
+    state = State(pg_target)
+    try:
+        state.credentials.put("token", "secret")
+    finally:
+        state.close()
+    assert pg_target.key_file is not None
+    pg_target.key_file.unlink()
+    with pytest.raises(CredentialError) as refused:
+        State(pg_target).credentials.get("token")
+    assert f"the state database {pg_target.url} (schema {pg_target.schema}) holds 1 encrypted value" in str(
+        refused.value)
