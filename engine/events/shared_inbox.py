@@ -2,9 +2,9 @@
 
 The DuckDB inbox is a file beside the state that one process opens (events/inbox.py); on a shared state many `serve
 --listen` replicas (and their ticks) must see one inbox. Its rows live beside the state's own tables, written through
-the state's connection set-up (store/postgres.py: schema, password, time zone). A unique index over the pending ids
-makes a delivery that reached two replicas at once land once: the second insert does nothing, as a second notice
-for a pending id does in the file inbox.
+the state's connection set-up (store/postgres.py: schema, password, time zone); the table is the state's migration 12
+(store/database.py). A unique index over the pending ids makes a delivery that reached two replicas at once land
+once: the second insert does nothing, as a second notice for a pending id does in the file inbox.
 """
 
 from __future__ import annotations
@@ -16,13 +16,7 @@ from pathlib import Path
 from ml_connector.events.inbox import Inbox, InboxItem, Watched, inbox_path
 from ml_connector.store import StateTarget
 from ml_connector.store.database import Database
-from ml_connector.store.postgres import PostgresDatabase, PostgresTarget, lock_id
-
-SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS inbox (seq BIGSERIAL PRIMARY KEY, connection TEXT NOT NULL, entity TEXT NOT NULL, "
-    "record_id TEXT NOT NULL, operation TEXT, received_at TIMESTAMP NOT NULL, done_at TIMESTAMP)",
-    "CREATE UNIQUE INDEX IF NOT EXISTS inbox_pending ON inbox (connection, entity, record_id) WHERE done_at IS NULL",
-)
+from ml_connector.store.postgres import PostgresDatabase, PostgresTarget
 
 
 def _naive(moment: datetime) -> datetime:
@@ -39,16 +33,7 @@ class SharedInbox(Inbox):
 
     @classmethod
     def open(cls, target: PostgresTarget) -> SharedInbox:  # type: ignore[override]
-        db = PostgresDatabase(target)
-        try:
-            with db.transaction():  # replicas starting together: IF NOT EXISTS alone may race in the catalog
-                db.execute("SELECT pg_advisory_xact_lock(?)", [lock_id(target.schema, "inbox")])
-                for statement in SCHEMA:
-                    db.execute(statement)
-        except BaseException:
-            db.close()
-            raise
-        return cls(db)
+        return cls(PostgresDatabase(target))  # its table is migration 12 of the state, run under the migration lock
 
     def add(self, channel: Watched, ids: list[str], operation: str | None, received_at: datetime) -> int:
         """Keep these ids as pending; returns how many rows this call added (pending ones, from any replica, add

@@ -96,6 +96,15 @@ MIGRATIONS: list[str] = [
     """
     CREATE TABLE flow_locks (flow VARCHAR PRIMARY KEY, holder VARCHAR NOT NULL, expires_at TIMESTAMP NOT NULL);
     """,
+    # 12: the inbox of a shared state (events/shared_inbox.py: receiver replicas behind one address see one inbox).
+    # A DuckDB state's inbox is a file of its own (events/inbox.py: a receiver never waits for a run's file lock), so
+    # on DuckDB this table stays empty. IF NOT EXISTS: shared states made before this migration created it at open.
+    """
+    CREATE SEQUENCE IF NOT EXISTS inbox_seq;
+    CREATE TABLE IF NOT EXISTS inbox (
+        seq BIGINT PRIMARY KEY DEFAULT nextval('inbox_seq'), connection VARCHAR NOT NULL, entity VARCHAR NOT NULL,
+        record_id VARCHAR NOT NULL, operation VARCHAR, received_at TIMESTAMP NOT NULL, done_at TIMESTAMP);
+    """,
 ]
 
 

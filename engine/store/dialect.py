@@ -36,10 +36,14 @@ def placeholders(sql: str) -> str:
 
 
 AUDIT_TABLE_END = "payload_hash VARCHAR, logged_at TIMESTAMP NOT NULL DEFAULT now());"
+INBOX_TABLE_END = "received_at TIMESTAMP NOT NULL, done_at TIMESTAMP);"
 #: Changes of one migration's text for PostgreSQL, by version: (DuckDB text, PostgreSQL text), each must match.
 REPLACEMENTS: dict[int, list[tuple[str, str]]] = {
     1: [(AUDIT_TABLE_END, AUDIT_TABLE_END.removesuffix(";") + " PARTITION BY RANGE (logged_at);\n"
          "    CREATE TABLE audit_default PARTITION OF audit DEFAULT;")],
+    # a delivery that reached two replicas at once lands once (DuckDB has no partial index; its inbox is one process's)
+    12: [(INBOX_TABLE_END, INBOX_TABLE_END + "\n    CREATE UNIQUE INDEX IF NOT EXISTS inbox_pending ON inbox "
+          "(connection, entity, record_id) WHERE done_at IS NULL;")],
 }
 _TYPES = [(re.compile(r"\bVARCHAR\b"), 'TEXT COLLATE "C"'), (re.compile(r"\bBLOB\b"), "BYTEA")]
 

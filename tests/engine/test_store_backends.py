@@ -382,3 +382,16 @@ def test_postgresql_state_messages_name_the_schema(pg_target: PostgresTarget, tm
         State(pg_target).credentials.get("token")
     assert f"the state database {pg_target.url} (schema {pg_target.schema}) holds 1 encrypted value" in str(
         refused.value)
+
+
+def test_postgresql_the_shared_inbox_is_a_versioned_migration(pg_target: PostgresTarget) -> None:
+    """The inbox table comes with the state's schema history (versioned like every other), not beside it."""
+    state = State(pg_target)
+    try:
+        assert state.db.fetchone("SELECT max(version) FROM schema_version") == (len(MIGRATIONS),)
+        assert state.db.fetchone("SELECT to_regclass('inbox') IS NOT NULL") == (True,)
+        index = state.db.fetchone("SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+                                  "AND indexname = 'inbox_pending'")
+        assert index is not None and "UNIQUE" in index[0] and "WHERE (done_at IS NULL)" in index[0]
+    finally:
+        state.close()
