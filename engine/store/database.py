@@ -182,6 +182,7 @@ class Database:
 
     shared = False  # whether other processes use this state at the same time (PostgreSQL: yes)
     fingerprint_byteorder = "little"  # how ``fingerprint_sql`` reads the MD5 digest (store/fingerprints.py)
+    refuses_nul: str | None = None  # a backend whose text cannot hold NUL: its name, for the record it parks
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)

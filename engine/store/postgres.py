@@ -77,6 +77,7 @@ class PostgresDatabase(Database):
 
     shared = True
     fingerprint_byteorder = "big"
+    refuses_nul = "PostgreSQL"  # its text stores NUL as U+FFFD: a key holding one would not find its own link
 
     def __init__(self, target: PostgresTarget) -> None:  # no DuckDB set-up to inherit: Database.__init__ not called
         psycopg = import_from_extra("psycopg", "cluster")

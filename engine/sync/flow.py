@@ -358,6 +358,7 @@ class FlowRun:
         filtered: list[str] = []
         keyed_notes: dict[str, str] = {}
         gone = await self.deletes.take(units)  # deleted at the source: applied by on_delete, by position
+        refuses_nul = self.ctx.state.db.refuses_nul
         self._unmet.difference_update(gone.values())
         for index, unit in enumerate(units):
             if index % YIELD_EVERY == YIELD_EVERY - 1:
@@ -369,6 +370,11 @@ class FlowRun:
                 key = self.ctx.mapping.source_key(unit)
             except MappingError as exc:
                 key, error = _unit_key_fallback(unit), str(exc)
+            else:
+                if refuses_nul and "\0" in key:  # parked under the key as that state stores it (its retries meet)
+                    key, error = key.replace("\0", "\ufffd"), (
+                        f"the key holds a NUL character, which this state ({refuses_nul}) cannot store: fix the "
+                        "record at the source")
             self._unmet.discard(key)
             if notes and index in notes:
                 keyed_notes[key] = notes[index]

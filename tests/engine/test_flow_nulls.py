@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from ml_connector.store import State
 from tests.engine.fakeapi import FakeAPI
 from tests.engine.flowkit import bodies, flow_spec, run_flow
@@ -42,3 +44,28 @@ def test_a_record_that_cannot_be_mapped_is_parked_with_the_field_and_the_run_goe
     assert (parked.source_key, parked.status) == ("BAD", "failed")
     assert parked.reason == "field lines[1]: null is not an object"
     assert state.watermarks.get("things") == "2026-03-01T10:00:00Z"  # parked with its payload: the read moves on
+
+
+def test_a_key_holding_nul_is_written_once_or_parked_where_the_state_cannot_hold_it() -> None:
+    """DuckDB keeps NUL in a key; PostgreSQL text cannot (its state stores U+FFFD), so a link saved there would never
+    be found again under the record's own key and every run would create the record anew: such a record is parked."""
+    spec = flow_spec({"name": "name"})
+    source = FakeAPI().on("GET", "/v2/things", 200, {"data": [
+        {"code": "A\0B", "name": "nul inside", "updated": "2026-03-01T10:00:00Z"},
+        {"code": "C", "name": "plain", "updated": "2026-03-01T10:00:00Z"}]})
+    target = FakeAPI().on("POST", "/v2/items", 200, {"data": {"id": 7}})
+    state = State(":memory:")
+    holds_nul = os.environ.get("ML_CONNECTOR_TEST_STATE") != "postgresql"
+
+    first = run_flow(state, spec, source, target)
+    again = run_flow(state, spec, source, target, full=True, run_id="r2")
+
+    if holds_nul:
+        assert (first.created, first.failed, again.created, again.unchanged) == (2, 0, 0, 2)
+        assert [body["name"] for body in bodies(target)] == ["nul inside", "plain"]
+    else:
+        assert (first.created, first.failed, again.created, again.failed) == (1, 1, 0, 1)
+        assert [body["name"] for body in bodies(target)] == ["plain"]
+        [parked] = state.pending.list(flow="things")
+        assert parked.reason == ("the key holds a NUL character, which this state (PostgreSQL) cannot store: fix the "
+                                 "record at the source")
