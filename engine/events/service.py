@@ -85,6 +85,18 @@ async def _sleep(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
+async def until_woken(wake: asyncio.Event, seconds: float) -> None:
+    """Wait until ``wake`` is set or ``seconds`` pass (the event stays set: the caller clears it).
+
+    Not `asyncio.wait_for`: on Python 3.11 a cancellation that arrives in the loop turn the event is set returns
+    normally from it, and a serve stopped by SIGTERM at that moment ticked on for ever. `asyncio.timeout` counts the
+    cancellations it did not make itself and lets them through.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await wake.wait()
+
+
 @dataclass
 class Service:
     """The loop of `serve`; ``listen`` (HOST:PORT) adds the receiver, ``public_url`` is what sources call."""
@@ -211,6 +223,5 @@ class Service:
         if self._wake is None:
             await self.pause(self.interval)
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), self.interval)
+        await until_woken(self._wake, self.interval)
         self._wake.clear()

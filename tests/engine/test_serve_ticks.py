@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import re
 from pathlib import Path
@@ -12,6 +13,7 @@ from click.testing import CliRunner, Result
 
 import ml_connector.cli
 from ml_connector.cli import main
+from ml_connector.events.service import until_woken
 from ml_connector.store import State
 from ml_connector.sync.runner import Runner
 from tests.engine.fakeapi import FakeAPI
@@ -78,3 +80,26 @@ def test_idle_ticks_are_shown_only_with_v(workspace: Path) -> None:
         last = loud.stderr.splitlines()[-1]
         assert re.fullmatch(r"\d\d:\d\d:\d\d nothing due; next: things at \d\d:\d\d:\d\d UTC", last), last
         assert loud.stdout == ""
+
+
+@pytest.mark.parametrize("steps", range(6))
+def test_a_stop_that_comes_as_the_wait_ends_is_never_swallowed(steps: int) -> None:
+    """A stop signal cancels serve while it waits for the next tick. Python 3.11's `asyncio.wait_for` returns
+    normally when the cancellation meets a wake-up in the same loop turn, and serve ticked on for ever after SIGTERM
+    (the CDC e2e test's rare hang): whatever the interleaving, the wait must end in CancelledError."""
+
+    async def scenario() -> None:
+        wake = asyncio.Event()
+        waiting = asyncio.create_task(until_woken(wake, 10.0))
+        for _ in range(2):
+            await asyncio.sleep(0)  # the wait is under way
+        wake.set()
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        if not waiting.cancel():  # the wait had ended before the stop: nothing to cancel
+            assert steps > 0, "the wait ended before the event loop ran it"
+            return
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+
+    asyncio.run(scenario())
