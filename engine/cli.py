@@ -7,6 +7,7 @@ import importlib
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import traceback
@@ -16,6 +17,7 @@ from typing import Any, NoReturn
 
 import click
 
+from ml_connector.cluster.lease import FlowLeases
 from ml_connector.commands.audit_export import export_format, payload_lines
 from ml_connector.commands.init import init
 from ml_connector.commands.options import (
@@ -270,7 +272,8 @@ def _run(workspace: Workspace, action: Callable[[Runner], Coroutine[Any, Any, An
         state.close()
         raise
     progress = for_stream(sys.stderr)  # a live table on a terminal, plain lines in a log; never on stdout
-    runner = Runner(workspace.project, state, progress=progress)
+    runner = Runner(workspace.project, state, progress=progress,  # a shared state: workers may run the same flows
+                    leases=FlowLeases(f"run {socket.gethostname()}:{os.getpid()}") if state.db.shared else None)
     try:
         return _until_stopped(action(runner), lambda: runner.last)
     finally:

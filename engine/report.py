@@ -45,6 +45,9 @@ def run_table(summary: dict[str, Any], plan: bool = False) -> str:
     future += _delete_notes(summary["flows"], plan)
     future += [f"  {f['flow']}: read by a server-side bulk job (read.bulk)" for f in summary["flows"]
                if f.get("read_path") == "bulk"]
+    if summary.get("elsewhere"):
+        future.append(f"  {', '.join(summary['elsewhere'])}: run by another process sharing this state (it held the "
+                      "flow's lease, or had just run it)")
     if future:
         out.append("notes:\n" + "\n".join(future))
     out.append(f"run {summary['run_id']}: {summary['status']}")

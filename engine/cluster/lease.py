@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ml_connector.errors import MlConnectorError
@@ -19,6 +20,20 @@ T = TypeVar("T")
 
 class LeaseLost(MlConnectorError):
     """The flow's lease ran out and another worker took it: this worker's run was stopped."""
+
+
+@dataclass(frozen=True)
+class FlowLeases:
+    """How a process that shares its state with others (serve replicas on PostgreSQL) runs a flow: only while it
+    holds the flow's lease as ``holder``, taken for ``ttl`` seconds and renewed every ``every`` (a third of it)."""
+
+    holder: str
+    ttl: float = 60.0
+    every: float | None = None
+
+    @property
+    def renew_every(self) -> float:
+        return self.every or self.ttl / 3
 
 
 async def run_leased(work: Coroutine[Any, Any, T], locks: FlowLocks, flow: str, holder: str, *, ttl: float,
@@ -47,3 +62,20 @@ async def run_leased(work: Coroutine[Any, Any, T], locks: FlowLocks, flow: str, 
         raise
     finally:
         renewer.cancel()
+
+
+async def under_lease(locks: FlowLocks, name: str, holder: str, work: Callable[[], Awaitable[T]], *, ttl: float,
+                      wait: float, poll: float = 0.25) -> T | None:
+    """Await ``work()`` holding the lease ``name``, waiting up to ``wait`` seconds for another holder to let go;
+    None when it never did (``work`` not run). For short work that must not run in two processes at once (serve
+    replicas registering webhook channels): no renewal, so ``ttl`` must outlast it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while not locks.take(name, holder, ttl=ttl):
+        if loop.time() >= deadline:
+            return None
+        await asyncio.sleep(poll)
+    try:
+        return await work()
+    finally:
+        locks.release(name, holder)

@@ -28,7 +28,9 @@ from datetime import UTC, datetime
 import click
 import uvicorn
 
+from ml_connector.cluster.lease import FlowLeases, under_lease
 from ml_connector.errors import SetupError
+from ml_connector.events.active import ActiveChannel
 from ml_connector.events.channels import maintain_channels
 from ml_connector.events.inbox import Inbox
 from ml_connector.events.receiver import Receiver
@@ -39,12 +41,15 @@ from ml_connector.serve_view import idle_line, slots, started_lines, utc_naive
 from ml_connector.spec import Project
 from ml_connector.store import State
 from ml_connector.store.database import StateLocked
+from ml_connector.store.flow_locks import FlowLocks
 from ml_connector.sync.runner import Runner, RunSummary
 from ml_connector.sync.triggered import run_triggered, triggered_flows
 from ml_connector.workspace import Workspace
 
 log = logging.getLogger("ml_connector.events")
 STARTUP_SECONDS = 10.0  # how long the receiver may take to bind its port
+CHANNELS_LEASE = "serve:channels"  # replicas on one state maintain the webhook channels one at a time
+CHANNELS_SECONDS = 60.0  # the channels lease: longer than a maintenance takes, and the longest a replica waits
 
 
 class _Server(uvicorn.Server):
@@ -113,6 +118,7 @@ class Service:
     receiver: Receiver | None = field(default=None, init=False)  # with listen: the receiver while serve runs
     _wake: asyncio.Event | None = field(default=None, init=False)  # set by a callback that stored ids
     streams: Streams | None = field(default=None, init=False)  # the change streams triggered flows need
+    leases: FlowLeases = field(default_factory=lambda: FlowLeases(f"serve {socket.gethostname()}:{os.getpid()}"))
 
     async def loop(self, once: bool) -> None:
         project = self.workspace.project
@@ -188,9 +194,10 @@ class Service:
                     click.echo(f"  subscribed to {', '.join(t.topic for t in topics)} (streams of "
                                f"{', '.join(sorted({f for t in topics for f in t.flows}))})", err=True)
                 if inbox is not None and self.receiver is not None and self.public_url is not None:
-                    live = await maintain_channels(project, state, public_url=self.public_url, now=self.now())
-                    self.receiver.update(live)
-                self.runner = self.make_runner(project, state)
+                    live = await self._channels(project, state, self.public_url)
+                    if live is not None:
+                        self.receiver.update(live)
+                self.runner = self._runner(project, state)
                 now = utc_naive(self.runner.now())
                 found = slots(schedules, state)
                 full = self.streams.take_full_reads() if self.streams is not None else []
@@ -198,10 +205,10 @@ class Service:
                     fulls = await self.runner.run(full, full=True)
                     if fulls.flows:
                         click.echo(run_table(fulls.as_dict()))
-                    self.runner = self.make_runner(project, state)
+                    self.runner = self._runner(project, state)
                 summary = await self.runner.run(due=True)  # nothing due: no run row
                 if inbox is not None and triggered_flows(project):
-                    self.runner = self.make_runner(project, state)
+                    self.runner = self._runner(project, state)
                     triggered = await run_triggered(self.runner, inbox)
             finally:
                 if self.streams is not None:  # positions and full-read marks the subscribers buffered
@@ -217,6 +224,25 @@ class Service:
             if once:
                 return
             await self._wait()
+
+    def _runner(self, project: Project, state: State) -> Runner:
+        """The tick's runner; on a state other processes share (serve replicas), it runs a flow only while it holds
+        the flow's lease, so a due or triggered flow runs on one replica at a time."""
+        runner = self.make_runner(project, state)
+        if state.db.shared:
+            runner.leases = self.leases
+        return runner
+
+    async def _channels(self, project: Project, state: State, public_url: str) -> list[ActiveChannel] | None:
+        """Register and renew the channels; on a shared state one replica at a time (the next finds them fresh).
+        None: another replica held them past ``CHANNELS_SECONDS`` (the receiver keeps the channels it has)."""
+        def maintain() -> Awaitable[list[ActiveChannel]]:
+            return maintain_channels(project, state, public_url=public_url, now=self.now())
+
+        if not state.db.shared:
+            return await maintain()
+        return await under_lease(FlowLocks(state.db), CHANNELS_LEASE, self.leases.holder, maintain,
+                                 ttl=CHANNELS_SECONDS, wait=CHANNELS_SECONDS)
 
     async def _wait(self) -> None:
         """Until the next tick: the interval, or less when a callback stored ids."""

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from ml_connector.cluster.lease import FlowLeases, run_leased
 from ml_connector.config import ConnectorConfig, MappingConfig
 from ml_connector.config.entity import EntityConfig
 from ml_connector.connection import Connection
@@ -21,6 +22,7 @@ from ml_connector.http.redact import REDACTOR
 from ml_connector.http.shared_quota import shared_quotas_for
 from ml_connector.spec import Project
 from ml_connector.store import State
+from ml_connector.store.flow_locks import FlowLocks
 from ml_connector.sync.flow import QUOTA, SKIPPED, FlowContext, FlowRun, FlowSummary, describe_failure
 from ml_connector.sync.progress import Fanout, FlowCounts, NullProgress, Progress, Timeline
 from ml_connector.sync.schedule import is_due
@@ -44,6 +46,7 @@ class RunSummary:
     flows: list[FlowSummary] = field(default_factory=list)
     stopped: str | None = None  # INTERRUPTED (a signal) or "failed" (a crash) between or inside flows
     not_started: list[str] = field(default_factory=list)  # flows left when the API's allowance ran out
+    elsewhere: list[str] = field(default_factory=list)  # with leases: flows another process runs, or just ran
 
     @property
     def status(self) -> str:
@@ -84,6 +87,8 @@ class RunSummary:
                 "flows": [f.as_dict() for f in self.flows]}
         if self.not_started:
             data["not_started"] = list(self.not_started)
+        if self.elsewhere:
+            data["elsewhere"] = list(self.elsewhere)
         return data
 
 
@@ -92,8 +97,12 @@ class Runner:
 
     def __init__(self, project: Project, state: State, *, transport: httpx.AsyncBaseTransport | None = None,
                  client_options: ClientOptions | None = None, audit_unchanged: bool = True,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC), progress: Progress | None = None) -> None:
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC), progress: Progress | None = None,
+                 leases: FlowLeases | None = None) -> None:
+        """``leases``: the state is shared with other processes that run the same flows (serve replicas): a flow
+        runs only while this runner holds its lease."""
         self.project = project
+        self.leases = leases
         self.now = now  # the clock: run ids, schedules, and the moment each read begins
         self.state = state
         self.transport = transport
@@ -208,6 +217,9 @@ class Runner:
         try:
             order = self.project.flow_order(names) if names else []
             for index, name in enumerate(order):
+                if not dry_run and self.leases is not None and not self._lease(name, due):
+                    summary.elsewhere.append(name)
+                    continue
                 if not dry_run:
                     self.state.runs.start_flow(summary.run_id, name)
                 self._watch.flow_started(name)
@@ -217,14 +229,19 @@ class Runner:
                     context = await self._context(summary.run_id, config, dry_run, full)
                     flow = FlowRun(config, context)
                     result = flow.summary  # an interrupted flow marks it failed, then the interruption goes on
-                    result = await (flow.replay(replay[name]) if replay is not None
-                                    else flow.by_ids(triggered[name]) if triggered is not None else flow.execute())
+                    work = (flow.replay(replay[name]) if replay is not None
+                            else flow.by_ids(triggered[name]) if triggered is not None else flow.execute())
+                    result = await (work if self.leases is None or dry_run else run_leased(
+                        work, FlowLocks(self.state.db), name, self.leases.holder, ttl=self.leases.ttl,
+                        every=self.leases.renew_every))
                 except Exception as exc:  # the flow could not even start (unknown connection or entity, ...)
                     result = FlowSummary(name, status="failed", error=REDACTOR(describe_failure(exc)))
                 except INTERRUPTS as exc:
                     result.status, result.error = INTERRUPTED, describe_interrupt(exc)
                     raise
                 finally:  # the flow is never left 'running' in state, whatever happened
+                    if self.leases is not None and not dry_run:
+                        FlowLocks(self.state.db).release(name, self.leases.holder)
                     summary.flows.append(result)
                     timeline.flow_finished(name, result.status, _counts(result))
                     if not dry_run:
@@ -245,6 +262,21 @@ class Runner:
                 self.state.runs.finish(summary.run_id, summary.status, summary.as_dict())
             await self.aclose()
         return summary
+
+
+    def _lease(self, name: str, due: bool) -> bool:
+        """Take ``name``'s lease for this run; False when another process holds it or, for a due run, ran the
+        flow since it was found due (its lease free again, the flow no longer due)."""
+        assert self.leases is not None
+        locks = FlowLocks(self.state.db)
+        if not locks.take(name, self.leases.holder, ttl=self.leases.ttl):
+            return False
+        moment = self.now().astimezone(UTC).replace(tzinfo=None)
+        if due and not is_due(self.flow_config(name).schedule, self.state.runs.last_finished(name), moment):
+            locks.release(name, self.leases.holder)
+            return False
+        self.state.runs.interrupt_flow(name)  # holding the lease: a run of it still 'running' was killed
+        return True
 
 
 def _counts(result: FlowSummary) -> FlowCounts:

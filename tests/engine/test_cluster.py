@@ -6,6 +6,7 @@ import asyncio
 import functools
 import json
 import textwrap
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from dramatiq.brokers.stub import StubBroker
 
 from ml_connector.cli import main
 from ml_connector.cluster.jobs import QUEUE, FlowJob, Tenant
-from ml_connector.cluster.lease import LeaseLost, run_leased
+from ml_connector.cluster.lease import FlowLeases, LeaseLost, run_leased, under_lease
 from ml_connector.cluster.scheduler import Scheduler
 from ml_connector.cluster.tasks import FlowTasks, TaskSettings
 from ml_connector.store import State
@@ -309,6 +310,72 @@ def test_a_lost_lease_stops_the_flow(state):
     assert locks.holder("items", now=T0 + timedelta(seconds=12)) == "w2"
 
 
+# ---- a runner with leases (serve replicas on one shared state) --------------------------------------------------
+
+def leased_runner(workspace: Path, state: State, api: FakeAPI, holder: str = "replica-a",
+                  watch: Callable[[], None] | None = None) -> Runner:
+    from ml_connector.workspace import Workspace
+
+    class Watched(httpx.AsyncBaseTransport):
+        inner = httpx.ASGITransport(app=api.app)
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            if watch is not None:
+                watch()
+            return await self.inner.handle_async_request(request)
+
+    return Runner(Workspace.open(workspace).project, state, transport=Watched(), leases=FlowLeases(holder, ttl=30))
+
+
+def test_a_runner_with_leases_leaves_a_flow_another_replica_holds(tmp_path, monkeypatch):
+    workspace = workspace_at(tmp_path, monkeypatch)
+    api = FakeAPI()  # strict: any call fails the test
+    state = State(workspace.parent / "state" / "state.duckdb")
+    try:
+        assert FlowLocks(state.db).take("things", "replica-b", ttl=30)
+        summary = asyncio.run(leased_runner(workspace, state, api).run(due=True))
+        assert (summary.flows, summary.elsewhere, summary.status) == ([], ["things"], "ok")
+        assert summary.as_dict()["elsewhere"] == ["things"]
+        assert api.calls() == []
+        assert state.db.fetchall("SELECT flow FROM flow_runs") == []
+        assert FlowLocks(state.db).holder("things") == "replica-b"
+    finally:
+        state.close()
+
+
+def test_a_runner_with_leases_runs_a_flow_holding_its_lease_and_lets_go(tmp_path, monkeypatch):
+    workspace = workspace_at(tmp_path, monkeypatch)
+    state = State(workspace.parent / "state" / "state.duckdb")
+    held: list[str | None] = []
+    api = FakeAPI().on("GET", "/v2/things", 200, THINGS)
+    try:
+        runner = leased_runner(workspace, state, api, watch=lambda: held.append(FlowLocks(state.db).holder("things")))
+        summary = asyncio.run(runner.run(due=True))
+        assert ([f.flow for f in summary.flows], summary.elsewhere, summary.status) == (["things"], [], "ok")
+        assert held == ["replica-a"]
+        assert FlowLocks(state.db).holder("things") is None
+    finally:
+        state.close()
+
+
+def test_a_due_flow_another_replica_ran_since_it_was_found_due_is_not_run_again(tmp_path, monkeypatch):
+    workspace = workspace_at(tmp_path, monkeypatch)
+    api = FakeAPI().on("GET", "/v2/things", 200, THINGS)
+    state = State(workspace.parent / "state" / "state.duckdb")
+    try:
+        runner = leased_runner(workspace, state, api)
+        found_due = runner.select(due=True)
+        assert found_due == ["things"]
+        other = leased_runner(workspace, state, api, holder="replica-b")  # ran it meanwhile, and let go
+        assert [f.status for f in asyncio.run(other.run(due=True)).flows] == ["ok"]
+        monkeypatch.setattr(runner, "select", lambda flows=None, due=False, now=None: found_due)
+        summary = asyncio.run(runner.run(due=True))
+        assert (summary.flows, summary.elsewhere) == ([], ["things"])
+        assert len(api.calls("GET", "/v2/things")) == 1
+    finally:
+        state.close()
+
+
 # ---- the scheduler -------------------------------------------------------------------------------------------------
 
 
@@ -524,3 +591,94 @@ def test_a_lease_taken_after_a_killed_holder_marks_its_flow_run_interrupted(brok
     listed = {line.split()[0]: line.split()[2] for line in result.output.splitlines() if line.endswith("-run")
               or "-run " in line}
     assert listed == {"killed-run": "interrupted", "other-run": "running"}, result.output
+
+
+def test_work_under_a_named_lease_waits_for_the_other_holder_and_never_overlaps(state):
+    """Serve replicas maintain webhook channels one at a time: two registering one channel would leave a
+    registration at the source that no state row knows."""
+    locks = FlowLocks(state.db)
+    inside: list[str] = []
+    log: list[str] = []
+
+    async def maintain(holder: str) -> str:
+        inside.append(holder)
+        log.append(f"{holder} in ({len(inside)} inside)")
+        await asyncio.sleep(0.05)
+        inside.remove(holder)
+        return holder
+
+    async def both() -> list[str | None]:
+        return list(await asyncio.gather(
+            under_lease(locks, "serve:channels", "replica-a", lambda: maintain("replica-a"), ttl=30, wait=5, poll=0.01),
+            under_lease(locks, "serve:channels", "replica-b", lambda: maintain("replica-b"), ttl=30, wait=5,
+                        poll=0.01)))
+
+    assert asyncio.run(both()) == ["replica-a", "replica-b"]
+    assert log == ["replica-a in (1 inside)", "replica-b in (1 inside)"]
+    assert locks.holder("serve:channels") is None
+
+
+def test_work_under_a_named_lease_gives_up_after_its_wait(state):
+    locks = FlowLocks(state.db)
+    assert locks.take("serve:channels", "replica-b", ttl=30)
+
+    async def maintain(holder: str) -> str:
+        raise AssertionError("ran without the lease")
+
+    assert asyncio.run(under_lease(locks, "serve:channels", "replica-a", lambda: maintain("replica-a"), ttl=30,
+                                   wait=0.05, poll=0.01)) is None
+    assert locks.holder("serve:channels") == "replica-b"
+
+
+def test_serve_replicas_on_a_shared_state_run_a_due_flow_on_one_replica(tmp_path, monkeypatch, postgres_url):  # noqa: F811
+    import ml_connector.cli
+
+    workspace = workspace_at(tmp_path, monkeypatch)
+    schema = fresh_schema(postgres_url)
+    workspace.write_text(workspace.read_text().replace(
+        "state: state/state.duckdb", f"state: {{postgresql: '{postgres_url}', schema: {schema}}}"))
+    target = PostgresTarget(postgres_url, schema=schema, key_file=tmp_path / "state" / f"{schema}.key")
+    api = FakeAPI().on("GET", "/v2/things", 200, THINGS)
+    monkeypatch.setattr(ml_connector.cli, "Runner", functools.partial(Runner, transport=httpx.ASGITransport(
+        app=api.app)))
+    state = State(target)
+    assert FlowLocks(state.db).take("things", "serve other-host:1", ttl=30)  # another replica runs it
+    state.close()
+
+    busy = CliRunner().invoke(main, ["serve", "--once", "-w", str(workspace)])
+    assert busy.exit_code == 0, busy.output
+    assert (busy.stdout, api.calls()) == ("", [])
+
+    state = State(target)
+    FlowLocks(state.db).release("things", "serve other-host:1")  # ... and is done with it (it failed: due again)
+    state.close()
+    ran = CliRunner().invoke(main, ["serve", "--once", "-w", str(workspace)])
+    assert ran.exit_code == 0, ran.output
+    assert "things" in ran.stdout and len(api.calls("GET", "/v2/things")) == 1
+    state = State(target)
+    try:
+        assert FlowLocks(state.db).holder("things") is None
+        assert state.db.fetchall("SELECT flow, status FROM flow_runs") == [("things", "ok")]
+    finally:
+        state.close()
+
+
+def test_a_manual_run_on_a_shared_state_leaves_a_flow_a_worker_runs(tmp_path, monkeypatch, postgres_url):  # noqa: F811
+    import ml_connector.cli
+
+    workspace = workspace_at(tmp_path, monkeypatch)
+    schema = fresh_schema(postgres_url)
+    workspace.write_text(workspace.read_text().replace(
+        "state: state/state.duckdb", f"state: {{postgresql: '{postgres_url}', schema: {schema}}}"))
+    target = PostgresTarget(postgres_url, schema=schema, key_file=tmp_path / "state" / f"{schema}.key")
+    api = FakeAPI()  # strict: the flow must not read
+    monkeypatch.setattr(ml_connector.cli, "Runner", functools.partial(Runner, transport=httpx.ASGITransport(
+        app=api.app)))
+    state = State(target)
+    assert FlowLocks(state.db).take("things", "worker-1", ttl=30)
+    state.close()
+    result = CliRunner().invoke(main, ["run", "-w", str(workspace)])
+    assert result.exit_code == 0, result.output
+    assert "  things: run by another process sharing this state (it held the flow's lease, or had just run it)" \
+        in result.stdout.splitlines()
+    assert api.calls() == []
