@@ -10,7 +10,6 @@ credentials refused after renewal, a refusal no retry changes) is reported once;
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -31,6 +30,8 @@ from ml_connector.store import State
 from ml_connector.sync.runner import Runner
 
 log = logging.getLogger("ml_connector.events")
+STOP_WAIT = 2.0  # seconds a cancelled subscriber has to end before it is cancelled again
+STOP_TRIES = 5
 
 
 def stream_flows(project: Project) -> dict[tuple[str, str, str], list[str]]:
@@ -171,10 +172,29 @@ class Streams:
         return lines
 
     async def stop(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        for task in await stop_tasks(self.tasks):
+            log.warning("%s did not stop when cancelled; serve stops without it", task.get_name())
         for client in self._clients:
             await client.aclose()
+
+
+async def stop_tasks(tasks: list[asyncio.Task[None]], *, wait: float = STOP_WAIT,
+                     tries: int = STOP_TRIES) -> list[asyncio.Task[None]]:
+    """Cancel ``tasks`` and wait for them; returns those still running after ``tries`` cancellations.
+
+    A cancellation can be lost below us: gRPC's call preparation completes normally when cancelled (grpc/aio
+    `_prepare_rpc`), so a subscriber awaiting it never sees the CancelledError and waits on a read that never ends
+    (serve then ignored SIGTERM). Each try cancels what is still running again. A task's own end (an error, a
+    cancellation) is taken here; a cancellation of the caller passes on.
+    """
+    pending = {task for task in tasks if not task.done()}
+    for _ in range(tries):
+        if not pending:
+            break
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=wait)
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            task.exception()  # taken: a subscriber's failure was reported by `save`
+    return [task for task in tasks if task in pending]
