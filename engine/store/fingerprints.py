@@ -15,9 +15,11 @@ certainly not linked: records never linked (new ones, ones filtered or deleted a
 from __future__ import annotations
 
 import hashlib
+import sys
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable
+from itertools import chain
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -49,7 +51,7 @@ class Fingerprints:
         self.keys = keys
         self.digests = digests
         self.byteorder = byteorder
-        self.touched: set[int] = set()  # fingerprints of keys linked since the load (not in ``keys``)
+        self.touched = FingerprintSet()  # fingerprints of keys linked since the load (not in ``keys``)
 
     @classmethod
     def load(cls, db: Database, flow: str, table: str = "id_map", value: str = "payload_hash") -> Fingerprints | None:
@@ -103,6 +105,43 @@ class Fingerprints:
                 self.digests[i] = ASK
             else:
                 self.touched.add(fingerprint(key, self.byteorder))
+
+
+class FingerprintSet:
+    """A set of 64-bit fingerprints in ~8 bytes each: new ones in a small set, merged into one sorted array when it
+    holds ``flush_at``. A first sync links every record after the load; a Python set of their fingerprints took ~60
+    bytes each (55 MiB at a million). The merge sorts two sorted runs, which Timsort does in one linear pass."""
+
+    __slots__ = ("_sorted", "_recent", "_flush_at")
+
+    def __init__(self, flush_at: int = 65_536) -> None:
+        self._sorted = array("Q")
+        self._recent: set[int] = set()
+        self._flush_at = flush_at
+
+    def __contains__(self, number: object) -> bool:
+        if not isinstance(number, int):
+            return False
+        if number in self._recent:
+            return True
+        i = bisect_left(self._sorted, number)
+        return i < len(self._sorted) and self._sorted[i] == number
+
+    def __len__(self) -> int:
+        return len(self._sorted) + len(self._recent)
+
+    def add(self, number: int) -> None:
+        if number in self:
+            return
+        self._recent.add(number)
+        if len(self._recent) >= self._flush_at:
+            self._sorted = array("Q", sorted(chain(self._sorted, sorted(self._recent))))
+            self._recent = set()
+
+    def nbytes(self) -> int:
+        """What the numbers take: the array's buffer and the small set."""
+        return self._sorted.buffer_info()[1] * self._sorted.itemsize + sys.getsizeof(self._recent) + sum(
+            sys.getsizeof(number) for number in self._recent)
 
 
 class FingerprintCache:
