@@ -51,9 +51,10 @@ def id_map_state(folder: Path, links: int) -> State:
     writes them: page after page in the order the source lists its records (by key here, as QAD lists items)."""
     state = State(folder / f"idmap-{links}.duckdb")
     for flow, count in ((FLOW, links), ("other_flow", links // 10)):
-        state.db.execute(
-            "INSERT INTO id_map (flow, source_key, target_id, payload_hash) SELECT ?, 'ITEM-' || lpad(i::VARCHAR, 8, "
-            "'0'), (100000 + i)::VARCHAR, sha256(i::VARCHAR) FROM range(?) t(i) ORDER BY i", [flow, count])
+        with state.db.roomy():  # a million rows in one statement: the set-up, not what a run does (a page at a time)
+            state.db.execute(
+                "INSERT INTO id_map (flow, source_key, target_id, payload_hash) SELECT ?, 'ITEM-' || lpad(i::VARCHAR, "
+                "8, '0'), (100000 + i)::VARCHAR, sha256(i::VARCHAR) FROM range(?) t(i) ORDER BY i", [flow, count])
     state.db.execute("CHECKPOINT")
     return state
 
@@ -96,13 +97,14 @@ def audit_state(folder: Path, rows: int) -> State:
     """A state with ``rows`` audit rows over 100 runs of two flows, time-ordered as a real state writes them."""
     state = State(folder / "audit.duckdb")
     per_run = rows // 100
-    state.db.execute(
-        "INSERT INTO audit (run_id, flow, source_key, target_id, action, outcome, attempts, error, payload_hash, "
-        "logged_at) SELECT '20260101T' || lpad((i // ?)::VARCHAR, 6, '0') || '-bench', "
-        "CASE WHEN i % 2 = 0 THEN ? ELSE 'other_flow' END, 'ITEM-' || (i % ?), (100000 + i % ?)::VARCHAR, "
-        "CASE WHEN i % 50 = 0 THEN 'update' ELSE 'create' END, CASE WHEN i % 97 = 0 THEN 'failed' ELSE 'ok' END, 1, "
-        "CASE WHEN i % 97 = 0 THEN 'HTTP 422: bad field' END, sha256(i::VARCHAR), "
-        "TIMESTAMP '2026-01-01' + to_milliseconds(i) FROM range(?) t(i)", [per_run, FLOW, per_run, per_run, rows])
+    with state.db.roomy():
+        state.db.execute(
+            "INSERT INTO audit (run_id, flow, source_key, target_id, action, outcome, attempts, error, payload_hash, "
+            "logged_at) SELECT '20260101T' || lpad((i // ?)::VARCHAR, 6, '0') || '-bench', "
+            "CASE WHEN i % 2 = 0 THEN ? ELSE 'other_flow' END, 'ITEM-' || (i % ?), (100000 + i % ?)::VARCHAR, "
+            "CASE WHEN i % 50 = 0 THEN 'update' ELSE 'create' END, CASE WHEN i % 97 = 0 THEN 'failed' ELSE 'ok' END, "
+            "1, CASE WHEN i % 97 = 0 THEN 'HTTP 422: bad field' END, sha256(i::VARCHAR), "
+            "TIMESTAMP '2026-01-01' + to_milliseconds(i) FROM range(?) t(i)", [per_run, FLOW, per_run, per_run, rows])
     for n in range(100):
         run_id = f"20260101T{n:06d}-bench"
         state.db.execute("INSERT INTO runs VALUES (?, TIMESTAMP '2026-01-01' + to_hours(?), "

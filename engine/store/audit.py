@@ -120,7 +120,7 @@ class Audit:
         On PostgreSQL the audit is partitioned by month: the months wholly before the cutoff are dropped (no row by
         row delete, no table bloat), the rest of the cutoff's month is deleted row by row."""
         cutoff = cutoff_of(older_than_days)
-        with self.db.transaction():
+        with self.db.roomy(), self.db.transaction():
             dropped = self.db.drop_audit_before(cutoff)
             row = self.db.fetchone("SELECT count(*) FROM audit WHERE logged_at < ?", [cutoff])
             self.db.execute("DELETE FROM audit WHERE logged_at < ?", [cutoff])

@@ -159,14 +159,18 @@ def _create_owner_only(path: Path) -> None:
 log = logging.getLogger("ml_connector.state")
 CHECKPOINT_LOG_BYTES = 16 * 2**20  # DuckDB's own default threshold
 MEMORY_ENV = "ML_CONNECTOR_DUCKDB_MEMORY"
-MEMORY_DEFAULT = "256MB"
+MEMORY_DEFAULT = "64MB"
+ROOMY_LIMIT = "50%"  # of the machine's memory, while maintenance over a whole flow or table runs (``roomy``)
+#: Rows per row group of a state file (DuckDB's default is 122,880). A page's lookup reads the groups its key range
+#: touches (store/key_range.py): with small groups that is about the same at 10k or 1M links (issue 24, target 5).
+ROW_GROUP_ROWS = 16_384
 
 
 def memory_limit() -> str:
-    """DuckDB's memory limit for a state file: by default it may take 80% of the machine's memory as cache, which
-    made a run's RSS grow with the state (its indexes and table blocks). Not lower: at 64 MB one statement writing a
-    million id-map rows ran out of memory (an index being built cannot wait on disk), and a state that refuses a
-    write is worse than a bigger process. ``$ML_CONNECTOR_DUCKDB_MEMORY`` (e.g. ``1GB``) sets another."""
+    """DuckDB's memory limit for a state file: by default it takes 80% of the machine as cache, and a run's RSS grew
+    with the state (a first sync of a million records peaked at 446 MiB with 256 MB). A run works a page at a time,
+    which 64 MB holds; maintenance over a whole flow or table lifts it for its statements (``Database.roomy``).
+    ``$ML_CONNECTOR_DUCKDB_MEMORY`` (e.g. ``1GB``) sets another."""
     return os.environ.get(MEMORY_ENV) or MEMORY_DEFAULT
 
 _HELD: dict[tuple[str, str], int] = {}  # process-local flow locks of DuckDB states: (state, key) -> holder id
@@ -199,24 +203,50 @@ class Database:
                                   f"using it ({exc})") from None
             checkpoints.recover(self.path, self._wal)
         wal_existed = self.path != ":memory:" and wal.exists()  # before connecting: DuckDB replays and removes it
+        self._conn = duckdb.connect(":memory:")
         try:
-            self._conn = duckdb.connect(self.path)
+            self._configure()
         except duckdb.Error as exc:
+            self._conn.close()
             self._release()
             raise open_error(self.path, exc) from exc
+        self._lock = threading.RLock()
+        self._in_transaction = False
+        self.fingerprints = FingerprintCache()  # id-map fingerprints of the flows running (store/fingerprints.py)
+        with self.roomy():  # a migration may rewrite a whole table
+            self._migrate()
+        if self.path != ":memory:":
+            self._open_session(wal_existed, wal)
+
+    def _configure(self) -> None:
+        """Settings first, then the state file, attached with small row groups (``ROW_GROUP_ROWS``)."""
         self._conn.execute("SET TimeZone = 'UTC'")
-        if self.path != ":memory:":  # a state on disk: DuckDB's cache is bounded, the rest waits on disk
-            self._conn.execute("SET memory_limit = ?", [memory_limit()])
+        if self.path == ":memory:":
+            return
+        self._conn.execute("SET memory_limit = ?", [memory_limit()])  # DuckDB's cache is bounded, the rest on disk
+        self._conn.execute("SET temp_directory = ?", [self.path + ".tmp"])  # where spilled work goes (as DuckDB's)
         # Every checkpoint is this class's (`_checkpoint`): DuckDB's own remove the log until the next write (a kill
         # there looked like a lost log), and they are not protected against a kill tearing the file.
         self._conn.execute("SET checkpoint_threshold = '1000 GiB'")
         self._conn.execute("PRAGMA disable_checkpoint_on_shutdown")
-        self._lock = threading.RLock()
-        self._in_transaction = False
-        self.fingerprints = FingerprintCache()  # id-map fingerprints of the flows running (store/fingerprints.py)
-        self._migrate()
-        if self.path != ":memory:":
-            self._open_session(wal_existed, wal)
+        quoted = "'" + self.path.replace("'", "''") + "'"
+        self._conn.execute(f"ATTACH {quoted} AS ml_state (ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
+        self._conn.execute("USE ml_state")
+
+    @contextmanager
+    def roomy(self) -> Iterator[None]:
+        """Lift the memory cap for a statement over a whole flow or table (repush of all links, an audit prune): the
+        cap keeps a run flat, and a state that refused such maintenance would be worse than a process that grows
+        for a moment. DuckDB takes what it needs, up to half the machine; the cap is back afterwards."""
+        if self.path == ":memory:":
+            yield
+            return
+        with self._lock:
+            self._conn.execute("SET memory_limit = ?", [ROOMY_LIMIT])
+            try:
+                yield
+            finally:
+                self._conn.execute("SET memory_limit = ?", [memory_limit()])
 
     def _open_session(self, wal_existed: bool, wal: Path) -> None:
         """Refuse a file whose last session ended uncleanly without its write-ahead log, then open a session.

@@ -158,6 +158,11 @@ class PostgresDatabase(Database):
             raise StateError(f"the state database {self.path} cannot be used: {first_line(exc)}") from exc
 
     @contextmanager
+    def roomy(self) -> Iterator[None]:
+        """PostgreSQL's memory is the server's to manage: nothing to lift."""
+        yield
+
+    @contextmanager
     def transaction(self) -> Iterator[None]:
         with self._lock, self._io(), self._pg.transaction():
             self._in_transaction = True

@@ -202,7 +202,7 @@ def _stop(process: subprocess.Popen[str]) -> str:
         report = _where_it_hangs(process.pid)
         process.kill()
         out, err = process.communicate()
-        raise AssertionError(f"serve did not stop within 30 s of SIGTERM\n{report}\n{err[-3000:]}") from None
+        raise AssertionError(f"serve did not stop within 30 s of SIGTERM\n{report}\n{err[-8000:]}") from None
     assert process.returncode == 143, err[-3000:]
     return err
 
@@ -241,7 +241,7 @@ def test_change_data_capture_delivers_changes_made_while_stopped_and_falls_back_
         _subscribed(pair)
         time.sleep(1.5)  # a keepalive position stored (every second)
         pair.admin("PATCH", f"/_admin/records/Account/{account['Id']}", {"Name": "Live Change AG"})
-        wait_for(lambda: _qad_name(pair, "C000003") == "Live Change AG", 30,
+        wait_for(lambda: _qad_name(pair, "C000003") == "Live Change AG", 60,
                  "timed out waiting for the live change in QAD")
     finally:
         _stop(serve)
@@ -250,7 +250,7 @@ def test_change_data_capture_delivers_changes_made_while_stopped_and_falls_back_
     pair.admin("PATCH", f"/_admin/records/Account/{account['Id']}", {"Name": "Changed While Stopped AG"})
     serve = _serve(pair)
     try:
-        wait_for(lambda: _qad_name(pair, "C000003") == "Changed While Stopped AG", 30,
+        wait_for(lambda: _qad_name(pair, "C000003") == "Changed While Stopped AG", 60,
                  "timed out waiting for the change made while stopped")
     finally:
         _stop(serve)
