@@ -246,7 +246,23 @@ class Database:
             try:
                 yield
             finally:
-                self._conn.execute("SET memory_limit = ?", [memory_limit()])
+                self._cap_again()
+
+    def _cap_again(self) -> None:
+        """Put the cap back. Rows written since the last checkpoint stay in memory until one folds them into the
+        file, so a cap below them is refused: checkpoint, then try again; still refused, the run goes on roomy."""
+        try:
+            self._conn.execute("SET memory_limit = ?", [memory_limit()])
+            return
+        except duckdb.OutOfMemoryException:
+            if self._in_transaction:
+                log.warning("the state database %s keeps a raised memory limit until its next checkpoint", self.path)
+                return
+        self._checkpoint()
+        try:
+            self._conn.execute("SET memory_limit = ?", [memory_limit()])
+        except duckdb.OutOfMemoryException as exc:
+            log.warning("the state database %s keeps a raised memory limit: %s", self.path, str(exc).splitlines()[0])
 
     def _open_session(self, wal_existed: bool, wal: Path) -> None:
         """Refuse a file whose last session ended uncleanly without its write-ahead log, then open a session.
