@@ -63,12 +63,10 @@ class IdMaps:
             return {}
         # the range lets the database skip the row groups outside it: a page's keys are usually near each other in
         # the map (written in the order the source lists them), so a lookup costs about the same at 10k or 1M links
-        # a join with the keys, not `IN (SELECT unnest(...))`: DuckDB then filters the range's rows by a hash of the
-        # page's keys without a semi-join's set-up, which was most of a page's lookup in a small map
         range_sql, bounds = key_range(keys)
         rows = self.db.fetchall(
-            "SELECT source_key, target_id, payload_hash FROM id_map JOIN (SELECT unnest(?::VARCHAR[]) AS wanted) w "
-            f"ON source_key = w.wanted WHERE flow = ? {range_sql}", [keys, flow, *bounds])
+            f"SELECT source_key, target_id, payload_hash FROM id_map WHERE flow = ? {range_sql}"
+            "AND source_key IN (SELECT unnest(?::VARCHAR[]))", [flow, *bounds, keys])
         return {key: IdMapEntry(target, digest) for key, target, digest in rows}
 
     def target_of(self, flow: str, source_key: str) -> str | None:
