@@ -41,3 +41,19 @@ def test_links_written_after_the_load_are_kept_as_fingerprints() -> None:
     loaded.forget([f"K{i}" for i in range(10)])
     assert isinstance(loaded.touched, FingerprintSet)
     assert [loaded.may_be_linked(f"K{i}") for i in (0, 9, 10)] == [True, True, False]
+
+
+def test_growing_to_a_million_never_holds_them_as_python_objects() -> None:
+    """Merging the small set into the array once made a list of every number (~36 bytes each): at a million
+    fingerprints a 36 MiB spike, which set the first sync's peak memory (issue 24, target 2)."""
+    import tracemalloc
+
+    kept = FingerprintSet()
+    tracemalloc.start()
+    try:
+        for number in range(1_000_000):
+            kept.add(fingerprint(f"ITEM-{number:08d}"))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 24 * 2**20, f"peak {peak / 2**20:.1f} MiB"
