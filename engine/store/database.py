@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -159,19 +160,27 @@ def _create_owner_only(path: Path) -> None:
 log = logging.getLogger("ml_connector.state")
 CHECKPOINT_LOG_BYTES = 16 * 2**20  # DuckDB's own default threshold
 MEMORY_ENV = "ML_CONNECTOR_DUCKDB_MEMORY"
-MEMORY_DEFAULT = "64MB"
+MEMORY_FLOOR_MB = 64  # DuckDB's memory cap of a state file (``memory_limit``), unless its indexes need more
+INDEX_BASE_MB = 24
+INDEX_ENTRY_BYTES = 16
 ROOMY_LIMIT = "50%"  # of the machine's memory, while maintenance over a whole flow or table runs (``roomy``)
 #: Rows per row group of a state file (DuckDB's default is 122,880). A page's lookup reads the groups its key range
 #: touches (store/key_range.py): with small groups that is about the same at 10k or 1M links (issue 24, target 5).
 ROW_GROUP_ROWS = 8_192  # 16,384 measured 1.5-1.8x at 1M vs 10k links; 8,192: 1.2-1.6x (the rest is per query)
 
 
-def memory_limit() -> str:
+def memory_limit(index_entries: int = 0) -> str:
     """DuckDB's memory limit for a state file: by default it takes 80% of the machine as cache, and a run's RSS grew
     with the state (a first sync of a million records peaked at 446 MiB with 256 MB). A run works a page at a time,
-    which 64 MB holds; maintenance over a whole flow or table lifts it for its statements (``Database.roomy``).
-    ``$ML_CONNECTOR_DUCKDB_MEMORY`` (e.g. ``1GB``) sets another."""
-    return os.environ.get(MEMORY_ENV) or MEMORY_DEFAULT
+    which 64 MB holds, but DuckDB keeps the indexes it writes to (id map, parked, filtered records) in memory it
+    cannot give back: measured, 24 MB failed a commit at a million links and 32 MB held, so the cap grows past 64 MB
+    with the state at 16 bytes an index entry over a 24 MB base (about twice what was measured; a state of five
+    million links gets ~180 MB). Maintenance over a whole flow or table lifts it for its statements
+    (``Database.roomy``). ``$ML_CONNECTOR_DUCKDB_MEMORY`` (e.g. ``1GB``) sets another."""
+    configured = os.environ.get(MEMORY_ENV)
+    if configured:
+        return configured
+    return f"{max(MEMORY_FLOOR_MB, math.ceil(INDEX_BASE_MB + index_entries * INDEX_ENTRY_BYTES / 1e6))}MB"
 
 _HELD: dict[tuple[str, str], int] = {}  # process-local flow locks of DuckDB states: (state, key) -> holder id
 _HELD_LOCK = threading.Lock()
@@ -223,7 +232,8 @@ class Database:
         self._conn.execute("SET TimeZone = 'UTC'")
         if self.path == ":memory:":
             return
-        self._conn.execute("SET memory_limit = ?", [memory_limit()])  # DuckDB's cache is bounded, the rest on disk
+        self._cap = memory_limit()
+        self._conn.execute("SET memory_limit = ?", [self._cap])  # DuckDB's cache is bounded, the rest on disk
         self._conn.execute("SET temp_directory = ?", [self.path + ".tmp"])  # where spilled work goes (as DuckDB's)
         # Every checkpoint is this class's (`_checkpoint`): DuckDB's own remove the log until the next write (a kill
         # there looked like a lost log), and they are not protected against a kill tearing the file.
@@ -252,7 +262,7 @@ class Database:
         """Put the cap back. Rows written since the last checkpoint stay in memory until one folds them into the
         file, so a cap below them is refused: checkpoint, then try again; still refused, the run goes on roomy."""
         try:
-            self._conn.execute("SET memory_limit = ?", [memory_limit()])
+            self._conn.execute("SET memory_limit = ?", [self._cap])
             return
         except duckdb.OutOfMemoryException:
             if self._in_transaction:
@@ -260,7 +270,7 @@ class Database:
                 return
         self._checkpoint()
         try:
-            self._conn.execute("SET memory_limit = ?", [memory_limit()])
+            self._conn.execute("SET memory_limit = ?", [self._cap])
         except duckdb.OutOfMemoryException as exc:
             log.warning("the state database %s keeps a raised memory limit: %s", self.path, str(exc).splitlines()[0])
 
@@ -297,8 +307,21 @@ class Database:
         with suppress(duckdb.Error):  # another connection of this process is mid-transaction: the mark stays logged
             self._conn.execute("CHECKPOINT")
         checkpoints.drop_the_copy(self.path)
+        self._fit_cap()
         if reopen:
             self._mark_open()  # the log is not empty from now on
+
+    def _fit_cap(self) -> None:
+        """The cap as the state's indexes need it now (``memory_limit``): at open and at each checkpoint, so a first
+        sync that grows the id map by a million links raises it as it goes."""
+        row = self._conn.execute(
+            "SELECT (SELECT 2 * count(*) FROM id_map) + (SELECT count(*) FROM pending) "
+            "+ (SELECT count(*) FROM filtered) + (SELECT count(*) FROM target_values)").fetchone()
+        cap = memory_limit(int(row[0]) if row else 0)
+        if cap != self._cap:
+            with suppress(duckdb.Error):  # a lower cap refused (rows still in memory): kept until the next one
+                self._conn.execute("SET memory_limit = ?", [cap])
+                self._cap = cap
 
     def _checkpoint_when_the_log_is_large(self) -> None:
         if self.path == ":memory:" or self._in_transaction:

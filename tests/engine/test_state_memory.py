@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ml_connector.store import State
-from ml_connector.store.database import MEMORY_ENV
+from ml_connector.store.database import MEMORY_ENV, memory_limit
 
 pytestmark = pytest.mark.duckdb_only
 
@@ -71,3 +71,23 @@ def test_the_cap_comes_back_after_maintenance_that_left_rows_in_memory(tmp_path:
         assert state.id_maps.count("f") == 300_000
     finally:
         state.close()
+
+
+def test_the_cap_grows_with_the_indexes_a_large_state_keeps_in_memory(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """DuckDB holds the indexes it writes to in memory it cannot give back (24 MB failed a commit at a million
+    links): a fixed cap would one day refuse a page's write. 64 MB up to ~1.25M links, then 16 bytes an entry."""
+    monkeypatch.delenv(MEMORY_ENV, raising=False)
+    assert (memory_limit(0), memory_limit(2_500_000), memory_limit(5_200_000)) == ("64MB", "64MB", "108MB")
+    state = State(tmp_path / "state.duckdb")
+    try:
+        with state.db.roomy():
+            state.db.execute("INSERT INTO id_map (flow, source_key, target_id, payload_hash) SELECT 'f', 'K' || i, "
+                             "i::VARCHAR, 'h' FROM range(2600000) t(i)")
+    finally:
+        state.close()
+    reopened = State(tmp_path / "state.duckdb")
+    try:
+        assert limit(reopened) == "102.9 MiB"  # 108 MB: two index entries a link
+    finally:
+        reopened.close()
