@@ -263,7 +263,6 @@ class Runner:
             await self.aclose()
         return summary
 
-
     def _lease(self, name: str, due: bool) -> bool:
         """Take ``name``'s lease for this run; False when another process holds it or, for a due run, ran the
         flow since it was found due (its lease free again, the flow no longer due)."""
