@@ -7,7 +7,6 @@ import importlib
 import json
 import os
 import signal
-import socket
 import sys
 import threading
 import traceback
@@ -17,7 +16,7 @@ from typing import Any, NoReturn
 
 import click
 
-from ml_connector.cluster.lease import FlowLeases
+from ml_connector.cluster.lease import FlowLeases, process_holder
 from ml_connector.commands.audit_export import export_format, payload_lines
 from ml_connector.commands.init import init
 from ml_connector.commands.options import (
@@ -273,7 +272,7 @@ def _run(workspace: Workspace, action: Callable[[Runner], Coroutine[Any, Any, An
         raise
     progress = for_stream(sys.stderr)  # a live table on a terminal, plain lines in a log; never on stdout
     runner = Runner(workspace.project, state, progress=progress,  # a shared state: workers may run the same flows
-                    leases=FlowLeases(f"run {socket.gethostname()}:{os.getpid()}") if state.db.shared else None)
+                    leases=FlowLeases(process_holder("run")) if state.db.shared else None)
     try:
         return _until_stopped(action(runner), lambda: runner.last)
     finally:

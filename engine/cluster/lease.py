@@ -8,6 +8,8 @@ was confirmed, as after SIGTERM) and the other worker carries on from there.
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -20,6 +22,28 @@ T = TypeVar("T")
 
 class LeaseLost(MlConnectorError):
     """The flow's lease ran out and another worker took it: this worker's run was stopped."""
+
+
+def process_holder(kind: str) -> str:
+    """This process's name in the flow leases: ``<kind> <host>:<pid>`` (``dead_local_holder`` reads it back)."""
+    return f"{kind} {socket.gethostname()}:{os.getpid()}"
+
+
+def dead_local_holder(holder: str) -> bool:
+    """Whether ``holder`` names a process of this machine that no longer runs (killed): its lease is stale, and a run
+    started right after the kill need not wait for it to run out. Another machine's holder, or a live (or reused)
+    process id, is never judged dead."""
+    _, _, where = holder.rpartition(" ")
+    host, sep, pid = where.rpartition(":")
+    if not sep or host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return False
+    return False
 
 
 @dataclass(frozen=True)

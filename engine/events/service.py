@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 import click
 import uvicorn
 
-from ml_connector.cluster.lease import FlowLeases, under_lease
+from ml_connector.cluster.lease import FlowLeases, process_holder, under_lease
 from ml_connector.errors import SetupError
 from ml_connector.events.active import ActiveChannel
 from ml_connector.events.channels import maintain_channels
@@ -118,7 +118,7 @@ class Service:
     receiver: Receiver | None = field(default=None, init=False)  # with listen: the receiver while serve runs
     _wake: asyncio.Event | None = field(default=None, init=False)  # set by a callback that stored ids
     streams: Streams | None = field(default=None, init=False)  # the change streams triggered flows need
-    leases: FlowLeases = field(default_factory=lambda: FlowLeases(f"serve {socket.gethostname()}:{os.getpid()}"))
+    leases: FlowLeases = field(default_factory=lambda: FlowLeases(process_holder("serve")))
 
     async def loop(self, once: bool) -> None:
         project = self.workspace.project

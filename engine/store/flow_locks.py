@@ -38,6 +38,15 @@ class FlowLocks:
             row = self.db.fetchone("SELECT holder FROM flow_locks WHERE flow = ?", [flow])
         return row is not None and row[0] == holder
 
+    def take_over(self, flow: str, holder: str, stale: str, *, ttl: float) -> bool:
+        """Take ``flow`` from ``stale``, a holder known to be dead (its lease has not run out yet); False when
+        someone else took or let go of it meanwhile."""
+        with self.db.transaction():
+            self.db.execute(f"UPDATE flow_locks SET holder = ?, expires_at = {_UNTIL} WHERE flow = ? AND holder = ?",
+                            [holder, None, round(ttl * 1000), flow, stale])
+            row = self.db.fetchone("SELECT holder FROM flow_locks WHERE flow = ?", [flow])
+        return row is not None and row[0] == holder
+
     def renew(self, flow: str, holder: str, *, ttl: float, now: datetime | None = None) -> bool:
         """Extend ``holder``'s lease; False when it lost it (ran out and another worker took the flow)."""
         with self.db.transaction():

@@ -682,3 +682,31 @@ def test_a_manual_run_on_a_shared_state_leaves_a_flow_a_worker_runs(tmp_path, mo
     assert "  things: run by another process sharing this state (it held the flow's lease, or had just run it)" \
         in result.stdout.splitlines()
     assert api.calls() == []
+
+
+def test_a_run_right_after_a_local_run_was_killed_takes_its_stale_lease(tmp_path, monkeypatch):
+    """A SIGKILLed `run` leaves its leases until they run out (60 s): the next run on this machine sees that the
+    holder's process is gone and takes over, instead of leaving every flow to a dead process."""
+    import subprocess
+    import sys
+
+    from ml_connector.cluster.lease import dead_local_holder, process_holder
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = process_holder("run").rsplit(":", 1)[0] + f":{gone.pid}"
+    alive = process_holder("run")
+    assert (dead_local_holder(dead), dead_local_holder(alive), dead_local_holder("run other-host:1")) == (
+        True, False, False)
+    workspace = workspace_at(tmp_path, monkeypatch)
+    api = FakeAPI().on("GET", "/v2/things", 200, THINGS)
+    state = State(workspace.parent / "state" / "state.duckdb")
+    try:
+        assert FlowLocks(state.db).take("things", dead, ttl=60)
+        summary = asyncio.run(leased_runner(workspace, state, api, holder=alive).run())
+        assert ([f.flow for f in summary.flows], summary.elsewhere) == (["things"], [])
+        assert FlowLocks(state.db).take("things", "run other-host:1", ttl=60)  # another machine's: left alone
+        again = asyncio.run(leased_runner(workspace, state, api, holder=alive).run())
+        assert (again.flows, again.elsewhere) == ([], ["things"])
+    finally:
+        state.close()
