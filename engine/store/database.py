@@ -233,6 +233,7 @@ class Database:
         if self.path == ":memory:":
             return
         self._cap = memory_limit()
+        self._roomy = 0  # ``roomy`` blocks open (nested ones too): the cap is lifted until the last one ends
         self._conn.execute("SET memory_limit = ?", [self._cap])  # DuckDB's cache is bounded, the rest on disk
         self._conn.execute("SET temp_directory = ?", [self.path + ".tmp"])  # where spilled work goes (as DuckDB's)
         # Every checkpoint is this class's (`_checkpoint`): DuckDB's own remove the log until the next write (a kill
@@ -252,27 +253,34 @@ class Database:
             yield
             return
         with self._lock:
+            self._roomy += 1
             self._conn.execute("SET memory_limit = ?", [ROOMY_LIMIT])
             try:
                 yield
             finally:
-                self._cap_again()
+                self._roomy -= 1
+                if not self._roomy:
+                    self._cap_again()
+
+    def _set_cap(self) -> bool:
+        """Apply ``self._cap``; False when refused: rows written since the last checkpoint stay in memory until one
+        folds them into the file, and DuckDB refuses a cap below them."""
+        try:
+            self._conn.execute("SET memory_limit = ?", [self._cap])
+        except duckdb.OutOfMemoryException:
+            return False
+        return True
 
     def _cap_again(self) -> None:
-        """Put the cap back. Rows written since the last checkpoint stay in memory until one folds them into the
-        file, so a cap below them is refused: checkpoint, then try again; still refused, the run goes on roomy."""
-        try:
-            self._conn.execute("SET memory_limit = ?", [self._cap])
+        """Put the cap back after ``roomy``: refused, checkpoint first and try again; still refused (or inside a
+        transaction, where no checkpoint runs), the next checkpoint puts it back (``_fit_cap``)."""
+        if self._set_cap():
             return
-        except duckdb.OutOfMemoryException:
-            if self._in_transaction:
-                log.warning("the state database %s keeps a raised memory limit until its next checkpoint", self.path)
+        if not self._in_transaction:
+            self._checkpoint()
+            if self._set_cap():
                 return
-        self._checkpoint()
-        try:
-            self._conn.execute("SET memory_limit = ?", [self._cap])
-        except duckdb.OutOfMemoryException as exc:
-            log.warning("the state database %s keeps a raised memory limit: %s", self.path, str(exc).splitlines()[0])
+        log.warning("the state database %s keeps a raised memory limit until its next checkpoint", self.path)
 
     def _open_session(self, wal_existed: bool, wal: Path) -> None:
         """Refuse a file whose last session ended uncleanly without its write-ahead log, then open a session.
@@ -313,15 +321,13 @@ class Database:
 
     def _fit_cap(self) -> None:
         """The cap as the state's indexes need it now (``memory_limit``): at open and at each checkpoint, so a first
-        sync that grows the id map by a million links raises it as it goes."""
+        sync that grows the id map by a million links raises it as it goes (inside ``roomy``, its end applies it)."""
         row = self._conn.execute(
             "SELECT (SELECT 2 * count(*) FROM id_map) + (SELECT count(*) FROM pending) "
             "+ (SELECT count(*) FROM filtered) + (SELECT count(*) FROM target_values)").fetchone()
-        cap = memory_limit(int(row[0]) if row else 0)
-        if cap != self._cap:
-            with suppress(duckdb.Error):  # a lower cap refused (rows still in memory): kept until the next one
-                self._conn.execute("SET memory_limit = ?", [cap])
-                self._cap = cap
+        self._cap = memory_limit(int(row[0]) if row else 0)
+        if not self._roomy:
+            self._set_cap()  # refused: rows still in memory, the next checkpoint tries again
 
     def _checkpoint_when_the_log_is_large(self) -> None:
         if self.path == ":memory:" or self._in_transaction:

@@ -91,3 +91,21 @@ def test_the_cap_grows_with_the_indexes_a_large_state_keeps_in_memory(tmp_path: 
         assert limit(reopened) == "102.9 MiB"  # 108 MB: two index entries a link
     finally:
         reopened.close()
+
+
+def test_a_cap_refused_inside_a_transaction_comes_back_at_the_next_checkpoint(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside a transaction no checkpoint can free the rows, so the cap stays lifted; the next checkpoint (the one the
+    log's size asks for) puts it back. Before, the checkpoint compared the cap with the one it believed applied and
+    left the lifted limit in place for the rest of the session."""
+    monkeypatch.setenv(MEMORY_ENV, "8MB")
+    state = State(tmp_path / "state.duckdb")
+    try:
+        with state.db.transaction(), state.db.roomy(), state.db.roomy():  # nested: lifted until the outer one ends
+            state.db.execute("INSERT INTO id_map (flow, source_key, target_id, payload_hash) SELECT 'f', 'K' || "
+                             "lpad(i::VARCHAR, 8, '0'), i::VARCHAR, 'h' FROM range(300000) t(i)")
+        assert limit(state) != "7.6 MiB"
+        state.db._checkpoint()  # what the log's size triggers
+        assert limit(state) == "7.6 MiB"
+    finally:
+        state.close()
