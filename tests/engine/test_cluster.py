@@ -131,6 +131,15 @@ def workspace_at(root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return write_workspace(root, flow=FLOW + "schedule: every 15m\n")
 
 
+def pg_workspace_at(root: Path, monkeypatch: pytest.MonkeyPatch, url: str) -> tuple[Path, PostgresTarget]:
+    """``workspace_at`` with its state in a fresh schema of the test PostgreSQL, and that state's target."""
+    workspace = workspace_at(root, monkeypatch)
+    schema = fresh_schema(url)
+    workspace.write_text(workspace.read_text().replace(
+        "state: state/state.duckdb", f"state: {{postgresql: '{url}', schema: {schema}}}"))
+    return workspace, PostgresTarget(url, schema=schema, key_file=root / "state" / f"{schema}.key")
+
+
 def tasks_for(broker: StubBroker, api: FakeAPI, workspaces: list[Path], holder: str = "w1", **settings: float):
     outcomes: list[tuple[str, str, str]] = []
     tasks = FlowTasks(broker, holder=holder, workspaces=workspaces,
@@ -562,11 +571,7 @@ def test_a_lease_taken_after_a_killed_holder_marks_its_flow_run_interrupted(brok
     # on a shared state no one else says a killed worker's run ended: the worker taking the flow's lease does
     from ml_connector.store.runs import Runs
 
-    workspace = workspace_at(tmp_path, monkeypatch)
-    schema = fresh_schema(postgres_url)
-    workspace.write_text(workspace.read_text().replace(
-        "state: state/state.duckdb", f"state: {{postgresql: '{postgres_url}', schema: {schema}}}"))
-    target = PostgresTarget(postgres_url, schema=schema, key_file=tmp_path / "state" / f"{schema}.key")
+    workspace, target = pg_workspace_at(tmp_path, monkeypatch, postgres_url)
     state = State(target)
     Runs(state.db).start("killed-run", "run")
     Runs(state.db).start_flow("killed-run", "things")
@@ -633,11 +638,7 @@ def test_work_under_a_named_lease_gives_up_after_its_wait(state):
 def test_serve_replicas_on_a_shared_state_run_a_due_flow_on_one_replica(tmp_path, monkeypatch, postgres_url):  # noqa: F811
     import ml_connector.cli
 
-    workspace = workspace_at(tmp_path, monkeypatch)
-    schema = fresh_schema(postgres_url)
-    workspace.write_text(workspace.read_text().replace(
-        "state: state/state.duckdb", f"state: {{postgresql: '{postgres_url}', schema: {schema}}}"))
-    target = PostgresTarget(postgres_url, schema=schema, key_file=tmp_path / "state" / f"{schema}.key")
+    workspace, target = pg_workspace_at(tmp_path, monkeypatch, postgres_url)
     api = FakeAPI().on("GET", "/v2/things", 200, THINGS)
     monkeypatch.setattr(ml_connector.cli, "Runner", functools.partial(Runner, transport=httpx.ASGITransport(
         app=api.app)))
@@ -666,11 +667,7 @@ def test_serve_replicas_on_a_shared_state_run_a_due_flow_on_one_replica(tmp_path
 def test_a_manual_run_on_a_shared_state_leaves_a_flow_a_worker_runs(tmp_path, monkeypatch, postgres_url):  # noqa: F811
     import ml_connector.cli
 
-    workspace = workspace_at(tmp_path, monkeypatch)
-    schema = fresh_schema(postgres_url)
-    workspace.write_text(workspace.read_text().replace(
-        "state: state/state.duckdb", f"state: {{postgresql: '{postgres_url}', schema: {schema}}}"))
-    target = PostgresTarget(postgres_url, schema=schema, key_file=tmp_path / "state" / f"{schema}.key")
+    workspace, target = pg_workspace_at(tmp_path, monkeypatch, postgres_url)
     api = FakeAPI()  # strict: the flow must not read
     monkeypatch.setattr(ml_connector.cli, "Runner", functools.partial(Runner, transport=httpx.ASGITransport(
         app=api.app)))
