@@ -15,7 +15,8 @@ namespace) run for ``--seconds``; then the tenants' states are read:
 
 The sandboxes share two uvicorn servers (QAD, Pipedrive): tenant i is served on loopback address 127.0.1.i, and a
 small dispatcher hands each request to that tenant's sandbox, so one process does not run 100 idle event loops.
-The table goes between ``<!-- cluster_scale -->`` markers in bench/RESULTS.md; the rest of the file is left alone.
+The table goes between ``<!-- cluster_scale: <every> -->`` markers in bench/RESULTS.md, one section per schedule;
+the rest of the file is left alone.
 """
 
 from __future__ import annotations
@@ -49,7 +50,13 @@ from tests.redis_server import RedisServer
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "RESULTS.md"
-BEGIN, END = "<!-- cluster_scale -->", "<!-- /cluster_scale -->"
+
+
+def markers(every: str) -> tuple[str, str]:
+    """The markers of the section for one schedule: a cadence the machine keeps up with and one it cannot each keep
+    their table."""
+    return f"<!-- cluster_scale: {every} -->", f"<!-- /cluster_scale: {every} -->"
+
 INTEGRATION = "qad-pipedrive"
 UNFINISHED = ("running", "interrupted")
 
@@ -276,9 +283,9 @@ def table(rounds: list[Round], args: argparse.Namespace) -> list[str]:
 
 
 def write_results(rounds: list[Round], args: argparse.Namespace) -> None:
+    begin, end = markers(args.every)
     section = [
-        BEGIN,
-        f"## Scale-out: {args.tenants} tenants",
+        f"## Scale-out: {args.tenants} tenants, `{args.every}`",
         "",
         f"`python -m bench.cluster_scale` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} "
         f"cores): {args.tenants} tenants x the {INTEGRATION} flows (6 flows, all `{args.every}`; sandboxes of "
@@ -291,19 +298,19 @@ def write_results(rounds: list[Round], args: argparse.Namespace) -> None:
         "longest wait of a run that did start and the count still waiting say how far behind it fell.",
         "",
         *table(rounds, args),
-        END,
     ]
-    RESULTS.write_text(with_section(RESULTS.read_text() if RESULTS.exists() else "", "\n".join(section)))
+    RESULTS.write_text(with_section(RESULTS.read_text() if RESULTS.exists() else "", begin, end, "\n".join(section)))
 
 
-def with_section(text: str, section: str) -> str:
-    """``text`` with the part between the markers replaced by ``section`` (appended when there is none): the rest
-    of RESULTS.md belongs to bench/compare.py."""
-    if BEGIN in text and END in text:
-        before, _, rest = text.partition(BEGIN)
-        _, _, after = rest.partition(END)
-        return before + section + after
-    return text.rstrip("\n") + "\n\n" + section + "\n"
+def with_section(text: str, begin: str, end: str, section: str) -> str:
+    """``text`` with the part between ``begin`` and ``end`` replaced by ``section`` (appended when there is none):
+    the rest of RESULTS.md belongs to bench/compare.py and to the rounds of other schedules."""
+    block = f"{begin}\n{section}\n{end}"
+    if begin in text and end in text:
+        before, _, rest = text.partition(begin)
+        _, _, after = rest.partition(end)
+        return before + block + after
+    return text.rstrip("\n") + "\n\n" + block + "\n"
 
 
 def main() -> None:
@@ -346,7 +353,7 @@ def main() -> None:
     print("\n".join(table(rounds, args)))
     if not args.no_results:
         write_results(rounds, args)
-        print(f"\nwrote the '{BEGIN}' section of {RESULTS.relative_to(REPO)}")
+        print(f"\nwrote the '{markers(args.every)[0]}' section of {RESULTS.relative_to(REPO)}")
 
 
 if __name__ == "__main__":

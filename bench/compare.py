@@ -25,6 +25,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -337,19 +338,14 @@ def write_results(report: Report, args: argparse.Namespace, seconds: float, star
         f"{RATE_R} / 2 s, headers, no quota override) for target 4", "",
         "## Targets", "", *target_table(report.targets, markdown=True), "", "## Details", "", "```",
         *report.lines, "```", ""]
-    RESULTS.write_text("\n".join(head) + _kept_sections())
+    RESULTS.write_text("\n".join(head) + kept_sections(RESULTS.read_text() if RESULTS.exists() else ""))
 
 
-def _kept_sections() -> str:
-    """The sections other benchmarks write into bench/RESULTS.md between their markers (bench/cluster_scale.py)."""
-    if not RESULTS.exists():
-        return ""
-    text, kept = RESULTS.read_text(), []
-    for name in ("cluster_scale",):
-        start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
-        if start in text and end in text:
-            kept.append(text[text.index(start):text.index(end) + len(end)])
-    return "".join(f"\n{section}\n" for section in kept)
+def kept_sections(text: str) -> str:
+    """The sections other benchmarks write into bench/RESULTS.md between their markers: bench/cluster_scale.py's,
+    one per schedule (``<!-- cluster_scale: every 1m -->`` ... ``<!-- /cluster_scale: every 1m -->``)."""
+    sections = re.finditer(r"<!-- (cluster_scale: [^>]*?) -->.*?<!-- /\1 -->", text, re.DOTALL)
+    return "".join(f"\n{section.group(0)}\n" for section in sections)
 
 
 def main() -> None:
