@@ -352,10 +352,13 @@ def run(workspace_path: Path, flows: tuple[str, ...], due: bool, full: bool, as_
 @click.option("--once", is_flag=True, help="Check the schedules once and exit (for cron).")
 @click.option("--listen", metavar="HOST:PORT", help="Receive callbacks of the channels that flows' `trigger` names "
               "(default: the workspace's serve.listen; without either, no receiver).")
-def serve(workspace_path: Path, interval: float, once: bool, listen: str | None) -> None:
+@click.option("--triggered-only", is_flag=True, help="Run only what callbacks and change streams trigger; leave the "
+              "schedules to `ml-connector scheduler` and its workers (a receiver replica of a shared state).")
+def serve(workspace_path: Path, interval: float, once: bool, listen: str | None, triggered_only: bool) -> None:
     """Run each flow on its own schedule (`schedule: every 15m`) until interrupted (SIGINT, SIGTERM).
 
     With --listen, also receive callbacks: each one's records are synced at once by the flows it triggers.
+    Several replicas of a PostgreSQL state share one inbox; with --triggered-only they are receivers only.
 
     \b
     Example:
@@ -366,7 +369,7 @@ def serve(workspace_path: Path, interval: float, once: bool, listen: str | None)
     from ml_connector.events.service import Service  # only serve needs it (see Main.LAZY)
 
     service = Service(workspace, interval, verbose=verbosity(click.get_current_context()),
-                      listen=listen or settings.listen, public_url=settings.public_url,
+                      listen=listen or settings.listen, public_url=settings.public_url, triggered_only=triggered_only,
                       make_runner=lambda project, state: Runner(project, state), pause=lambda s: _pause(s))
     try:
         _until_stopped(service.loop(once), lambda: service.runner.last if service.runner else None)

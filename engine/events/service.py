@@ -112,6 +112,7 @@ class Service:
     verbose: int = 0  # -v: a line for each idle tick too
     listen: str | None = None
     public_url: str | None = None
+    triggered_only: bool = False  # a receiver replica: due flows are left to `ml-connector scheduler`'s workers
     make_runner: Callable[[Project, State], Runner] = Runner
     pause: Callable[[float], Awaitable[None]] = _sleep  # the wait while another process holds the state
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
@@ -124,6 +125,9 @@ class Service:
         project = self.workspace.project
         schedules = [(name, project.flows[name].data.get("schedule")) for name in project.flow_order()]
         address = parse_listen(self.listen) if self.listen is not None else None  # a bad one: before anything
+        if self.triggered_only and address is None and not Streams.needed(project):
+            raise SetupError("serve --triggered-only runs only the flows callbacks and change streams trigger: give "
+                             "--listen HOST:PORT (or serve.listen in the workspace), or a flow triggered by a stream")
         click.echo("\n".join(started_lines(schedules, self.interval)), err=True)
         if address is None and not Streams.needed(project):
             await self._ticks(once, None)
@@ -187,6 +191,7 @@ class Service:
                 click.echo(f"ml-connector: {exc}; trying again in {self.interval:g}s", err=True)
                 await self.pause(self.interval)
                 continue
+            summary: RunSummary | None = None
             triggered: RunSummary | None = None
             try:
                 if self.streams is not None and not self.streams.started:
@@ -206,7 +211,8 @@ class Service:
                     if fulls.flows:
                         click.echo(run_table(fulls.as_dict()))
                     self.runner = self._runner(project, state)
-                summary = await self.runner.run(due=True)  # nothing due: no run row
+                # nothing due: no run row; a receiver replica leaves the schedules to the scheduler's workers
+                summary = None if self.triggered_only else await self.runner.run(due=True)
                 if inbox is not None and triggered_flows(project):
                     self.runner = self._runner(project, state)
                     triggered = await run_triggered(self.runner, inbox)
@@ -219,7 +225,7 @@ class Service:
             for ran in (summary, triggered):
                 if ran is not None and ran.flows:
                     click.echo(run_table(ran.as_dict()))
-            if not summary.flows and triggered is None and self.verbose:
+            if not (summary and summary.flows) and triggered is None and self.verbose:
                 click.echo(idle_line(found, now), err=True)
             if once:
                 return

@@ -1,5 +1,5 @@
-"""container/compose.yaml, run as processes: its scheduler and two workers, with the commands, environment and
-replica count the file gives them, over the test session's PostgreSQL and Redis.
+"""container/compose.yaml, run as processes: its scheduler, two workers and two receivers, with the commands,
+environment and replica counts the file gives them, over the test session's PostgreSQL and Redis.
 
 No container registry is reachable here (the images of PostgreSQL, Redis and Python's base cannot be pulled), so
 the containers themselves are not built; what the file says about ml-connector (commands, flags, variables, the
@@ -43,7 +43,7 @@ def _resolved(value: str, variables: dict[str, str]) -> str:
 def services(variables: dict[str, str]) -> dict[str, dict[str, Any]]:
     document = yaml.safe_load(COMPOSE.read_text())  # the YAML merge key (<<) folds the shared block in
     found = {}
-    for name in ("scheduler", "worker"):
+    for name in ("scheduler", "worker", "receiver"):
         service = document["services"][name]
         found[name] = {"command": service["command"],
                        "environment": {k: _resolved(str(v), variables) for k, v in service["environment"].items()},
@@ -56,17 +56,18 @@ def test_the_compose_files_scheduler_and_two_workers_run_an_integration(
         env: Env, redis_url: str, postgres_url: str, tmp_path: Path) -> None:  # noqa: F811
     variables = {"ML_CONNECTOR_KEY": Fernet.generate_key().decode(), "POSTGRES_PASSWORD": "unused-by-trust-auth"}
     found = services(variables)
-    assert (found["scheduler"]["replicas"], found["worker"]["replicas"]) == (1, 2)
+    assert (found["scheduler"]["replicas"], found["worker"]["replicas"], found["receiver"]["replicas"]) == (1, 2, 2)
     mount = found["worker"]["mount"]
-    assert found["scheduler"]["mount"] == mount  # every service sees a workspace at the same path
+    assert found["scheduler"]["mount"] == found["receiver"]["mount"] == mount  # one workspace path for every service
     document = yaml.safe_load(env.workspace.read_text())
     document["state"] = {"postgresql": postgres_url, "schema": fresh_schema(postgres_url),
                          "password": "env:PGPASSWORD"}  # as the compose file's comment says
     env.workspace.write_text(yaml.safe_dump(document, sort_keys=False))
     started: list[tuple[subprocess.Popen[str], Lines]] = []
+    receivers: list[Lines] = []  # what the receivers printed on stdout: a run table, had they run a flow
     namespace = fresh_prefix()  # the session's Redis serves other tests too
     try:
-        for name in ("worker", "worker", "scheduler"):
+        for name in ("worker", "worker", "scheduler", "receiver", "receiver"):
             service = found[name]
             environment = {**service["environment"], "ML_CONNECTOR_BROKER_NAMESPACE": namespace}
             # the hosts of the compose network are this machine's test servers
@@ -74,11 +75,18 @@ def test_the_compose_files_scheduler_and_two_workers_run_an_integration(
             environment["ML_CONNECTOR_BROKER"] = redis_url
             command = [str(env.workspace) if arg == f"{mount}/workspace.yaml" else arg for arg in service["command"]]
             assert str(env.workspace) in command, command
+            if name == "receiver":  # two replicas on one machine: each its own port (behind one proxy in a deployment)
+                assert command[command.index("--listen") + 1] == "0.0.0.0:8780" and "--triggered-only" in command
+                command[command.index("--listen") + 1] = "127.0.0.1:0"
             process = subprocess.Popen(["nice", "-n", "19", sys.executable, "-m", "ml_connector.cli", "-v", *command],
                                        cwd=REPO, env={**os.environ, **SANDBOX_ENV, **environment}, text=True,
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                       stdout=subprocess.PIPE if name == "receiver" else subprocess.DEVNULL,
+                                       stderr=subprocess.PIPE)
             assert process.stderr is not None
             started.append((process, Lines(process.stderr)))
+            if name == "receiver":
+                assert process.stdout is not None
+                receivers.append(Lines(process.stdout))
         expected = expected_counts(env)
 
         def done() -> bool:
@@ -90,6 +98,9 @@ def test_the_compose_files_scheduler_and_two_workers_run_an_integration(
                  + "\n".join("".join(lines.lines[-15:]) for _, lines in started))
         assert_no_duplicates(env)
         assert any(": ok" in line for _, lines in started[:2] for line in lines.lines), "no worker ran a flow"
+        for _, lines in started[3:]:  # the receivers listened, and left every scheduled flow to the workers
+            assert any("listening for callbacks on http://127.0.0.1:" in line for line in lines.lines), lines.text()
+        assert [out.text() for out in receivers] == ["", ""]
     finally:
         for process, _ in started:
             if process.poll() is None:

@@ -23,6 +23,7 @@ import pytest
 from ml_connector.sandbox.serve import SandboxServer
 from tests.e2e.conftest import REPO, Lines, wait_for
 from tests.engine.fakeapi import FakeAPI
+from tests.pg import fresh_schema, postgres_url  # noqa: F401  (the session fixture)
 
 CONNECTOR = """\
 connector: fake
@@ -199,3 +200,65 @@ def test_without_listen_serve_runs_no_receiver(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "listening" not in result.stderr
     assert not (tmp_path / "state" / "state.duckdb.inbox").exists()
+
+
+def test_two_receiver_replicas_on_a_shared_state_sync_a_callback_once_and_leave_the_schedules(
+        tmp_path: Path, api: tuple[FakeAPI, str], postgres_url: str) -> None:  # noqa: F811
+    """compose.yaml's `receiver`: `serve --listen --triggered-only` replicas over one PostgreSQL state. The channel is
+    registered once; a callback to either replica syncs its record once; the flow's schedule (due: never run) is
+    never run by a receiver (its full read would be an unexpected GET /v2/things)."""
+    fake, url = api
+    fake.on("POST", "/v2/watch", 200, {"status": "success"})
+    fake.on("GET", "/v2/things/C1", 200, {"data": {"code": "C1", "name": "Ann"}})
+    fake.on("POST", "/v2/items", 201, {"data": {"id": 7}})
+    fake.on("GET", "/v2/things/C1", 200, {"data": {"code": "C1", "name": "Ann"}})  # the second delivery: unchanged
+    workspace = write_workspace(tmp_path, url)
+    shared = f"state: {{postgresql: \"{postgres_url}\", schema: {fresh_schema(postgres_url)}}}"
+    workspace.write_text(workspace.read_text().replace("state: state/state.duckdb", shared))
+    flow = tmp_path / "mappings" / "pair" / "things.yaml"
+    flow.write_text(flow.read_text() + "schedule: every 1m\n")
+    started: list[tuple[subprocess.Popen[str], Lines, Lines]] = []
+
+    def replica() -> str:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ml_connector.cli", "serve", "--interval", "3600", "--listen", "127.0.0.1:0",
+             "--triggered-only", "-w", str(workspace)], cwd=REPO, env={**os.environ, "FAKE_KEY": "k-123456"},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert process.stdout is not None and process.stderr is not None
+        out, err = Lines(process.stdout), Lines(process.stderr)
+        started.append((process, out, err))
+        found = wait_for(lambda: next((m for line in err.lines
+                                       if (m := re.search(r"listening for callbacks on (http://\S+)", line))), None),
+                         30, "a replica never said where it listens")
+        return found.group(1) + "/hooks/api/changes/thing"
+
+    try:
+        first = replica()
+        registered = wait_for(lambda: fake.calls("POST", "/v2/watch"), 30, "the channel was never registered")
+        sent = json.loads(registered[0]["body"])
+        callback = {"token": sent["token"], "channel_id": sent["channel_id"], "ids": ["C1"], "operation": "update"}
+        second = replica()
+        reply = wait_for(lambda: (r := httpx.post(first, json=callback)).status_code != 404 and r, 10,
+                         "the first replica's endpoint never came up")
+        assert reply.status_code == 200
+        wait_for(lambda: fake.calls("POST", "/v2/items"), 15, "the callback did not wake the replica")
+        # the second replica knows the channel the first registered (read from the shared state), registers nothing
+        reply = wait_for(lambda: (r := httpx.post(second, json=callback)).status_code != 404 and r, 10,
+                         "the second replica's endpoint never came up")
+        assert reply.status_code == 200
+        wait_for(lambda: len(fake.calls("GET", "/v2/things/C1")) == 2, 15, "the second delivery was not read")
+        time.sleep(1.0)  # a scheduled run, or a second write, would show by now
+        assert [(c["method"], c["path"]) for c in fake.requests] == [
+            ("POST", "/v2/watch"), ("GET", "/v2/things/C1"), ("POST", "/v2/items"), ("GET", "/v2/things/C1")]
+    finally:
+        for process, _, _ in started:
+            process.send_signal(signal.SIGTERM)
+        for process, _, _ in started:
+            try:
+                process.wait(timeout=30)
+            finally:
+                process.kill()
+    for process, _, err in started:
+        assert process.returncode == 143, err.text()
+        assert "Traceback" not in err.text()
+    fake.verify()

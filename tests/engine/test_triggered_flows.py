@@ -302,3 +302,52 @@ def test_a_parked_record_is_done_it_is_parked(workspace: Workspace, tmp_path: Pa
         inbox.close()
 
 
+
+
+@pytest.mark.parametrize("triggered_only", [False, True])
+def test_a_triggered_only_replica_runs_what_callbacks_named_and_leaves_the_schedules(
+        workspace: Workspace, tmp_path: Path, triggered_only: bool) -> None:
+    """`serve --triggered-only` (a receiver replica beside `scheduler` and its workers): a tick runs the flows the
+    inbox's ids trigger and no due flow; without it, the due flows run too."""
+    import functools
+
+    from ml_connector.events.service import Service
+
+    for name in ("things", "others"):  # both flows scheduled, and due (never run)
+        path = tmp_path / "mappings" / "pair" / f"{name}.yaml"
+        path.write_text(path.read_text() + "schedule: every 15m\n")
+    scheduled = Workspace.open(workspace.path)
+    inbox = Inbox.open(tmp_path / "inbox")
+    try:
+        inbox.add(channel(), ["C1"], "update", NOW)
+        api = FakeAPI().on("GET", "/v2/things/C1", 200, thing("C1", "Ann")).on("POST", "/v2/items", 201,
+                                                                              {"data": {"id": 7}})
+        if not triggered_only:  # the due flows read their source in full (nothing there)
+            api.on("GET", "/v2/things", 200, {"data": []}).on("GET", "/v2/things", 200, {"data": []})
+        service = Service(scheduled, 1.0, triggered_only=triggered_only,
+                          make_runner=functools.partial(Runner, transport=httpx.ASGITransport(app=api.app),
+                                                        now=lambda: NOW))
+        asyncio.run(service._ticks(True, inbox))
+        reads = [(method, path) for method, path, _ in log(api) if method == "GET"]
+        assert reads == ([("GET", "/v2/things/C1")] if triggered_only else
+                         [("GET", "/v2/things"), ("GET", "/v2/things"), ("GET", "/v2/things/C1")])
+        assert inbox.pending("api", "thing") == []
+        state = scheduled.state()
+        try:
+            assert sorted(r["mode"] for r in state.runs.recent(5)) == (
+                ["trigger"] if triggered_only else ["run", "trigger"])
+        finally:
+            state.close()
+    finally:
+        inbox.close()
+
+
+def test_a_triggered_only_serve_with_nothing_to_receive_is_refused(workspace: Workspace) -> None:
+    from click.testing import CliRunner
+
+    from ml_connector.cli import main
+
+    result = CliRunner().invoke(main, ["serve", "--once", "--triggered-only", "-w", str(workspace.path)])
+    assert result.exit_code != 0 and result.exception is not None and not isinstance(result.exception, TypeError)
+    assert "serve --triggered-only runs only the flows callbacks and change streams trigger: give --listen" in (
+        result.output)
