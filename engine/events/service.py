@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 import click
 import uvicorn
 
-from ml_connector.cluster.lease import FlowLeases, process_holder, under_lease
+from ml_connector.cluster.lease import FlowLeases, LeaseLost, process_holder, run_leased, under_lease
 from ml_connector.errors import SetupError
 from ml_connector.events.active import ActiveChannel
 from ml_connector.events.channels import maintain_channels
@@ -50,6 +50,8 @@ log = logging.getLogger("ml_connector.events")
 STARTUP_SECONDS = 10.0  # how long the receiver may take to bind its port
 CHANNELS_LEASE = "serve:channels"  # replicas on one state maintain the webhook channels one at a time
 CHANNELS_SECONDS = 60.0  # the channels lease: longer than a maintenance takes, and the longest a replica waits
+INBOX_LEASE = "serve:inbox"  # replicas on one state take the shared inbox's pending ids one at a time
+INBOX_ROUNDS = 10  # triggered runs one replica makes in a tick while ids keep arriving (the others wait for it)
 
 
 class _Server(uvicorn.Server):
@@ -113,6 +115,7 @@ class Service:
     listen: str | None = None
     public_url: str | None = None
     triggered_only: bool = False  # a receiver replica: due flows are left to `ml-connector scheduler`'s workers
+    inbox_wait: float = 10.0  # seconds a replica waits for another to be done with the shared inbox
     make_runner: Callable[[Project, State], Runner] = Runner
     pause: Callable[[float], Awaitable[None]] = _sleep  # the wait while another process holds the state
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
@@ -192,7 +195,7 @@ class Service:
                 await self.pause(self.interval)
                 continue
             summary: RunSummary | None = None
-            triggered: RunSummary | None = None
+            triggered: list[RunSummary] | None = None
             try:
                 if self.streams is not None and not self.streams.started:
                     topics = self.streams.start(state)
@@ -214,22 +217,53 @@ class Service:
                 # nothing due: no run row; a receiver replica leaves the schedules to the scheduler's workers
                 summary = None if self.triggered_only else await self.runner.run(due=True)
                 if inbox is not None and triggered_flows(project):
-                    self.runner = self._runner(project, state)
-                    triggered = await run_triggered(self.runner, inbox)
+                    triggered = await self._triggered(project, state, inbox)
             finally:
                 if self.streams is not None:  # positions and full-read marks the subscribers buffered
                     for line in self.streams.save(state):
                         click.echo(f"ml-connector: {line}", err=True)
                 state.close()
             self.runner = None
-            for ran in (summary, triggered):
+            for ran in (summary, *(triggered or [])):
                 if ran is not None and ran.flows:
                     click.echo(run_table(ran.as_dict()))
-            if not (summary and summary.flows) and triggered is None and self.verbose:
+            if not (summary and summary.flows) and not triggered and self.verbose:
                 click.echo(idle_line(found, now), err=True)
             if once:
                 return
             await self._wait()
+
+    async def _triggered(self, project: Project, state: State, inbox: Inbox) -> list[RunSummary]:
+        """The triggered runs of this tick. On a shared state one replica at a time takes the inbox, runs its ids
+        and marks them done before letting go: a replica that read the ids while another ran them would run them
+        again once the flow's lease was free. The holder runs what keeps arriving meanwhile (``INBOX_ROUNDS``)."""
+        async def rounds() -> list[RunSummary]:
+            done: list[RunSummary] = []
+            for _ in range(INBOX_ROUNDS if state.db.shared else 1):
+                self.runner = self._runner(project, state)
+                ran = await run_triggered(self.runner, inbox)
+                if ran is None:
+                    break
+                done.append(ran)
+                if ran.status != "ok" or ran.elsewhere:  # ids left pending: the next tick, not at once again
+                    break
+            return done
+
+        if not state.db.shared:
+            return await rounds()
+        locks = FlowLocks(state.db)
+
+        async def leased() -> list[RunSummary]:
+            return await run_leased(rounds(), locks, INBOX_LEASE, self.leases.holder, ttl=self.leases.ttl,
+                                    every=self.leases.renew_every)
+
+        try:
+            ran = await under_lease(locks, INBOX_LEASE, self.leases.holder, leased, ttl=self.leases.ttl,
+                                    wait=self.inbox_wait)
+        except LeaseLost as exc:  # its ids were not marked done: the next tick (here or on a replica) runs them
+            log.warning("%s", exc)
+            return []
+        return ran or []
 
     def _runner(self, project: Project, state: State) -> Runner:
         """The tick's runner; on a state other processes share (serve replicas), it runs a flow only while it holds

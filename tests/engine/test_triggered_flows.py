@@ -30,6 +30,7 @@ from ml_connector.workspace import Workspace
 from tests.engine.configs import entity, mapping
 from tests.engine.fakeapi import FakeAPI
 from tests.engine.flowkit import NOW, client
+from tests.pg import fresh_schema, postgres_url  # noqa: F401  (the session fixture)
 
 SOURCE = entity({"key": "code", "read": {"path": "/things", "records": "data",
                                          "incremental": {"field": "updated", "param": "since"}},
@@ -351,3 +352,41 @@ def test_a_triggered_only_serve_with_nothing_to_receive_is_refused(workspace: Wo
     assert result.exit_code != 0 and result.exception is not None and not isinstance(result.exception, TypeError)
     assert "serve --triggered-only runs only the flows callbacks and change streams trigger: give --listen" in (
         result.output)
+
+
+def test_replicas_on_a_shared_state_take_the_inbox_one_at_a_time(workspace: Workspace, tmp_path: Path,
+                                                                 postgres_url: str) -> None:  # noqa: F811
+    """A replica runs the shared inbox's ids, marks them done and only then lets another replica look: before, a
+    second replica could read the ids while the first ran them and run them again once the flow's lease was free
+    (one more read of each record; seen in tests/e2e/test_serve_receiver.py)."""
+    import functools
+
+    from ml_connector.events.service import INBOX_LEASE, Service
+    from ml_connector.events.shared_inbox import open_inbox
+    from ml_connector.store.flow_locks import FlowLocks
+
+    workspace.path.write_text(workspace.path.read_text().replace(
+        "state: state/state.duckdb", f"state: {{postgresql: '{postgres_url}', schema: {fresh_schema(postgres_url)}}}"))
+    shared = Workspace.open(workspace.path)
+    inbox = open_inbox(shared.state_target, shared.state_path)
+    state = shared.state()
+    try:
+        inbox.add(channel(), ["C1"], "update", NOW)
+        assert FlowLocks(state.db).take(INBOX_LEASE, "serve other-host:1", ttl=30)  # another replica has the inbox
+
+        def tick(api: FakeAPI) -> None:
+            service = Service(shared, 1.0, inbox_wait=0.3, make_runner=functools.partial(
+                Runner, transport=httpx.ASGITransport(app=api.app), now=lambda: NOW))
+            asyncio.run(service._ticks(True, inbox))
+
+        tick(FakeAPI())  # strict: not one request
+        assert [item.record_id for item in inbox.pending("api", "thing")] == ["C1"]
+        FlowLocks(state.db).release(INBOX_LEASE, "serve other-host:1")
+        api = FakeAPI().on("GET", "/v2/things/C1", 200, thing("C1", "Ann")).on("POST", "/v2/items", 201,
+                                                                              {"data": {"id": 7}})
+        tick(api)
+        assert log(api) == [("GET", "/v2/things/C1", {}), ("POST", "/v2/items", {"name": "Ann"})]
+        assert inbox.pending("api", "thing") == [] and FlowLocks(state.db).holder(INBOX_LEASE) is None
+    finally:
+        state.close()
+        inbox.close()
