@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -25,6 +25,9 @@ CREATE TABLE IF NOT EXISTS inbox (
     seq BIGINT PRIMARY KEY DEFAULT nextval('inbox_seq'), connection VARCHAR NOT NULL, entity VARCHAR NOT NULL,
     record_id VARCHAR NOT NULL, operation VARCHAR, received_at TIMESTAMP NOT NULL, done_at TIMESTAMP);
 """
+
+
+DONE_KEPT = timedelta(days=1)  # a done row is kept this long (what was received, for a look after the fact)
 
 
 class InboxError(StateError):
@@ -114,13 +117,22 @@ class Inbox:
                 [connection, entity, limit]).fetchall()
         return [InboxItem(seq, c, e, r, op, at.replace(tzinfo=UTC)) for seq, c, e, r, op, at in rows]
 
-    def done(self, seqs: list[int]) -> None:
-        """These items' records are recorded (synced, parked, deleted or skipped): no longer pending."""
+    def done(self, seqs: list[int], now: datetime | None = None) -> None:
+        """These items' records are recorded (synced, parked, deleted or skipped): no longer pending. Rows done
+        more than ``DONE_KEPT`` ago go: every callback adds one, and the inbox must not grow with every notice."""
         if not seqs:
             return
+        moment = _naive(now or datetime.now(UTC))
         with self._lock:
             self._db.execute("UPDATE inbox SET done_at = ? WHERE seq IN (SELECT unnest(?::BIGINT[]))",
-                             [_naive(datetime.now(UTC)), list(seqs)])
+                             [moment, list(seqs)])
+            self._db.execute("DELETE FROM inbox WHERE done_at < ?", [moment - DONE_KEPT])
+
+    def kept(self) -> int:
+        """Rows the inbox holds: pending, and done within ``DONE_KEPT``."""
+        with self._lock:
+            row = self._db.execute("SELECT count(*) FROM inbox").fetchone()
+        return int(row[0]) if row else 0
 
     def close(self) -> None:
         with self._lock:

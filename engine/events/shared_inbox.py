@@ -13,7 +13,7 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ml_connector.events.inbox import Inbox, InboxItem, Watched, inbox_path
+from ml_connector.events.inbox import DONE_KEPT, Inbox, InboxItem, Watched, inbox_path
 from ml_connector.store import StateTarget
 from ml_connector.store.database import Database
 from ml_connector.store.postgres import PostgresDatabase, PostgresTarget
@@ -56,12 +56,18 @@ class SharedInbox(Inbox):
                 [connection, entity, limit])
         return [InboxItem(seq, c, e, r, op, at.replace(tzinfo=UTC)) for seq, c, e, r, op, at in rows]
 
-    def done(self, seqs: list[int]) -> None:
+    def done(self, seqs: list[int], now: datetime | None = None) -> None:
         if not seqs:
             return
+        moment = _naive(now or datetime.now(UTC))
         with self._lock:
-            self._pg.execute("UPDATE inbox SET done_at = ? WHERE seq = ANY(?)",
-                             [_naive(datetime.now(UTC)), list(seqs)])
+            self._pg.execute("UPDATE inbox SET done_at = ? WHERE seq = ANY(?)", [moment, list(seqs)])
+            self._pg.execute("DELETE FROM inbox WHERE done_at < ?", [moment - DONE_KEPT])
+
+    def kept(self) -> int:
+        with self._lock:
+            row = self._pg.fetchone("SELECT count(*) FROM inbox")
+        return int(row[0]) if row else 0
 
     def close(self) -> None:
         with self._lock:

@@ -63,3 +63,28 @@ def test_a_postgresql_state_gets_the_shared_inbox_and_a_duckdb_state_its_file(tm
     finally:
         shared.close()
         local.close()
+
+
+@pytest.mark.parametrize("kind", ["file", "postgresql"])
+def test_done_rows_are_kept_a_day_then_pruned(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Every callback adds a row; before, done rows stayed for ever and the inbox grew with every notice received."""
+    from datetime import timedelta
+
+    from ml_connector.events.inbox import DONE_KEPT
+
+    if kind == "file":
+        inbox: Inbox = Inbox.open(tmp_path / "s.duckdb.inbox")
+    else:
+        url = request.getfixturevalue("postgres_url")
+        inbox = SharedInbox.open(PostgresTarget(url, schema=fresh_schema(url), key_file=tmp_path / "state.key"))
+    try:
+        inbox.add(channel(), ["10", "11", "12"], "update", NOW)
+        first, second, third = inbox.pending("crm", "account")
+        inbox.done([first.seq], now=NOW)
+        assert inbox.kept() == 3  # done, and kept for a day (what was received, for a look after the fact)
+        inbox.done([second.seq], now=NOW + DONE_KEPT + timedelta(seconds=1))
+        assert inbox.kept() == 2  # the first, done over a day ago, is gone; the second is kept
+        assert [item.record_id for item in inbox.pending("crm", "account")] == ["12"]  # pending ones never go
+        assert timedelta(days=1) == DONE_KEPT
+    finally:
+        inbox.close()
