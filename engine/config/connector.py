@@ -167,6 +167,7 @@ class QuotaConfig:
     usage_pattern: str | None = None
     reserve: float
     reserve_calls: int | None = None
+    within: str | None = None  # another pool whose window this pool's calls also spend
 
 
 @dataclass(frozen=True, kw_only=True)

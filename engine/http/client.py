@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import random
@@ -307,7 +308,8 @@ class ConnectorClient:
             raise
         url = _join(self.base_url, path)
         queued = time.monotonic()
-        async with pool:
+        outer = self.quotas.get(pool.within) if pool.within else None  # a window inside another: both are spent
+        async with pool, outer if outer is not None else contextlib.nullcontext():
             self.stats.waited_seconds += time.monotonic() - queued
             if is_read:
                 self.stats.reads += 1

@@ -71,6 +71,7 @@ class Quota:
         self.reset_unit: str = config.reset_unit
         self.limit_header = config.limit_header
         self.window = config.window or None
+        self.within = config.within  # the pool whose window a call through this one also spends (client.py)
         self.calls = config.calls or None
         self._clock = clock or time.time
         self._sleep = sleep or asyncio.sleep

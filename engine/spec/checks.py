@@ -63,6 +63,18 @@ def check_connector(spec: Spec) -> list[SpecProblem]:
     for path, name in _connector_refs(data, "quota"):
         if name not in as_dict(data.get("quotas")):
             problems.append(problem(spec, path, unknown("quota", name, data.get("quotas"))))
+    quotas = as_dict(data.get("quotas"))
+    for name, pool in quotas.items():
+        within = as_dict(pool).get("within")
+        if within is None:
+            continue
+        path = ("quotas", name, "within")
+        if within == name:
+            problems.append(problem(spec, path, "a pool cannot be within itself"))
+        elif within not in quotas:
+            problems.append(problem(spec, path, unknown("quota", within, quotas)))
+        elif as_dict(quotas[within]).get("within") is not None:
+            problems.append(problem(spec, path, f"pool '{within}' is itself within another: one level only"))
     for entity_name, entity in as_dict(data.get("entities")).items():
         write, read = as_dict(as_dict(entity).get("write")), as_dict(as_dict(entity).get("read"))
         if "search_lag" in write and not read.get("incremental"):

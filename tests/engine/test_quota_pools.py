@@ -10,16 +10,20 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from ml_connector.connection import Connection
 from ml_connector.http.catalog import FieldCatalog
 from ml_connector.http.client import ConnectorClient
 from ml_connector.http.reader import EntityReader
 from ml_connector.http.writer import EntityWriter
 from ml_connector.spec import load_specs
+from ml_connector.store import State
 from tests.engine import configs
 from tests.engine.fakeapi import FakeAPI
 from tests.engine.test_client import API_KEY, make_client
+from tests.engine.test_quotas import FakeClock, clock  # noqa: F401  (the fixture)
 
 
 @pytest.fixture(autouse=True)
@@ -121,3 +125,39 @@ def test_validate_names_every_unknown_pool_with_its_line(tmp_path: Path) -> None
         f"{path}:12: entities.thing.get.quota: unknown quota 'gets' {known}",
         f"{path}:15: entities.thing.expand.notes.quota: unknown quota 'note' {known}",
     ]
+
+
+def test_a_pool_within_another_spends_both_windows(clock: FakeClock) -> None:  # noqa: F811
+    """A search window inside the general one (Pipedrive: 10 searches / 2 s, 20 calls / 2 s in all, searches
+    included): a search counts in both. Before, a search spent only its own pool, so searches and writes together
+    sent more calls in a window than the general limit (a first sync's 429s on searches and on POST /persons)."""
+    pools = {"quotas": {"default": {"window": 2, "calls": 2},
+                        "search": {"window": 2, "calls": 5, "within": "default"}}}
+    api = FakeAPI().on("GET", "/v2/search", 200, {}).on("POST", "/v2/things", 201, {}).on("POST", "/v2/things", 201, {})
+    config = configs.connector({"connector": "fake", "base_url": "http://api.test/v2", **API_KEY, **pools})
+    client = ConnectorClient(Connection("fake", config, {}, {"key": "env:FAKE_KEY"}, None),
+                             State(":memory:").credentials, transport=httpx.ASGITransport(app=api.app),
+                             clock=clock.time, sleep=clock.sleep)
+
+    async def three_calls() -> list[float]:
+        sent = []
+        for method, path, quota in (("GET", "/search", "search"), ("POST", "/things", None),
+                                    ("POST", "/things", None)):
+            await client.request(method, path, quota=quota)
+            sent.append(clock.now)
+        return sent
+
+    assert asyncio.run(three_calls()) == [1000.0, 1000.0, 1002.0]  # the search took one of the window's two calls
+    assert clock.sleeps == [2.0]
+    assert [(r["method"], r["path"]) for r in api.requests] == [("GET", "/v2/search"), ("POST", "/v2/things"),
+                                                                ("POST", "/v2/things")]
+
+
+def test_validate_refuses_a_pool_within_an_unknown_one_or_itself(tmp_path: Path) -> None:
+    path = tmp_path / "shop.yaml"
+    for within, problem in (("searches", "unknown quota 'searches' (known: default, search)"),
+                            ("search", "a pool cannot be within itself")):
+        path.write_text(CONNECTOR.replace("search: {calls: 5, window: 2}",
+                                          f"search: {{calls: 5, window: 2, within: {within}}}"))
+        _, problems = load_specs([path])
+        assert f"{path}:4: quotas.search.within: {problem}" in [str(p) for p in problems]
