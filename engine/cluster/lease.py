@@ -46,6 +46,15 @@ def dead_local_holder(holder: str) -> bool:
     return False
 
 
+def take_lease(locks: FlowLocks, name: str, holder: str, *, ttl: float) -> bool:
+    """Take the lease ``name`` for ``holder``; one held by a process of this machine that is gone (killed) is taken
+    over at once instead of waiting for it to run out (flows, and serve's channel and inbox leases alike)."""
+    if locks.take(name, holder, ttl=ttl):
+        return True
+    current = locks.holder(name)
+    return current is not None and dead_local_holder(current) and locks.take_over(name, holder, current, ttl=ttl)
+
+
 @dataclass(frozen=True)
 class FlowLeases:
     """How a process that shares its state with others (serve replicas on PostgreSQL) runs a flow: only while it
@@ -95,7 +104,7 @@ async def under_lease(locks: FlowLocks, name: str, holder: str, work: Callable[[
     replicas registering webhook channels): no renewal, so ``ttl`` must outlast it."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
-    while not locks.take(name, holder, ttl=ttl):
+    while not take_lease(locks, name, holder, ttl=ttl):
         if loop.time() >= deadline:
             return None
         await asyncio.sleep(poll)

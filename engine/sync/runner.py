@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from ml_connector.cluster.lease import FlowLeases, dead_local_holder, run_leased
+from ml_connector.cluster.lease import FlowLeases, run_leased, take_lease
 from ml_connector.config import ConnectorConfig, MappingConfig
 from ml_connector.config.entity import EntityConfig
 from ml_connector.connection import Connection
@@ -268,11 +268,8 @@ class Runner:
         flow since it was found due (its lease free again, the flow no longer due)."""
         assert self.leases is not None
         locks = FlowLocks(self.state.db)
-        if not locks.take(name, self.leases.holder, ttl=self.leases.ttl):
-            current = locks.holder(name)  # a run of this machine killed moments ago: its lease is stale
-            if current is None or not dead_local_holder(current) or not locks.take_over(
-                    name, self.leases.holder, current, ttl=self.leases.ttl):
-                return False
+        if not take_lease(locks, name, self.leases.holder, ttl=self.leases.ttl):
+            return False
         moment = self.now().astimezone(UTC).replace(tzinfo=None)
         if due and not is_due(self.flow_config(name).schedule, self.state.runs.last_finished(name), moment):
             locks.release(name, self.leases.holder)
