@@ -163,6 +163,7 @@ MEMORY_ENV = "ML_CONNECTOR_DUCKDB_MEMORY"
 MEMORY_FLOOR_MB = 64  # DuckDB's memory cap of a state file (``memory_limit``), unless its indexes need more
 INDEX_BASE_MB = 24
 INDEX_ENTRY_BYTES = 16
+LEAN_LIMIT = "8MB"  # while a chunked scan streams a whole flow's rows (``fetch_in_chunks``)
 ROOMY_LIMIT = "50%"  # of the machine's memory, while maintenance over a whole flow or table runs (``roomy``)
 #: Rows per row group of a state file (DuckDB's default is 122,880). A page's lookup reads the groups its key range
 #: touches (store/key_range.py): with small groups that is about the same at 10k or 1M links (issue 24, target 5).
@@ -412,10 +413,26 @@ class Database:
                         sink: Callable[[list[tuple[Any, ...]]], None]) -> None:
         """Hand the rows to ``sink`` ``size`` at a time (a large result never held whole), under the lock: the
         connection is shared, and another statement would end this one's result."""
-        with self._lock, self._io():
+        with self._lock, self._io(), self._lean():
             cursor = self._conn.execute(sql, params or [])
             while chunk := cursor.fetchmany(size):
                 sink(chunk)
+
+    @contextmanager
+    def _lean(self) -> Iterator[None]:
+        """A lean cap while a scan streams (``LEAN_LIMIT``): it needs a few blocks at a time, but under the run's cap
+        DuckDB keeps every block it read cached up to that cap, and loading a million links' fingerprints set a
+        run's peak memory that way. Refused (rows not yet checkpointed hold more) or inside ``roomy``: as it is."""
+        lowered = False
+        if self.path != ":memory:" and not self._roomy:
+            with suppress(duckdb.OutOfMemoryException):
+                self._conn.execute("SET memory_limit = ?", [LEAN_LIMIT])
+                lowered = True
+        try:
+            yield
+        finally:
+            if lowered:
+                self._cap_again()
 
     def fetchone(self, sql: str, params: Sequence[Any] | None = None) -> tuple[Any, ...] | None:
         with self._lock, self._io():

@@ -2,8 +2,8 @@
 
 Finding 1,000 keys in a DuckDB table scans the table (an ART index answers a long IN list one row fetch at a time,
 slower still), so a page's lookup grew with the state: 3 ms at 10k links, 70 ms at 1M. One scan at the start of a
-flow run loads (key, hash) fingerprints, sorted, 16 bytes per link (16 MiB at 1M); a page then costs a hash and a
-binary search per record, the same at any size.
+flow run loads (key, hash) fingerprints, sorted in buckets, 16 bytes per link (16 MiB at 1M); a page then costs a
+hash and a binary search per record, the same at any size.
 
 The fingerprints only ever say "stored exactly as now" or "ask the database": a link written, unlinked or forgotten
 during the run becomes "ask" (so a rolled-back write cannot make them lie), a key loaded twice (a 64-bit collision)
@@ -20,14 +20,16 @@ import sys
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from ml_connector.store.database import Database
 
 ASK = 0  # a digest fingerprint that matches nothing: ask the database
 MASK = 2**64 - 1
-CHUNK = 65_536  # rows fetched at a time while loading (keeps the load's own memory small)
+SHIFT = 56  # a key fingerprint's bucket is its top byte
+BUCKETS = 1 << (64 - SHIFT)
+CHUNK = 8_192  # rows fetched at a time while loading (keeps the load's own memory small)
 # The database computes them (``Database.fingerprint_sql``): DuckDB's md5_number reads the digest little-endian (its
 # low 64 bits are the first 8 bytes), PostgreSQL reads the first 8 bytes big-endian as a signed bigint (taken modulo
 # 2^64 here); the probe at load checks that the database agrees.
@@ -45,52 +47,92 @@ def digest_fingerprint(digest: str, byteorder: Byteorder = "little") -> int:
 
 
 class Fingerprints:
-    """One flow's links as loaded: sorted key fingerprints and, beside each, its hash's fingerprint (or ``ASK``)."""
+    """One flow's links as loaded: key fingerprints in 256 buckets by their top byte, each sorted, and beside each
+    its hash's fingerprint (or ``ASK``).
 
-    def __init__(self, keys: array[int], digests: array[int], byteorder: Byteorder = "little") -> None:
-        self.keys = keys
-        self.digests = digests
+    Buckets let the load take rows in whatever order the database streams them and sort them a bucket at a time: a
+    sorted scan made the database hold the whole result (and fill its cache to the cap), the largest moment of an
+    unchanged run over a million links (issue 24, target 2)."""
+
+    def __init__(self, keys: list[array[int]], digests: list[array[int]], byteorder: Byteorder = "little") -> None:
+        self._keys = keys
+        self._digests = digests
         self.byteorder = byteorder
         self.touched = FingerprintSet()  # fingerprints of keys linked since the load (not in ``keys``)
 
     @classmethod
-    def load(cls, db: Database, flow: str, table: str = "id_map", value: str = "payload_hash") -> Fingerprints | None:
-        """The flow's rows of ``table`` (by ``source_key``, with ``value`` as the digest), in one scan; None when
-        database's MD5 does not agree with this module's (never guess).
+    def of(cls, rows: Iterable[tuple[int, int]], byteorder: Byteorder = "little") -> Fingerprints:
+        """From (key fingerprint, digest fingerprint) rows in any order."""
+        loaded = cls([array("Q") for _ in range(BUCKETS)], [array("Q") for _ in range(BUCKETS)], byteorder)
+        loaded._add(rows)
+        loaded._sort()
+        return loaded
 
-        The order is the unsigned one (``k < 0`` first puts PostgreSQL's signed values in it; DuckDB's are unsigned).
-        """
+    @classmethod
+    def load(cls, db: Database, flow: str, table: str = "id_map", value: str = "payload_hash") -> Fingerprints | None:
+        """The flow's rows of ``table`` (by ``source_key``, with ``value`` as the digest), in one streamed scan; None
+        when the database's MD5 does not agree with this module's (never guess). PostgreSQL's signed values are
+        taken modulo 2^64."""
         probe = "fingerprint check"
         byteorder: Byteorder = "big" if db.fingerprint_byteorder == "big" else "little"
         fp = db.fingerprint_sql
         row = db.fetchone(f"SELECT {fp('?')}", [probe])
         if row is None or int(row[0]) & MASK != fingerprint(probe, byteorder):
             return None
-        keys, digests = array("Q"), array("Q")
+        loaded = cls([array("Q") for _ in range(BUCKETS)], [array("Q") for _ in range(BUCKETS)], byteorder)
+        db.fetch_in_chunks(f"SELECT {fp('source_key')}, CASE WHEN {value} IS NULL THEN 0 ELSE {fp(value)} | 1 END "
+                           f"FROM {table} WHERE flow = ?", [flow], CHUNK, loaded._add)
+        loaded._sort()
+        return loaded
 
-        def take(chunk: list[tuple[Any, ...]]) -> None:
-            for key, digest in chunk:
-                keys.append(key & MASK)
-                digests.append(digest & MASK)
+    def _add(self, rows: Iterable[tuple[int, int]]) -> None:
+        keys, digests = self._keys, self._digests
+        for key, digest in rows:
+            key &= MASK
+            bucket = key >> SHIFT
+            keys[bucket].append(key)
+            digests[bucket].append(digest & MASK)
 
-        db.fetch_in_chunks(f"SELECT k, d FROM (SELECT {fp('source_key')} AS k, CASE WHEN {value} IS NULL THEN 0 "
-                           f"ELSE {fp(value)} | 1 END AS d FROM {table} WHERE flow = ?) AS fps ORDER BY (k < 0), k",
-                           [flow], CHUNK, take)
-        for i in range(1, len(keys)):  # two keys on one fingerprint: neither can be told apart, ask for both
-            if keys[i] == keys[i - 1]:
-                digests[i] = digests[i - 1] = ASK
-        return cls(keys, digests, byteorder)
+    def _sort(self) -> None:
+        """Each bucket in key order; two keys on one fingerprint cannot be told apart: ask for both."""
+        for bucket, keys in enumerate(self._keys):
+            if len(keys) < 2:
+                continue
+            pairs = sorted(zip(keys, self._digests[bucket], strict=True))
+            self._keys[bucket] = keys = array("Q", (key for key, _ in pairs))
+            self._digests[bucket] = digests = array("Q", (digest for _, digest in pairs))
+            del pairs
+            for i in range(1, len(keys)):
+                if keys[i] == keys[i - 1]:
+                    digests[i] = digests[i - 1] = ASK
 
-    def _index(self, key: str) -> int | None:
+    @property
+    def keys(self) -> array[int]:
+        """Every loaded key fingerprint in order (a copy: for checks, not lookups)."""
+        every = array("Q")
+        for keys in self._keys:
+            every.extend(keys)
+        return every
+
+    def nbytes(self) -> int:
+        """What the numbers take (the arrays' buffers)."""
+        return sum(column.buffer_info()[1] * column.itemsize for column in (*self._keys, *self._digests))
+
+    def _index(self, key: str) -> tuple[array[int], int] | None:
+        """The bucket's digests and the key's place in them (None: not loaded)."""
         wanted = fingerprint(key, self.byteorder)
-        i = bisect_left(self.keys, wanted)
-        return i if i < len(self.keys) and self.keys[i] == wanted else None
+        bucket = wanted >> SHIFT
+        keys = self._keys[bucket]
+        i = bisect_left(keys, wanted)
+        return (self._digests[bucket], i) if i < len(keys) and keys[i] == wanted else None
 
     def same(self, key: str, digest: str) -> bool:
         """True only when the link was loaded with exactly this hash and not touched since."""
-        i = self._index(key)
-        return (i is not None and self.digests[i] != ASK
-                and self.digests[i] == digest_fingerprint(digest, self.byteorder))
+        found = self._index(key)
+        if found is None:
+            return False
+        digests, i = found
+        return digests[i] != ASK and digests[i] == digest_fingerprint(digest, self.byteorder)
 
     def may_be_linked(self, key: str) -> bool:
         """False only when the map certainly holds no link for ``key``: not loaded, not written since (a page of
@@ -100,9 +142,10 @@ class Fingerprints:
     def forget(self, keys: Iterable[str]) -> None:
         """These links changed (written, unlinked, forgotten): from now on, ask the database about them."""
         for key in keys:
-            i = self._index(key)
-            if i is not None:
-                self.digests[i] = ASK
+            found = self._index(key)
+            if found is not None:
+                digests, i = found
+                digests[i] = ASK
             else:
                 self.touched.add(fingerprint(key, self.byteorder))
 

@@ -39,8 +39,7 @@ class IdMaps:
         if flow not in fingerprints.flows:
             fingerprints.pages[flow] = pages = fingerprints.pages.get(flow, 0) + 1
             if pages > self.LOAD_AFTER_PAGES:
-                fingerprints.flows[flow] = (Fingerprints.load(self.db, flow) if self.count(flow) >= self.FINGERPRINT_MIN
-                                            else None)
+                self.load_fingerprints(flow)
         loaded = fingerprints.flows.get(flow)
         same = {key for key, digest in digests.items() if loaded.same(key, digest)} if loaded is not None else set()
         wanted = set(also)
@@ -48,6 +47,13 @@ class IdMaps:
                                 + [key for key in wanted if key not in digests])
         same.update(key for key, entry in entries.items() if key in digests and entry.payload_hash == digests[key])
         return same, {key: entry for key, entry in entries.items() if key not in same or key in wanted}
+
+    def load_fingerprints(self, flow: str) -> None:
+        """Load the flow's fingerprints now, when its map is large enough to gain from them: at once for a full read,
+        which reads every page (its first pages' lookups each scanned a map whose keys the source lists in no
+        particular order, filling the database's cache), else after ``LOAD_AFTER_PAGES`` pages."""
+        self.db.fingerprints.flows[flow] = (Fingerprints.load(self.db, flow) if self.count(flow) >= self.FINGERPRINT_MIN
+                                            else None)
 
     def release(self, flow: str) -> None:
         """The flow run is over: its fingerprints go (the next run loads what the map holds then)."""

@@ -259,6 +259,8 @@ class FlowRun:
         stored = state.watermarks.get(self.name)
         since = None if keys is not None or self._full_read_due() else stored
         self.deletes.start_read(full=since is None)
+        if since is None:
+            state.id_maps.load_fingerprints(self.name)
         latest = Latest(stored)
         log.info("%s: reading %s", self.name, f"changes since {since}" if since else "everything")
         watermark_field = reader.watermark_field if reader.incremental else None

@@ -6,11 +6,12 @@ million), one of the things that made the run's memory grow with the source."""
 from __future__ import annotations
 
 import sys
+from collections import Counter
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ml_connector.store.fingerprints import Fingerprints, FingerprintSet, fingerprint
+from ml_connector.store.fingerprints import Fingerprints, FingerprintSet, digest_fingerprint, fingerprint
 
 
 @settings(max_examples=60, deadline=None)
@@ -35,9 +36,7 @@ def test_a_million_fingerprints_take_about_eight_bytes_each() -> None:
 
 
 def test_links_written_after_the_load_are_kept_as_fingerprints() -> None:
-    from array import array
-
-    loaded = Fingerprints(array("Q"), array("Q"))
+    loaded = Fingerprints.of([])
     loaded.forget([f"K{i}" for i in range(10)])
     assert isinstance(loaded.touched, FingerprintSet)
     assert [loaded.may_be_linked(f"K{i}") for i in (0, 9, 10)] == [True, True, False]
@@ -57,3 +56,28 @@ def test_growing_to_a_million_never_holds_them_as_python_objects() -> None:
     finally:
         tracemalloc.stop()
     assert peak < 24 * 2**20, f"peak {peak / 2**20:.1f} MiB"
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([f"K{i}" for i in range(40)]), st.sampled_from(["h1", "h2", "h3"])),
+                max_size=60),
+       st.lists(st.text(max_size=4), max_size=10))
+def test_fingerprints_built_from_rows_in_any_order_answer_like_the_rows(
+        rows: list[tuple[str, str]], probes: list[str]) -> None:
+    """The load takes the rows as the database streams them (unsorted: a sorted scan held the whole result), so the
+    structure sorts them itself; a key loaded twice stands for a collision of two keys: ask for it."""
+    loaded = Fingerprints.of([(fingerprint(key), digest_fingerprint(digest)) for key, digest in rows])
+    counts = Counter(key for key, _ in rows)
+    stored = dict(rows)
+    for key in [*counts, *probes]:
+        assert loaded.may_be_linked(key) == (key in counts)
+        for digest in ("h1", "h2", "h3"):
+            assert loaded.same(key, digest) == (counts[key] == 1 and stored[key] == digest)
+    assert list(loaded.keys) == sorted(fingerprint(key) for key, _ in rows)
+
+
+def test_fingerprints_take_about_sixteen_bytes_a_link() -> None:
+    """Kept in buckets by their top byte: a lookup bisects one bucket, and the load never needs the whole result
+    sorted in one piece (in the database or here)."""
+    loaded = Fingerprints.of((fingerprint(f"ITEM-{i:07d}"), 1) for i in range(200_000))
+    assert 16 * 200_000 <= loaded.nbytes() < 18.5 * 200_000

@@ -109,3 +109,37 @@ def test_a_cap_refused_inside_a_transaction_comes_back_at_the_next_checkpoint(tm
         assert limit(state) == "7.6 MiB"
     finally:
         state.close()
+
+
+def test_a_chunked_scan_runs_under_a_lean_cap_and_the_cap_comes_back(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading a million links' fingerprints filled DuckDB's cache up to the run's cap (64 MB at a million links)
+    while it streamed them: the run's peak (issue 24, target 2). The scan needs a few blocks at a time."""
+    monkeypatch.delenv(MEMORY_ENV, raising=False)
+    state = State(tmp_path / "state.duckdb")
+    try:
+        state.id_maps.save("f", [(f"K{i}", str(i), "h") for i in range(3)])
+        during: list[str] = []
+        state.db.fetch_in_chunks("SELECT source_key FROM id_map", [], 10, lambda chunk: during.append(limit(state)))
+        assert during == ["7.6 MiB"]  # 8 MB as DuckDB prints it
+        assert limit(state) == "61.0 MiB"
+    finally:
+        state.close()
+
+
+def test_a_chunked_scan_keeps_the_cap_when_duckdb_refuses_a_lean_one(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows not yet checkpointed stay in memory and DuckDB refuses a cap below them: the scan runs under the cap."""
+    monkeypatch.delenv(MEMORY_ENV, raising=False)
+    from ml_connector.store import database
+
+    monkeypatch.setattr(database, "LEAN_LIMIT", "1KB")
+    state = State(tmp_path / "state.duckdb")
+    try:
+        state.id_maps.save("f", [(f"K{i}", str(i), "h" * 64) for i in range(20_000)])
+        seen: list[int] = []
+        state.db.fetch_in_chunks("SELECT source_key FROM id_map", [], 10_000, lambda chunk: seen.append(len(chunk)))
+        assert seen == [10_000, 10_000]
+        assert limit(state) == "61.0 MiB"
+    finally:
+        state.close()

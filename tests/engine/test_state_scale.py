@@ -231,6 +231,21 @@ def test_fingerprints_load_only_after_a_few_pages_and_only_for_a_large_map() -> 
         assert (state.db.fingerprints.flows.get("things") is not None) == expected
 
 
+def test_a_full_read_of_a_large_map_loads_its_fingerprints_before_its_first_page() -> None:
+    """Waiting a few pages suits a short incremental run; a full read reads every page. Its first pages' lookups
+    scanned a million-link map whose keys the source lists in no order (each page's key range spans the map) and
+    filled DuckDB's cache to the cap: the peak of an unchanged full run (issue 24, target 2)."""
+    state = State(":memory:")
+    synced(state, 5)
+    state.id_maps.FINGERPRINT_MIN = 5
+    seen = statements(state)
+    summary = run_flow(state, SPEC, FakeAPI().on("GET", "/v2/things", body=records(5)), FakeAPI(), full=True)
+    assert (summary.unchanged, seen) == (5, [])
+    # incremental: a page's lookup asks, as before
+    run_flow(state, SPEC, FakeAPI().on("GET", "/v2/things", body=records(5)), FakeAPI(), run_id="r2")
+    assert len(seen) == 1
+
+
 def pending_statements(state: State) -> list[str]:
     """Every statement on the pending table from now on, by its first word."""
     seen: list[str] = []

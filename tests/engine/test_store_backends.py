@@ -62,7 +62,7 @@ def test_id_map_save_get_many_and_diff_with_fingerprints(state: State, monkeypat
     assert state.id_maps.sources_of("f", ["2", "3", "9"]) == {"2": ["b"], "3": ["a"]}
     loaded = Fingerprints.load(state.db, "f")
     assert loaded is not None, "the backend's MD5 fingerprint must agree with Python's"
-    assert sorted(loaded.keys) == list(loaded.keys)
+    assert sorted(loaded.keys) == list(loaded.keys)  # buckets by the top byte, each sorted
     assert set(loaded.keys) == {fingerprint(k, loaded.byteorder) for k in "abc"}
     monkeypatch.setattr(IdMaps, "FINGERPRINT_MIN", 1)
     monkeypatch.setattr(IdMaps, "LOAD_AFTER_PAGES", 0)
