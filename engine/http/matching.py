@@ -77,8 +77,8 @@ class TargetFinder:
 
     def __init__(self, client: ConnectorClient, write: WriteConfig, match_field: str | None, key_field: str,
                  *, normalize: Iterable[str] = (), recent: Records | None = None, everything: Records | None = None,
-                 fetch: Fetch | None = None, labels: Callable[[dict[str, Any]], dict[str, Any]] | None = None
-                 ) -> None:
+                 fetch: Fetch | None = None, labels: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                 remember_written: bool = True) -> None:
         self.client = client
         self.match_field = match_field
         self.key_field = key_field
@@ -98,6 +98,9 @@ class TargetFinder:
         # match key -> target id of the records this run wrote, until the view find() consults is read again
         # (a fingerprint and an id per record, never the payload: a million written records take ~25 MB, not 150)
         self._written = WrittenIds()
+        # False where a match value is its record's own key: a later record with that value is the same record,
+        # and its link in the id map answers (the flow asks the map before the matcher)
+        self._remember_written = remember_written
 
     def key(self, value: Any) -> str | None:
         """The match key of a match value (normalised only as the mapping asks)."""
@@ -157,7 +160,7 @@ class TargetFinder:
         """A record this run wrote: later records with the same match value find it without asking the API (only
         where a consistent view is in use; otherwise that view, read later, shows it)."""
         key = self.key(match_value)
-        if key is not None and (self.index is not None or self._recent is not None):
+        if key is not None and self._remember_written and (self.index is not None or self._recent is not None):
             self._written[key] = target_id
 
     def complete(self, hit: dict[str, Any]) -> bool:

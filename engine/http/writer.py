@@ -114,7 +114,8 @@ class EntityWriter:
     def __init__(self, client: ConnectorClient, entity: str, config: EntityConfig, *,
                  match_field: str | None, catalog: FieldCatalog | None = None, concurrency: int = 4,
                  recent: Records | None = None, everything: Records | None = None,
-                 match_normalize: Iterable[str] = (), owners: Owners | None = None) -> None:
+                 match_normalize: Iterable[str] = (), owners: Owners | None = None,
+                 remember_written: bool = True) -> None:
         write = config.write
         if write is None:
             raise FatalError(f"{client.connection.name}.{entity} cannot be written (no write operation)")
@@ -135,7 +136,8 @@ class EntityWriter:
         self.finder = TargetFinder(client, write, match_field, self.key_field, normalize=match_normalize,
                                    recent=recent, everything=everything,
                                    fetch=self.fetch if config.get is not None else None,
-                                   labels=catalog.to_labels if catalog is not None else None)
+                                   labels=catalog.to_labels if catalog is not None else None,
+                                   remember_written=remember_written)
 
     async def prepare(self, unresolved: int) -> None:
         """Before pushing: list the target once when many records of this run are unknown to the id map."""

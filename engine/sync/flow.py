@@ -516,6 +516,13 @@ class FlowRun:
             state.pending.keep(flow, [(m.key, m.unit) for m in held])
             state.audit.add(rows)
 
+    def _match_is_key(self) -> bool:
+        """Whether every match value is its record's own key, as written (no normalising, no ``let`` that could
+        change the names both read): the id map then knows each record this run wrote."""
+        config = self.config
+        return (config.match is not None and not config.match.normalize and not config.let
+                and config.fields.get(config.match.target) == config.key)
+
     async def _writer(self) -> EntityWriter:
         if self._entity_writer is None:
             catalog: FieldCatalog | None = None
@@ -525,7 +532,8 @@ class FlowRun:
                 self.ctx.target, self.config.target.entity, self.ctx.target_entity, match_field=self.match_field,
                 catalog=catalog, recent=self._recent_target_records, everything=self._all_target_records,
                 match_normalize=self.config.match.normalize if self.config.match is not None else (),
-                owners=lambda target_ids: self.ctx.state.id_maps.sources_of(self.name, target_ids))
+                owners=lambda target_ids: self.ctx.state.id_maps.sources_of(self.name, target_ids),
+                remember_written=not self._match_is_key())
         return self._entity_writer
 
     async def _recent_target_records(self) -> list[dict[str, Any]]:

@@ -146,3 +146,29 @@ def test_a_record_this_run_wrote_is_found_as_an_id_only_and_read_again_before_a_
     [hit] = asyncio.run(finder.find("B"))
     assert hit == {"id": "6"} and not finder.complete(hit)  # not the record: an update that merges reads it first
     assert finder.complete({"id": 5, "code": "A", "name": "listed"})
+
+
+@pytest.mark.parametrize(("extra", "remembers"), [
+    ({"match": {"target": "code"}}, False),  # the match value is the key: the id map knows every record written
+    ({"match": {"target": "code", "normalize": ["casefold"]}}, True),  # "a" and "A": two keys, one match value
+    ({"match": {"target": "name"}}, True),  # two records may share a name
+    ({"match": {"target": "code"}, "let": {"code": "upper(code)"}}, True),  # a let may change what `code` is
+])
+def test_the_matcher_remembers_written_ids_only_when_the_id_map_cannot_answer(extra: dict[str, Any],
+                                                                              remembers: bool) -> None:
+    """A first sync of a million records kept ~20 MiB of written ids (issue 24, target 2), yet when the match value
+    is the record's own key, a later record with that value is the same record: its link answers."""
+    from ml_connector.store import State
+    from ml_connector.sync.flow import FlowContext, FlowRun
+    from ml_connector.transform.mapping import CompiledMapping
+    from tests.engine.flowkit import SOURCE, client, flow_spec
+
+    target = configs.entity(ENTITY)
+    config = configs.mapping(flow_spec({"code": "code", "name": "name"}, **extra))
+    context = FlowContext(run_id="r1", state=State(":memory:"), source=client(FakeAPI(), "src"),
+                          target=client(FakeAPI(), "dst"), source_entity=SOURCE, target_entity=target,
+                          mapping=CompiledMapping(config), known_flows={config.flow})
+    writer = asyncio.run(FlowRun(config, context)._writer())
+    writer.finder.use_index([])
+    writer.finder.remember("C1", "7")
+    assert (asyncio.run(writer.finder.find("C1")) == [{"id": "7"}]) == remembers
