@@ -160,8 +160,8 @@ def _create_owner_only(path: Path) -> None:
 log = logging.getLogger("ml_connector.state")
 CHECKPOINT_LOG_BYTES = 16 * 2**20  # DuckDB's own default threshold
 MEMORY_ENV = "ML_CONNECTOR_DUCKDB_MEMORY"
-MEMORY_FLOOR_MB = 48  # DuckDB's memory cap of a state file (``memory_limit``), unless its indexes need more
-INDEX_BASE_MB = 16
+MEMORY_FLOOR_MB = 64  # DuckDB's memory cap of a state file (``memory_limit``), unless its indexes need more
+INDEX_BASE_MB = 24
 INDEX_ENTRY_BYTES = 16
 LEAN_LIMIT = "8MB"  # while a chunked scan streams a whole flow's rows (``fetch_in_chunks``)
 ROOMY_LIMIT = "50%"  # of the machine's memory, while maintenance over a whole flow or table runs (``roomy``)
@@ -173,11 +173,10 @@ ROW_GROUP_ROWS = 8_192  # 16,384 measured 1.5-1.8x at 1M vs 10k links; 8,192: 1.
 def memory_limit(index_entries: int = 0) -> str:
     """DuckDB's memory limit for a state file: by default it takes 80% of the machine as cache, and a run's RSS grew
     with the state (a first sync of a million records peaked at 446 MiB with 256 MB). A run works a page at a time,
-    which 48 MB holds, but DuckDB keeps the indexes it writes to (id map, parked, filtered records) in memory it
-    cannot give back: measured, 24 MB failed a commit at a million links and 32 MB held, so the cap grows past 48 MB
-    with the state at 16 bytes an index entry over a 16 MB base (a state of five million links gets ~180 MB). A
-    first sync fills whatever cap it has with table and index blocks: at 64 MB, a million-record one peaked 1.37x
-    the 100k one (issue 24, target 2). Maintenance over a whole flow or table lifts it for its statements
+    which 64 MB holds, but DuckDB keeps the indexes it writes to (id map, parked, filtered records) in memory it
+    cannot give back: measured, 24 MB failed a commit at a million links and 32 MB held, so the cap grows past 64 MB
+    with the state at 16 bytes an index entry over a 24 MB base (about twice what was measured; a state of five
+    million links gets ~180 MB). Maintenance over a whole flow or table lifts it for its statements
     (``Database.roomy``). ``$ML_CONNECTOR_DUCKDB_MEMORY`` (e.g. ``1GB``) sets another."""
     configured = os.environ.get(MEMORY_ENV)
     if configured:

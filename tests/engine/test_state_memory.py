@@ -18,11 +18,11 @@ def limit(state: State) -> str:
     return str(row[0])
 
 
-def test_a_state_file_caps_duckdbs_memory_at_48_mb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_state_file_caps_duckdbs_memory_at_64_mb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(MEMORY_ENV, raising=False)
     state = State(tmp_path / "state.duckdb")
     try:
-        assert limit(state) == "45.7 MiB"  # 48 MB as DuckDB prints it
+        assert limit(state) == "61.0 MiB"  # 64 MB as DuckDB prints it
     finally:
         state.close()
 
@@ -76,10 +76,9 @@ def test_the_cap_comes_back_after_maintenance_that_left_rows_in_memory(tmp_path:
 def test_the_cap_grows_with_the_indexes_a_large_state_keeps_in_memory(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """DuckDB holds the indexes it writes to in memory it cannot give back (24 MB failed a commit at a million
-    links): a fixed cap would one day refuse a page's write. 48 MB up to ~1M links, then 16 bytes an entry."""
+    links): a fixed cap would one day refuse a page's write. 64 MB up to ~1.25M links, then 16 bytes an entry."""
     monkeypatch.delenv(MEMORY_ENV, raising=False)
-    assert (memory_limit(0), memory_limit(2_000_000), memory_limit(2_500_000), memory_limit(5_200_000)) == (
-        "48MB", "48MB", "56MB", "100MB")
+    assert (memory_limit(0), memory_limit(2_500_000), memory_limit(5_200_000)) == ("64MB", "64MB", "108MB")
     state = State(tmp_path / "state.duckdb")
     try:
         with state.db.roomy():
@@ -89,7 +88,7 @@ def test_the_cap_grows_with_the_indexes_a_large_state_keeps_in_memory(tmp_path: 
         state.close()
     reopened = State(tmp_path / "state.duckdb")
     try:
-        assert limit(reopened) == "95.3 MiB"  # 100 MB: two index entries a link
+        assert limit(reopened) == "102.9 MiB"  # 108 MB: two index entries a link
     finally:
         reopened.close()
 
@@ -114,7 +113,7 @@ def test_a_cap_refused_inside_a_transaction_comes_back_at_the_next_checkpoint(tm
 
 def test_a_chunked_scan_runs_under_a_lean_cap_and_the_cap_comes_back(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """Loading a million links' fingerprints filled DuckDB's cache up to the run's cap (then 64 MB at a million links)
+    """Loading a million links' fingerprints filled DuckDB's cache up to the run's cap (64 MB at a million links)
     while it streamed them: the run's peak (issue 24, target 2). The scan needs a few blocks at a time."""
     monkeypatch.delenv(MEMORY_ENV, raising=False)
     state = State(tmp_path / "state.duckdb")
@@ -123,7 +122,7 @@ def test_a_chunked_scan_runs_under_a_lean_cap_and_the_cap_comes_back(tmp_path: P
         during: list[str] = []
         state.db.fetch_in_chunks("SELECT source_key FROM id_map", [], 10, lambda chunk: during.append(limit(state)))
         assert during == ["7.6 MiB"]  # 8 MB as DuckDB prints it
-        assert limit(state) == "45.7 MiB"
+        assert limit(state) == "61.0 MiB"
     finally:
         state.close()
 
@@ -141,6 +140,6 @@ def test_a_chunked_scan_keeps_the_cap_when_duckdb_refuses_a_lean_one(tmp_path: P
         seen: list[int] = []
         state.db.fetch_in_chunks("SELECT source_key FROM id_map", [], 10_000, lambda chunk: seen.append(len(chunk)))
         assert seen == [10_000, 10_000]
-        assert limit(state) == "45.7 MiB"
+        assert limit(state) == "61.0 MiB"
     finally:
         state.close()
