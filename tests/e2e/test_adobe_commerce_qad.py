@@ -171,13 +171,18 @@ def test_a_crash_between_the_qad_post_and_the_state_write_never_books_an_order_t
     # QAD books the order, then its answer hangs; the run is killed before it can record anything
     pair.qad.faults.add(Fault(method="POST", path="/clouderp/api/erp/salesOrders", after=True, delay=60,
                               status=500))
-    process = subprocess.Popen([sys.executable, "-m", "ml_connector.cli", "run", "-w", str(pair.workspace)],
-                               cwd=REPO, env={**os.environ, **SANDBOX_ENV},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while pair.qad.store.peek("salesOrders", number) is None and time.monotonic() < deadline:
+    errors = pair.workspace.parent / "killed-run.stderr"
+    with errors.open("w") as sink:
+        process = subprocess.Popen([sys.executable, "-m", "ml_connector.cli", "run", "-w", str(pair.workspace)],
+                                   cwd=REPO, env={**os.environ, **SANDBOX_ENV}, stdout=subprocess.DEVNULL,
+                                   stderr=sink)
+    # a loaded CI machine (two suites side by side) can take long to get there: wait while the run is alive
+    deadline = time.monotonic() + 240
+    while pair.qad.store.peek("salesOrders", number) is None and process.poll() is None \
+            and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert pair.qad.store.peek("salesOrders", number) is not None
+    assert pair.qad.store.peek("salesOrders", number) is not None, \
+        f"not booked; the run's exit: {process.poll()}\n{errors.read_text()[-4000:]}"
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)
     pair.qad.faults.clear()

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from ml_connector.sandbox.qad import QadSandbox, create_qad_sandbox
 from ml_connector.sandbox.salesforce import create_salesforce_sandbox
@@ -224,8 +225,17 @@ def _where_it_hangs(pid: int) -> str:
 
 
 def _subscribed(pair: Pair) -> None:
+    """Every topic subscribed, each at its position: an event published before a topic's LATEST subscription is
+    not that subscription's (one topic up and the other not yet was a CI flake)."""
     bus = event_bus(pair.sf)
-    wait_for(lambda: bus.subscribers() > 0, 30, "timed out waiting for serve to subscribe")
+    topics = _streamed_entities()
+    wait_for(lambda: bus.subscribers() >= topics, 60, f"timed out waiting for serve to subscribe to {topics} topics")
+
+
+def _streamed_entities() -> int:
+    """Serve subscribes once per source entity of the stream-triggered flows."""
+    specs = [yaml.safe_load(path.read_text()) for path in (REPO / "mappings" / "qad-salesforce").glob("*.yaml")]
+    return len({spec["from"]["entity"] for spec in specs if "stream" in (spec.get("trigger") or {})})
 
 
 def _qad_name(pair: Pair, code: str) -> str:
