@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import duckdb
 
@@ -158,6 +159,7 @@ def _create_owner_only(path: Path) -> None:
 
 
 log = logging.getLogger("ml_connector.state")
+T = TypeVar("T")
 CHECKPOINT_LOG_BYTES = 16 * 2**20  # DuckDB's own default threshold
 MEMORY_ENV = "ML_CONNECTOR_DUCKDB_MEMORY"
 MEMORY_FLOOR_MB = 64  # DuckDB's memory cap of a state file (``memory_limit``), unless its indexes need more
@@ -182,6 +184,15 @@ def memory_limit(index_entries: int = 0) -> str:
     if configured:
         return configured
     return f"{max(MEMORY_FLOOR_MB, math.ceil(INDEX_BASE_MB + index_entries * INDEX_ENTRY_BYTES / 1e6))}MB"
+
+_REFUSED = re.compile(r"(could not allocate|failed to pin) block")
+
+
+def refused_by_the_cap(exc: duckdb.Error) -> bool:
+    """DuckDB's memory cap refused a block: an OutOfMemoryException, or at COMMIT a TransactionException."""
+    return isinstance(exc, duckdb.OutOfMemoryException) or (
+        isinstance(exc, duckdb.TransactionException) and _REFUSED.search(str(exc)) is not None)
+
 
 _HELD: dict[tuple[str, str], int] = {}  # process-local flow locks of DuckDB states: (state, key) -> holder id
 _HELD_LOCK = threading.Lock()
@@ -314,6 +325,8 @@ class Database:
         if os.path.exists(self._wal):
             checkpoints.keep_a_copy(self.path)
         with suppress(duckdb.Error):  # another connection of this process is mid-transaction: the mark stays logged
+            # lifted for it: a checkpoint the cap refuses invalidates the database for the rest of the process
+            self._conn.execute("SET memory_limit = ?", [ROOMY_LIMIT])
             self._conn.execute("CHECKPOINT")
         checkpoints.drop_the_copy(self.path)
         self._fit_cap()
@@ -376,9 +389,39 @@ class Database:
             self._conn.execute("COMMIT")
             self._checkpoint_when_the_log_is_large()
 
+    def atomically(self, work: Callable[[], T]) -> T:
+        """``work``'s statements in one transaction, written even when DuckDB's cap refuses them: index nodes and
+        rows written since the last checkpoint stay in memory, and a commit that needs a block beside them fails
+        (a page's confirmed links must not be lost to that). The refused transaction is gone whole; the log is
+        folded into the file, which lets them go, and ``work`` runs once more with the cap lifted. ``work`` holds
+        state writes only (it may run twice)."""
+        try:
+            with self.transaction():
+                return work()
+        except duckdb.Error as exc:
+            if self.path == ":memory:" or not refused_by_the_cap(exc):
+                raise
+            log.info("the state database %s: a write refused by the memory cap runs again after a checkpoint (%s)",
+                     self.path, str(exc).splitlines()[0])
+        self._checkpoint()
+        with self.roomy(), self.transaction():
+            return work()
+
+    def _roomy_if_refused(self, statement: Callable[[], T]) -> T:
+        """One statement of its own (no transaction around it) that the cap refuses: after a checkpoint, once more
+        with the cap lifted (``atomically`` says why; a statement in a transaction is the transaction's to retry)."""
+        try:
+            return statement()
+        except duckdb.Error as exc:
+            if self._in_transaction or self.path == ":memory:" or not refused_by_the_cap(exc):
+                raise
+        self._checkpoint()
+        with self.roomy():
+            return statement()
+
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> duckdb.DuckDBPyConnection:
         with self._lock, self._io():
-            cursor = self._conn.execute(sql, params or [])
+            cursor = self._roomy_if_refused(lambda: self._conn.execute(sql, params or []))
             self._checkpoint_when_the_log_is_large()
             return cursor
 
@@ -402,12 +445,12 @@ class Database:
     def _write(self, statement: str, params: Sequence[Any]) -> None:
         """Run a write of this class's own (not one a caller sees as ``execute``)."""
         with self._lock, self._io():
-            self._conn.execute(statement, params)
+            self._roomy_if_refused(lambda: self._conn.execute(statement, params))
             self._checkpoint_when_the_log_is_large()
 
     def fetchall(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
         with self._lock, self._io():
-            return self._conn.execute(sql, params or []).fetchall()
+            return self._roomy_if_refused(lambda: self._conn.execute(sql, params or []).fetchall())
 
     def fetch_in_chunks(self, sql: str, params: Sequence[Any] | None, size: int,
                         sink: Callable[[list[tuple[Any, ...]]], None]) -> None:
@@ -436,7 +479,7 @@ class Database:
 
     def fetchone(self, sql: str, params: Sequence[Any] | None = None) -> tuple[Any, ...] | None:
         with self._lock, self._io():
-            return self._conn.execute(sql, params or []).fetchone()
+            return self._roomy_if_refused(lambda: self._conn.execute(sql, params or []).fetchone())
 
     @property
     def key_file(self) -> Path | None:

@@ -85,6 +85,8 @@ def record_skipped(state: State, run_id: str, flow: str, gone: Sequence[str], re
     rows = [AuditRow(run_id, flow, key, None, "filter", "filtered", note=GONE_NOTE) for key in gone]
     rows += [AuditRow(run_id, flow, key, None, "get", "failed", 1, error) for key, error in refused.items()]
     if rows:
-        with state.db.transaction():
+
+        def write() -> None:
             state.pending.clear(flow, list(gone))
             state.audit.add(rows)
+        state.db.atomically(write)

@@ -182,10 +182,12 @@ class FlowDeletes:
         previous = state.pending.standing(self.flow, missing)
         rows = [AuditRow(run_id, self.flow, key, links[key], self.action, "parked",
                          previous[key].attempts + 1 if key in previous else 1, reason) for key in missing]
-        with state.db.transaction():
+
+        def write() -> None:
             state.pending.park(self.flow, run_id, [(key, FAILED, {MARK: key}, reason) for key in missing],
                                {key: Parking(REFUSED_UNTIL) for key in missing})
             state.audit.add(rows)
+        state.db.atomically(write)
 
     # ---- applying --------------------------------------------------------------------------------------------
 
@@ -226,10 +228,12 @@ class FlowDeletes:
         if again:
             self.quiet_filtered[note] = self.quiet_filtered.get(note, 0) + len(keys) - len(news)
         rows = [AuditRow(self.ctx.run_id, self.flow, key, None, "filter", "filtered", note=note) for key in news]
-        with state.db.transaction():
+
+        def write() -> None:
             state.pending.clear(self.flow, keys)
             state.filtered.remember(self.flow, news, reason=note)
             state.audit.add(rows)
+        state.db.atomically(write)
 
     def _count(self, key: str) -> None:
         if self.action == "delete":
@@ -268,18 +272,22 @@ class FlowDeletes:
         message = REDACTOR(outcome.message) if outcome.message else None
         if outcome.status == OK:
             row = AuditRow(run_id, self.flow, key, target_id, self.action, "ok", attempts, note=message)
-            with state.db.transaction():
+
+            def write() -> None:
                 Links(state.db).unlink(self.flow, [key])
                 state.pending.clear(self.flow, [key])
                 state.audit.add([row])
+            state.db.atomically(write)
             self._count(key)
             return
         self.summary.failed += 1
         row = AuditRow(run_id, self.flow, key, target_id, self.action, outcome.status, attempts, message)
-        with state.db.transaction():
-            state.pending.park(self.flow, run_id, [(key, FAILED, {MARK: key}, message or outcome.status)],
-                               {key: self._parking(previous, unknown=outcome.status == UNKNOWN)})
+        parking = {key: self._parking(previous, unknown=outcome.status == UNKNOWN)}
+
+        def park() -> None:
+            state.pending.park(self.flow, run_id, [(key, FAILED, {MARK: key}, message or outcome.status)], parking)
             state.audit.add([row])
+        state.db.atomically(park)
 
     def _parking(self, previous: PendingRecord | None, *, unknown: bool) -> Parking:
         """As for records: a delete of unknown outcome after the grace period; a refused one with back-off."""

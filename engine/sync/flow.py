@@ -494,10 +494,12 @@ class FlowRun:
         state, flow = self.ctx.state, self.name
         rows = [AuditRow(self.ctx.run_id, flow, key, target, "skip", "echo", 1, None, mapped[key].digest,
                          notes.get(key)) for key, target in echoes.items()]
-        with state.db.transaction():
+
+        def write() -> None:
             state.id_maps.save(flow, [(key, target, mapped[key].digest) for key, target in echoes.items()])
             state.pending.clear(flow, list(echoes))
             state.audit.add(rows)
+        state.db.atomically(write)
 
     def _hold(self, held: list[_Mapped], parked: Mapping[str, PendingRecord], entries: Mapping[str, Any],
               notes: Mapping[str, str]) -> None:
@@ -512,9 +514,11 @@ class FlowRun:
             when = p.next_attempt.isoformat(sep=" ") if p.next_attempt is not None else "the next run"
             rows.append(AuditRow(self.ctx.run_id, flow, m.key, target, "hold", "parked", p.attempts,
                                  REDACTOR(f"waiting until {when}: {p.reason}"), note=notes.get(m.key)))
-        with state.db.transaction():
+
+        def write() -> None:
             state.pending.keep(flow, [(m.key, m.unit) for m in held])
             state.audit.add(rows)
+        state.db.atomically(write)
 
     def _match_is_key(self) -> bool:
         """Whether every match value is its record's own key, as written (no normalising, no ``let`` that could
@@ -620,7 +624,8 @@ class FlowRun:
         self._quiet_filtered += len(filtered) - len(news)
         rows.extend(AuditRow(run_id, flow, key, None, "filter", "filtered", note=notes.get(key)) for key in news)
         self.summary.failed += len(failures)
-        with state.db.transaction():
+
+        def write() -> None:
             state.id_maps.save(flow, saved + [(k, t, mark) for k, (t, mark) in progress.items()])  # hashes move
             # only after the target confirmed the write (a progress mark never equals a hash: the record stays dirty)
             if self.echo is not None:
@@ -632,3 +637,4 @@ class FlowRun:
             state.filtered.remember(flow, [key for key in news if key not in again])
             state.filtered.forget(flow, done)
             state.audit.add(rows)
+        state.db.atomically(write)
