@@ -55,6 +55,12 @@ def drop_the_copy(path: str) -> None:
     Path(copy_path(path)).unlink(missing_ok=True)
 
 
+def put_back(path: str) -> None:
+    """The file as it was before the checkpoint that made the copy (its log replays everything since)."""
+    os.replace(copy_path(path), path)
+    _sync_folder(path)
+
+
 def recover(path: str, wal: str) -> None:
     """Before connecting: undo a checkpoint that was cut off, or drop a copy a complete checkpoint left behind."""
     Path(copy_path(path) + ".partial").unlink(missing_ok=True)
@@ -62,8 +68,7 @@ def recover(path: str, wal: str) -> None:
     if not os.path.exists(copy):
         return
     if os.path.exists(wal):
-        os.replace(copy, path)
-        _sync_folder(path)
+        put_back(path)
         log.warning("the state database %s was stopped in the middle of a checkpoint: it was put back as it was "
                     "before, and its write-ahead log replays the changes since", path)
     else:

@@ -185,13 +185,14 @@ def memory_limit(index_entries: int = 0) -> str:
         return configured
     return f"{max(MEMORY_FLOOR_MB, math.ceil(INDEX_BASE_MB + index_entries * INDEX_ENTRY_BYTES / 1e6))}MB"
 
-_REFUSED = re.compile(r"(could not allocate|failed to pin) block")
+_REFUSED = re.compile(r"(could not allocate|failed to pin|failed to allocate) (block|data)")
 
 
 def refused_by_the_cap(exc: duckdb.Error) -> bool:
-    """DuckDB's memory cap refused a block: an OutOfMemoryException, or at COMMIT a TransactionException."""
+    """DuckDB's memory cap refused a block: an OutOfMemoryException; at COMMIT a TransactionException; in a
+    checkpoint an IOException (the database then invalidated)."""
     return isinstance(exc, duckdb.OutOfMemoryException) or (
-        isinstance(exc, duckdb.TransactionException) and _REFUSED.search(str(exc)) is not None)
+        isinstance(exc, duckdb.TransactionException | duckdb.IOException) and _REFUSED.search(str(exc)) is not None)
 
 
 _HELD: dict[tuple[str, str], int] = {}  # process-local flow locks of DuckDB states: (state, key) -> holder id
@@ -239,14 +240,15 @@ class Database:
         if self.path != ":memory:":
             self._open_session(wal_existed, wal)
 
-    def _configure(self) -> None:
-        """Settings first, then the state file, attached with small row groups (``ROW_GROUP_ROWS``)."""
+    def _configure(self, limit: str | None = None) -> None:
+        """Settings first, then the state file, attached with small row groups (``ROW_GROUP_ROWS``); ``limit``:
+        another memory limit than the cap while it is attached."""
         self._conn.execute("SET TimeZone = 'UTC'")
         if self.path == ":memory:":
             return
         self._cap = memory_limit()
         self._roomy = 0  # ``roomy`` blocks open (nested ones too): the cap is lifted until the last one ends
-        self._conn.execute("SET memory_limit = ?", [self._cap])  # DuckDB's cache is bounded, the rest on disk
+        self._conn.execute("SET memory_limit = ?", [limit or self._cap])  # a bounded cache, the rest on disk
         self._conn.execute("SET temp_directory = ?", [self.path + ".tmp"])  # where spilled work goes (as DuckDB's)
         # Every checkpoint is this class's (`_checkpoint`): DuckDB's own remove the log until the next write (a kill
         # there looked like a lost log), and they are not protected against a kill tearing the file.
@@ -324,14 +326,33 @@ class Database:
         a new log at once, so an open session always has one."""
         if os.path.exists(self._wal):
             checkpoints.keep_a_copy(self.path)
-        with suppress(duckdb.Error):  # another connection of this process is mid-transaction: the mark stays logged
-            # lifted for it: a checkpoint the cap refuses invalidates the database for the rest of the process
-            self._conn.execute("SET memory_limit = ?", [ROOMY_LIMIT])
+        try:
             self._conn.execute("CHECKPOINT")
+        except duckdb.Error as exc:  # another connection of this process is mid-transaction: the mark stays logged
+            if refused_by_the_cap(exc):
+                self._checkpoint_after_a_refusal(exc)
         checkpoints.drop_the_copy(self.path)
         self._fit_cap()
         if reopen:
             self._mark_open()  # the log is not empty from now on
+
+    def _checkpoint_after_a_refusal(self, exc: duckdb.Error) -> None:
+        """A checkpoint the cap refused has invalidated the database for this connection (DuckDB: "detach and
+        reattach it"; nothing runs on a connection whose default database is invalid): connect again, the file put
+        back as it was before this checkpoint and its log replayed, and checkpoint with the cap lifted. Not lifted
+        for every checkpoint: with no cap DuckDB loads the whole of an index it writes, a million-link first sync
+        peaked 30 MiB higher."""
+        log.info("the state database %s: a checkpoint refused by the memory cap runs again with the cap lifted (%s)",
+                 self.path, str(exc).splitlines()[0])
+        roomy = self._roomy
+        with suppress(duckdb.Error):
+            self._conn.close()
+        if os.path.exists(checkpoints.copy_path(self.path)):
+            checkpoints.put_back(self.path)
+        self._conn = duckdb.connect(":memory:")
+        self._configure(limit=ROOMY_LIMIT)  # the log's replay holds what the cap could not
+        self._roomy = roomy
+        self._conn.execute("CHECKPOINT")
 
     def _fit_cap(self) -> None:
         """The cap as the state's indexes need it now (``memory_limit``): at open and at each checkpoint, so a first
@@ -395,17 +416,18 @@ class Database:
         (a page's confirmed links must not be lost to that). The refused transaction is gone whole; the log is
         folded into the file, which lets them go, and ``work`` runs once more with the cap lifted. ``work`` holds
         state writes only (it may run twice)."""
-        try:
-            with self.transaction():
+        with self._lock:
+            try:
+                with self.transaction():
+                    return work()
+            except duckdb.Error as exc:
+                if self.path == ":memory:" or not refused_by_the_cap(exc):
+                    raise
+                log.info("the state database %s: a write refused by the memory cap runs again after a checkpoint "
+                         "(%s)", self.path, str(exc).splitlines()[0])
+            self._checkpoint()
+            with self.roomy(), self.transaction():
                 return work()
-        except duckdb.Error as exc:
-            if self.path == ":memory:" or not refused_by_the_cap(exc):
-                raise
-            log.info("the state database %s: a write refused by the memory cap runs again after a checkpoint (%s)",
-                     self.path, str(exc).splitlines()[0])
-        self._checkpoint()
-        with self.roomy(), self.transaction():
-            return work()
 
     def _roomy_if_refused(self, statement: Callable[[], T]) -> T:
         """One statement of its own (no transaction around it) that the cap refuses: after a checkpoint, once more
