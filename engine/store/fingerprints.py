@@ -63,7 +63,7 @@ class Fingerprints:
     @classmethod
     def of(cls, rows: Iterable[tuple[int, int]], byteorder: Byteorder = "little") -> Fingerprints:
         """From (key fingerprint, digest fingerprint) rows in any order."""
-        loaded = cls([array("Q") for _ in range(BUCKETS)], [array("Q") for _ in range(BUCKETS)], byteorder)
+        loaded = cls._empty(byteorder)
         loaded._add(rows)
         loaded._sort()
         return loaded
@@ -79,11 +79,16 @@ class Fingerprints:
         row = db.fetchone(f"SELECT {fp('?')}", [probe])
         if row is None or int(row[0]) & MASK != fingerprint(probe, byteorder):
             return None
-        loaded = cls([array("Q") for _ in range(BUCKETS)], [array("Q") for _ in range(BUCKETS)], byteorder)
+        loaded = cls._empty(byteorder)
         db.fetch_in_chunks(f"SELECT {fp('source_key')}, CASE WHEN {value} IS NULL THEN 0 ELSE {fp(value)} | 1 END "
                            f"FROM {table} WHERE flow = ?", [flow], CHUNK, loaded._add)
         loaded._sort()
         return loaded
+
+    @classmethod
+    def _empty(cls, byteorder: Byteorder) -> Fingerprints:
+        """Empty buckets, filled by ``_add`` then put in order by ``_sort``."""
+        return cls([array("Q") for _ in range(BUCKETS)], [array("Q") for _ in range(BUCKETS)], byteorder)
 
     def _add(self, rows: Iterable[tuple[int, int]]) -> None:
         keys, digests = self._keys, self._digests
