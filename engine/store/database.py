@@ -178,8 +178,11 @@ def memory_limit(index_entries: int = 0) -> str:
     which 64 MB holds, but DuckDB keeps the indexes it writes to (id map, parked, filtered records) in memory it
     cannot give back: measured, 24 MB failed a commit at a million links and 32 MB held, so the cap grows past 64 MB
     with the state at 16 bytes an index entry over a 24 MB base (about twice what was measured; a state of five
-    million links gets ~180 MB). Maintenance over a whole flow or table lifts it for its statements
-    (``Database.roomy``). ``$ML_CONNECTOR_DUCKDB_MEMORY`` (e.g. ``1GB``) sets another."""
+    million links gets ~180 MB). A write or checkpoint the cap refuses anyway runs again with it lifted
+    (``Database.atomically``), so the cap bounds memory and never fails a run. Lower caps do not make a first sync
+    flatter: 40 and 48 MB cut the 100k sync's peak at least as much as the million's (issue 24). Maintenance over a
+    whole flow or table lifts it for its statements (``Database.roomy``). ``$ML_CONNECTOR_DUCKDB_MEMORY`` (e.g.
+    ``1GB``) sets another."""
     configured = os.environ.get(MEMORY_ENV)
     if configured:
         return configured
