@@ -173,7 +173,7 @@ def test_a_crash_between_the_qad_post_and_the_state_write_never_books_an_order_t
                               status=500))
     errors = pair.workspace.parent / "killed-run.stderr"
     with errors.open("w") as sink:
-        process = subprocess.Popen([sys.executable, "-m", "ml_connector.cli", "run", "-w", str(pair.workspace)],
+        process = subprocess.Popen([sys.executable, "-m", "ml_connector.cli", "-vv", "run", "-w", str(pair.workspace)],
                                    cwd=REPO, env={**os.environ, **SANDBOX_ENV}, stdout=subprocess.DEVNULL,
                                    stderr=sink)
     # a loaded CI machine (two suites side by side) can take long to get there: wait while the run is alive
@@ -181,8 +181,10 @@ def test_a_crash_between_the_qad_post_and_the_state_write_never_books_an_order_t
     while pair.qad.store.peek("salesOrders", number) is None and process.poll() is None \
             and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert pair.qad.store.peek("salesOrders", number) is not None, \
-        f"not booked; the run's exit: {process.poll()}\n{errors.read_text()[-4000:]}"
+    if pair.qad.store.peek("salesOrders", number) is None:
+        failed = pair.cli("audit", "--outcome", "failed", "--json").stdout if process.poll() is not None else ""
+        raise AssertionError(f"not booked; the run's exit: {process.poll()}\n{errors.read_text()[-8000:]}\n"
+                             f"{failed[-4000:]}\nQAD's log: {pair.qad.log.summary()}")
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)
     pair.qad.faults.clear()
