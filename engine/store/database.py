@@ -228,6 +228,7 @@ class Database:
                                   f"using it ({exc})") from None
             checkpoints.recover(self.path, self._wal)
         wal_existed = self.path != ":memory:" and wal.exists()  # before connecting: DuckDB replays and removes it
+        self._roomy = 0  # ``roomy`` blocks open (nested ones too): the cap is lifted until the last one ends
         self._conn = duckdb.connect(":memory:")
         try:
             self._configure()
@@ -250,7 +251,6 @@ class Database:
         if self.path == ":memory:":
             return
         self._cap = memory_limit()
-        self._roomy = 0  # ``roomy`` blocks open (nested ones too): the cap is lifted until the last one ends
         self._conn.execute("SET memory_limit = ?", [limit or self._cap])  # a bounded cache, the rest on disk
         self._conn.execute("SET temp_directory = ?", [self.path + ".tmp"])  # where spilled work goes (as DuckDB's)
         # Every checkpoint is this class's (`_checkpoint`): DuckDB's own remove the log until the next write (a kill
@@ -347,14 +347,12 @@ class Database:
         216 MiB at a 48 MB cap)."""
         log.info("the state database %s: a checkpoint refused by the memory cap runs again with the cap lifted (%s)",
                  self.path, str(exc).splitlines()[0])
-        roomy = self._roomy
         with suppress(duckdb.Error):
             self._conn.close()
         if os.path.exists(checkpoints.copy_path(self.path)):
             checkpoints.put_back(self.path)
         self._conn = duckdb.connect(":memory:")
         self._configure(limit=ROOMY_LIMIT)  # the log's replay holds what the cap could not
-        self._roomy = roomy
         self._conn.execute("CHECKPOINT")
 
     def _fit_cap(self) -> None:
@@ -419,27 +417,23 @@ class Database:
         (a page's confirmed links must not be lost to that). The refused transaction is gone whole; the log is
         folded into the file, which lets them go, and ``work`` runs once more with the cap lifted. ``work`` holds
         state writes only (it may run twice)."""
-        with self._lock:
-            try:
-                with self.transaction():
-                    return work()
-            except duckdb.Error as exc:
-                if self.path == ":memory:" or not refused_by_the_cap(exc):
-                    raise
-                log.info("the state database %s: a write refused by the memory cap runs again after a checkpoint "
-                         "(%s)", self.path, str(exc).splitlines()[0])
-            self._checkpoint()
-            with self.roomy(), self.transaction():
+        def transacted() -> T:
+            with self.transaction():
                 return work()
 
+        with self._lock:
+            return self._roomy_if_refused(transacted)
+
     def _roomy_if_refused(self, statement: Callable[[], T]) -> T:
-        """One statement of its own (no transaction around it) that the cap refuses: after a checkpoint, once more
-        with the cap lifted (``atomically`` says why; a statement in a transaction is the transaction's to retry)."""
+        """A statement (or a whole transaction) that the cap refuses: after a checkpoint, once more with the cap
+        lifted (``atomically`` says why; a statement inside a transaction is the transaction's to retry)."""
         try:
             return statement()
         except duckdb.Error as exc:
             if self._in_transaction or self.path == ":memory:" or not refused_by_the_cap(exc):
                 raise
+            log.info("the state database %s: a write refused by the memory cap runs again after a checkpoint (%s)",
+                     self.path, str(exc).splitlines()[0])
         self._checkpoint()
         with self.roomy():
             return statement()
