@@ -71,7 +71,9 @@ class FlowDeletes:
         self.complete = True  # every record read got its key (absence is only inferred from a complete read)
         self.absence = False  # this run's read may show deletes by absence (a full read, not filtered)
         self.tracking = False
-        self.handled: set[str] = set()  # keys deleted (or planned) in this run
+        # keys deleted (or planned) in this run, for a later signal of it to skip: kept only while one may come
+        # (``tracking``), else a flag alone kept every deleted key of a first sync to its end
+        self.handled: set[str] = set()
         self.quiet_filtered: dict[str, int] = {}  # by note: keys filtered again, for the flow run's summary rows
 
     # ---- detection -------------------------------------------------------------------------------------------
@@ -201,7 +203,8 @@ class FlowDeletes:
             return
         state = self.ctx.state
         links = {k: e.target_id for k, e in state.id_maps.get_many(self.flow, keys).items()}
-        self.handled.update(keys)
+        if self.tracking:
+            self.handled.update(keys)
         never = [k for k in keys if k not in links]
         if never and read:
             self._filter(never, "deleted at the source; never linked")

@@ -110,6 +110,26 @@ def test_a_flagged_record_never_linked_is_filtered_not_created() -> None:
     assert audit(state) == [("C", None, "filter", "filtered")]
 
 
+def test_a_flag_alone_keeps_no_deleted_key_for_the_rest_of_the_run() -> None:
+    """Keys deleted in a run are kept so that a later signal of the same run (the endpoint, absence) skips them; with
+    a flag alone there is none, and a first sync of a million records kept 40,000 keys to the end (issue 24, target
+    2)."""
+    state = State(":memory:")
+    linked(state, ("A", "7"))
+    src = FakeAPI().on("GET", "/v2/things", body=page(
+        {"code": "A", "name": "a", "updated": "2026-03-01T11:00:00Z", "deleted": True},
+        {"code": "C", "name": "c", "updated": "2026-03-01T11:00:01Z", "deleted": True}))
+    config = mapping(spec("clear"))
+    context = FlowContext(run_id="r1", state=state, source=client(src, "src"), target=client(FakeAPI(), "dst"),
+                          source_entity=source(FLAG), target_entity=TARGET, mapping=CompiledMapping(config),
+                          known_flows={"things"}, now=lambda: NOW)
+    flow = FlowRun(config, context)
+
+    summary = asyncio.run(flow.execute())
+
+    assert (summary.cleared, summary.filtered, flow.deletes.handled) == (1, 1, set())
+
+
 def test_with_on_delete_ignore_a_flag_changes_nothing() -> None:
     state = State(":memory:")
     linked(state, ("A", "7"))
