@@ -7,9 +7,11 @@ and `sync/deletes.py` make. Each size runs in a child process of its own; printe
 largest size over the smallest's (for information: the benchmark's target 2 is measured on the real first sync).
 
 It takes about 2 minutes at a million links where the real first sync takes 12 to 15, so a change to the state
-(settings, schema, indexes) can be judged quickly; what it shows about the real run (2026-12-06, DuckDB 2.0.1): the
-state's work alone grew from 146 MiB at 100k to 196 MiB at 1M, as much as the whole first sync grew, with or without
-the audit table, with 122,880-row groups, without the id map's by-target index, at 32 MB, with one thread.
+(settings, schema, indexes) can be judged quickly. Its keys and payloads are made up; the same calls replayed with a
+real first sync's keys and payloads (2026-12-06, DuckDB 2.0.1, log folded at 16 MiB) grew from 146 MiB at 100k
+links to 196 MiB at 1M, as much as the whole first sync grew, with or without the audit table, with 122,880-row
+groups, without the id map's by-target index, at 32 MB, with one thread. This script itself was run at 10k and 30k
+links only so far (114 and 129 MiB).
 """
 
 from __future__ import annotations
