@@ -5,13 +5,14 @@ million), one of the things that made the run's memory grow with the source."""
 
 from __future__ import annotations
 
+import statistics
 import sys
 from collections import Counter
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ml_connector.store.fingerprints import Fingerprints, FingerprintSet, digest_fingerprint, fingerprint
+from ml_connector.store.fingerprints import GUIDE_KEYS, Fingerprints, FingerprintSet, digest_fingerprint, fingerprint
 
 
 @settings(max_examples=60, deadline=None)
@@ -81,3 +82,23 @@ def test_fingerprints_take_about_sixteen_bytes_a_link() -> None:
     sorted in one piece (in the database or here)."""
     loaded = Fingerprints.of((fingerprint(f"ITEM-{i:07d}"), 1) for i in range(200_000))
     assert 16 * 200_000 <= loaded.nbytes() < 18.5 * 200_000
+
+
+def test_a_lookup_bisects_a_few_keys_whatever_the_number_of_links() -> None:
+    """A bucket of thousands (a million links: ~3,900 a bucket) is bisected from a guide's narrow window, so a lookup
+    costs about the same at 10k or 1M links (issue 24, target 5: 1.26x before)."""
+    for links in (1_000, 10_000, 300_000):
+        loaded = Fingerprints.of((fingerprint(f"ITEM-{i:07d}"), 1) for i in range(links))
+        widths = [hi - lo for _, lo, hi in (loaded._window(fingerprint(f"ITEM-{i:07d}")) for i in range(0, links, 7))]
+        assert max(widths) <= 4 * GUIDE_KEYS, links
+        assert statistics.mean(widths) <= 2 * GUIDE_KEYS, links
+
+
+def test_a_large_map_answers_for_every_key_at_both_ends_of_every_window() -> None:
+    rows = [(f"ITEM-{i:07d}", f"h{i % 3}") for i in range(60_000)]
+    loaded = Fingerprints.of((fingerprint(key), digest_fingerprint(digest)) for key, digest in rows)
+    for key, digest in rows:
+        assert loaded.same(key, digest) and not loaded.same(key, "other")
+    assert not any(loaded.may_be_linked(f"ITEM-{i:07d}") for i in range(60_000, 80_000))
+    loaded.forget([key for key, _ in rows[::2]])
+    assert [loaded.same(key, digest) for key, digest in rows[:6]] == [False, True] * 3
