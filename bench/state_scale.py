@@ -4,7 +4,8 @@ Prints, as value / target / ratio:
   - the id-map lookup of one page of 1,000 keys at 10k, 100k and 1M links, the map written as a flow writes it (page
     by page, in the source's order): the query for a page's changed records (`get_many`, bounded by the page's key
     range), and the diff of an unchanged page (`IdMaps.diff`, fingerprints loaded once per flow run: their load time
-    is printed too); target: 1M within 1.5x of 10k; keys from all over the map are printed for information;
+    is printed too); target: 1M within 1.5x of 10k, as the median of paired ratios of the sizes measured in turn;
+    keys from all over the map are printed for information;
   - `status` and `audit` (the default listing, and by flow, run, key and outcome) at 10M audit rows; target < 1 s.
 Rows are generated with DuckDB SQL directly, in a temporary folder.
 """
@@ -16,14 +17,17 @@ import random
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from bench.stats import median_paired_ratio
 from ml_connector.store import State
 from ml_connector.store.fingerprints import Fingerprints
 
 PAGE = 1_000
+ROUNDS = 61  # per size and measure, after one warm-up round
 SIZES = (10_000, 100_000, 1_000_000)
 FLOW = "items_to_products"
 
@@ -60,37 +64,69 @@ def id_map_state(folder: Path, links: int) -> State:
 
 
 def lookups(folder: Path) -> None:
-    print(f"id-map lookup of one page of {PAGE:,} keys (median of 15)")
-    plain: dict[int, float] = {}
-    scattered: dict[int, float] = {}
-    diffed: dict[int, float] = {}
-    for links in SIZES:
-        state = id_map_state(folder, links)
+    """The sizes' states are open side by side and measured in turn, round after round (the issue's method: contenders
+    alternated, medians of paired ratios), so that a slow moment of the machine falls on every size alike: measured
+    one size after the other, 15 calls each, the 1M / 10k query ratio ranged 1.29-1.99x between runs of one commit."""
+    print(f"id-map lookup of one page of {PAGE:,} keys (the sizes in turn, {ROUNDS} rounds; medians)")
+    states = {links: id_map_state(folder, links) for links in SIZES}
+    work: dict[str, dict[int, Callable[[], Any]]] = {"query": {}, "scattered": {}, "diff": {}}
+    load: dict[int, float] = {}
+    for links, state in states.items():
         start = random.Random(links).randrange(links - PAGE)
         rows = state.db.fetchall("SELECT source_key, payload_hash FROM id_map WHERE flow = ? AND source_key IN "
                                  "(SELECT unnest(?::VARCHAR[]))",
                                  [FLOW, [f"ITEM-{i:08d}" for i in range(start, start + PAGE)]])
         page = dict(rows)  # one source page: its keys were written together
         anywhere = [f"ITEM-{i:08d}" for i in random.Random(links).sample(range(links), PAGE)]
-        plain[links] = timed(lambda: state.id_maps.get_many(FLOW, page)) * 1000  # noqa: B023
-        scattered[links] = timed(lambda: state.id_maps.get_many(FLOW, anywhere)) * 1000  # noqa: B023
         state.id_maps.FINGERPRINT_MIN = 0  # the fingerprints at every size, to compare
         started = time.perf_counter()
         loaded = Fingerprints.load(state.db, FLOW)
-        load = time.perf_counter() - started
+        load[links] = time.perf_counter() - started
         assert loaded is not None
         state.db.fingerprints.flows[FLOW] = loaded
         same, entries = state.id_maps.diff(FLOW, page)
         assert same == set(page) and entries == {}, "an unchanged page must be found unchanged"
-        diffed[links] = timed(lambda: state.id_maps.diff(FLOW, page)) * 1000  # noqa: B023
-        print(line(f"{links:>9,} links: query of a source page's keys (get_many)", plain[links], None))
-        print(line(f"{links:>9,} links: query of keys from all over the map (info)", scattered[links], None))
-        print(line(f"{links:>9,} links: diff of an unchanged page (fingerprints)", diffed[links], None))
-        print(line(f"{links:>9,} links: fingerprints load, once per flow run", load * 1000, None))
+        work["diff"][links] = partial(state.id_maps.diff, FLOW, page)
+        # the queries are measured without the fingerprints (every key asked of the database), the diff with them
+        work["query"][links] = partial(without_fingerprints, state, loaded, page)
+        work["scattered"][links] = partial(without_fingerprints, state, loaded, anywhere)
+    samples = {kind: alternated(calls) for kind, calls in work.items()}
+    for links in SIZES:
+        medians = {kind: statistics.median(by_size[links]) for kind, by_size in samples.items()}
+        print(line(f"{links:>9,} links: query of a source page's keys (get_many)", medians["query"], None))
+        print(line(f"{links:>9,} links: query of keys from all over the map (info)", medians["scattered"], None))
+        print(line(f"{links:>9,} links: diff of an unchanged page (fingerprints)", medians["diff"], None))
+        print(line(f"{links:>9,} links: fingerprints load, once per flow run", load[links] * 1000, None))
+    for state in states.values():
         state.close()
     small, large = SIZES[0], SIZES[-1]
-    print(line(f"target 5, query: {large:,} vs {small:,} links (x)", plain[large] / plain[small], 1.5, "x"))
-    print(line(f"target 5, diff: {large:,} vs {small:,} links (x)", diffed[large] / diffed[small], 1.5, "x"))
+    for kind in ("query", "diff"):
+        ratio = median_paired_ratio(samples[kind][large], samples[kind][small])
+        print(line(f"target 5, {kind}: {large:,} vs {small:,} links (x)", ratio, 1.5, "x"))
+
+
+def without_fingerprints(state: State, loaded: Fingerprints, keys: Iterable[str]) -> Any:
+    """``get_many`` as it runs before a flow's fingerprints are loaded: the database asked for every key."""
+    flows = state.db.fingerprints.flows
+    flows.pop(FLOW, None)
+    try:
+        return state.id_maps.get_many(FLOW, keys)
+    finally:
+        flows[FLOW] = loaded
+
+
+def alternated(calls: dict[int, Callable[[], Any]]) -> dict[int, list[float]]:
+    """Milliseconds of each size's call, ``ROUNDS`` rounds of every size in turn (the first round a warm-up, not
+    kept; the order rotates each round so that no size always follows the same one)."""
+    samples: dict[int, list[float]] = {links: [] for links in calls}
+    order = list(calls)
+    for round_ in range(ROUNDS + 1):
+        for links in order[round_ % len(order):] + order[:round_ % len(order)]:
+            started = time.perf_counter()
+            calls[links]()
+            if round_:
+                samples[links].append((time.perf_counter() - started) * 1000)
+    return samples
 
 
 def audit_state(folder: Path, rows: int) -> State:
