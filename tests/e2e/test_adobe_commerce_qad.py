@@ -169,6 +169,9 @@ def test_a_crash_between_the_qad_post_and_the_state_write_never_books_an_order_t
     order = _place(pair, [("10-1002", 3)])
     number = "M" + order["increment_id"][-7:]
     # QAD books the order, then its answer hangs; the run is killed before it can record anything
+    # QAD's limit off: a POST its limiter refuses inside the fault is never booked (the fault's 500 replaces the 429);
+    # that failed this test when the run reached the POST within a second of 20 calls (make test, 2026-12-07)
+    pair.qad.config["rate_per_second"] = 0
     pair.qad.faults.add(Fault(method="POST", path="/clouderp/api/erp/salesOrders", after=True, delay=60,
                               status=500))
     errors = pair.workspace.parent / "killed-run.stderr"
