@@ -32,7 +32,7 @@ SIZES = (10_000, 100_000, 1_000_000)
 FLOW = "items_to_products"
 
 
-def timed(work: Callable[[], Any], rounds: int = 15) -> float:
+def timed(work: Callable[[], Any], rounds: int) -> float:
     """Median seconds of ``rounds`` calls (after one warm-up call)."""
     work()
     samples = []
