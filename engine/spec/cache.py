@@ -3,8 +3,9 @@
 Every command loads the whole workspace: each YAML file parsed with its line map, schema-checked and its
 expressions compiled, about a second for the shipped connectors, longer than a small run's work. A file whose exact
 text (under this very engine and these schemas) loaded without a problem loads the same way again, so the second
-time only its data and line map are read back (JSON), and its expressions compile on first use. A file with any
-problem is never cached: it is checked, and reported, in full every time. The cross-file checks always run.
+time its data, line map, defaulted data and the kind of each expression are read back (JSON), with no schema
+walk, and its expressions compile on first use. A file with any problem is never cached: it is checked, and
+reported, in full every time. The cross-file checks always run.
 
 The cache lives in ``$ML_CONNECTOR_CACHE`` (``off`` turns it off), else ``$XDG_CACHE_HOME/ml-connector`` or
 ``~/.cache/ml-connector``; where it cannot be written the engine works without it.
@@ -17,11 +18,15 @@ import json
 import logging
 import os
 import tempfile
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import ml_connector
+from ml_connector.config import EXPRESSION_KINDS, ExpressionKind
+from ml_connector.spec.model import Spec
+from ml_connector.spec.problems import JsonPath
 from ml_connector.spec.schemas import SCHEMA_DIR
 from ml_connector.spec.yamlload import SourceMap, YamlLimits
 
@@ -29,6 +34,17 @@ log = logging.getLogger(__name__)
 
 ENV = "ML_CONNECTOR_CACHE"
 KEEP = 2000  # entries kept: a put beyond it removes the oldest (entries are a few KiB; edits leave old ones behind)
+
+
+@dataclass(frozen=True)
+class CachedSpec:
+    """What a file that loaded without a problem is read back as: its data and line map, its data with the
+    schema's defaults filled in, and the kind of each expression in that data by path."""
+
+    data: Any
+    source: SourceMap
+    normalised: Any
+    expressions: dict[JsonPath, ExpressionKind]
 
 
 class SpecCache:
@@ -47,28 +63,36 @@ class SpecCache:
         base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
         return cls(Path(base) / "ml-connector" / "specs")
 
-    def get(self, text: str, limits: YamlLimits) -> tuple[Any, SourceMap] | None:
-        """The data and line map of a file with exactly this text, when it loaded without a problem before
-        within the same ``limits``."""
+    def get(self, text: str, limits: YamlLimits) -> CachedSpec | None:
+        """A file with exactly this text, when it loaded without a problem before within the same ``limits``."""
         if self.directory is None:
             return None
         try:
             entry = json.loads((self.directory / _key(text, limits)).read_text(encoding="utf-8"))
             lines = {tuple(path): int(line) for path, line in entry["lines"]}
-            return entry["data"], SourceMap(lines)
+            expressions = {tuple(path): kind for path, kind in entry["expressions"]}
+            if not set(expressions.values()) <= set(EXPRESSION_KINDS):
+                raise ValueError(f"unknown expression kinds {sorted(set(expressions.values()))}")
+            return CachedSpec(entry["data"], SourceMap(lines), entry["normalised"], expressions)
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:  # unreadable or damaged: load the file instead
             log.debug("spec cache entry not used: %s", exc)
             return None
 
-    def put(self, text: str, limits: YamlLimits, data: Any, source: SourceMap) -> None:
+    def put(self, text: str, limits: YamlLimits, spec: Spec) -> None:
         """Remember a file that loaded without a problem (data that JSON cannot hold exactly is not kept)."""
         if self.directory is None:
             return
         try:
-            entry = json.dumps({"data": data, "lines": [[list(path), line] for path, line in source.lines().items()]})
-            if json.loads(entry)["data"] != data:
+            entry = json.dumps({
+                "data": spec.data,
+                "lines": [[list(path), line] for path, line in spec.source.lines().items()],
+                "normalised": spec.normalised,
+                "expressions": [[list(path), expr.kind] for path, expr in spec.expressions.items()],
+            })
+            again = json.loads(entry)
+            if again["data"] != spec.data or again["normalised"] != spec.normalised:
                 return
         except (TypeError, ValueError):
             return

@@ -16,7 +16,6 @@ from jinja2 import meta, nodes
 from jmespath import exceptions as jmespath_errors
 
 from ml_connector.config import EXPRESSION_KINDS, Expr, ExpressionKind, compile_expr
-from ml_connector.config.expr import compile_later
 from ml_connector.spec.checkutil import did_you_mean
 from ml_connector.spec.problems import JsonPath
 from ml_connector.spec.schemas import Kind
@@ -47,20 +46,12 @@ def tagged_values(kind: Kind, data: Any) -> dict[JsonPath, tuple[ExpressionKind,
     return found
 
 
-def compile_expressions(kind: Kind, data: Any, *, known_good: bool = False) -> tuple[dict[JsonPath, Expr],
-                                                                                     list[Located]]:
-    """Every tagged value of `data` compiled, and the (path, message) of each that does not compile.
-
-    ``known_good``: this very text compiled without a problem before (spec/cache.py): each expression compiles on
-    first use instead, unchecked."""
+def compile_expressions(kind: Kind, data: Any) -> tuple[dict[JsonPath, Expr], list[Located]]:
+    """Every tagged value of `data` compiled, and the (path, message) of each that does not compile."""
     compiled: dict[JsonPath, Expr] = {}
     problems: list[Located] = []
     functions = MAPPING_FUNCTIONS if kind == "mapping" else CONNECTOR_FUNCTIONS
     for path, (expression_kind, value) in tagged_values(kind, data).items():
-        if known_good:
-            if _compilable(expression_kind, value):
-                compiled[path] = compile_later(expression_kind, value)
-            continue
         expr, errors = compile_value(expression_kind, value, path, functions)
         problems += errors
         if expr is not None:

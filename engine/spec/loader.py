@@ -14,7 +14,7 @@ from ml_connector.spec.context import context_files, is_flow_or_broken
 from ml_connector.spec.model import Project, Spec, SpecKind
 from ml_connector.spec.problems import SpecError, SpecProblem, field_name, sort_problems
 from ml_connector.spec.schemas import validate_document
-from ml_connector.spec.typed import type_spec
+from ml_connector.spec.typed import retype_spec, type_spec
 from ml_connector.spec.yamlload import DEFAULT_LIMITS, YamlLimits, parse_yaml, read_spec_text
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -106,7 +106,7 @@ class _Loader:
         try:
             text = read_spec_text(path, self.limits)
             cached = self.cache.get(text, self.limits)
-            data, source = cached if cached is not None else parse_yaml(text, str(path), self.limits)
+            data, source = (cached.data, cached.source) if cached else parse_yaml(text, str(path), self.limits)
         except SpecError as error:
             self.problems += error.problems
             self.unreadable |= named_in(path, self.limits)
@@ -126,7 +126,7 @@ class _Loader:
             return None
         spec = Spec(kind, _name(kind, data, path), path, data, source)
         if cached is not None:  # this very text loaded and checked without a problem before (spec/cache.py)
-            self.problems += type_spec(spec, valid=True, known_good=True)
+            self.problems += retype_spec(spec, cached.normalised, cached.expressions)
             spec.checked_alone = kind == "connector"
         else:
             invalid = validate_document(kind, data, source, str(path))
@@ -135,7 +135,7 @@ class _Loader:
                 problems += check_connector(spec)  # a connector's own checks need no other file: cached with it
                 spec.checked_alone = True
             if not problems and not source.problems:
-                self.cache.put(text, self.limits, data, source)
+                self.cache.put(text, self.limits, spec)
             self.problems += problems
         self.specs[key] = spec
         return spec

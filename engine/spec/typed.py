@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from ml_connector.config import ConfigError, ConnectorConfig, Expr, MappingConfig, build
+from ml_connector.config import ConfigError, ConnectorConfig, Expr, ExpressionKind, MappingConfig, build
+from ml_connector.config.expr import compile_later
 from ml_connector.spec.defaults import with_defaults
 from ml_connector.spec.expressions import compile_expressions
 from ml_connector.spec.model import Spec
@@ -20,22 +21,34 @@ CONFIGS: dict[str, type[ConnectorConfig] | type[MappingConfig]] = {
 }
 
 
-def type_spec(spec: Spec, *, valid: bool, known_good: bool = False) -> list[SpecProblem]:
+def type_spec(spec: Spec, *, valid: bool) -> list[SpecProblem]:
     """Fill `spec.normalised`, `spec.expressions` and (when `valid` and all compiles) `spec.config`.
 
     Returns the problems of expressions that do not compile, or of a spec the config classes cannot model.
-    ``known_good``: the same text loaded without a problem before (spec/cache.py); expressions compile on first use.
     """
     spec.normalised = with_defaults(spec.kind, spec.data)
-    spec.expressions, errors = compile_expressions(spec.kind, spec.normalised, known_good=known_good)
+    spec.expressions, errors = compile_expressions(spec.kind, spec.normalised)
     problems = [_problem(spec, path, message) for path, message in errors]
-    if valid and not problems and spec.kind in CONFIGS:
-        try:
-            spec.config = typed_config(spec)
-        except ConfigError as exc:  # the schema accepts what the runtime cannot read: an engine bug, never silent
-            message = f"the engine cannot model this spec ({exc.message}); please report it"
-            problems.append(_problem(spec, exc.path, message))
-    return problems
+    return problems + (_configure(spec) if valid and not problems else [])
+
+
+def retype_spec(spec: Spec, normalised: Any, expressions: dict[JsonPath, ExpressionKind]) -> list[SpecProblem]:
+    """`type_spec` for a text that loaded without a problem before (spec/cache.py), from what that load found:
+    no schema walk, and each expression compiles on first use."""
+    spec.normalised = normalised
+    spec.expressions = {path: compile_later(kind, _at(normalised, path)) for path, kind in expressions.items()}
+    return _configure(spec)
+
+
+def _configure(spec: Spec) -> list[SpecProblem]:
+    if spec.kind not in CONFIGS:
+        return []
+    try:
+        spec.config = typed_config(spec)
+    except ConfigError as exc:  # the schema accepts what the runtime cannot read: an engine bug, never silent
+        message = f"the engine cannot model this spec ({exc.message}); please report it"
+        return [_problem(spec, exc.path, message)]
+    return []
 
 
 def typed_config(spec: Spec) -> ConnectorConfig | MappingConfig:
@@ -76,6 +89,12 @@ def _with_expressions(value: Any, expressions: dict[JsonPath, Expr], path: JsonP
         return {key: _with_expressions(item, expressions, (*path, key)) for key, item in value.items()}
     if isinstance(value, list):
         return [_with_expressions(item, expressions, (*path, index)) for index, item in enumerate(value)]
+    return value
+
+
+def _at(value: Any, path: JsonPath) -> Any:
+    for step in path:
+        value = value[step]
     return value
 
 
