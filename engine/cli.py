@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import json
 import os
@@ -624,5 +625,18 @@ def demo(directory: Path, force: bool) -> None:
 for _admin in (parked, watermark, repush):  # engine/commands/state_admin.py
     main.add_command(_admin)
 
-if __name__ == "__main__":
+
+
+def entry() -> None:
+    """The `ml-connector` program (console script and ``python -m``): `main`, with what it imported frozen first.
+
+    The imported modules live as long as the process: `gc.freeze` moves their objects (about 300,000) to the
+    collector's permanent generation, so no full collection of a run walks them again, nor does the interpreter's
+    exit (together 0.2-0.3 s of CPU a command). Only here: a program calling `main` in process keeps its collector.
+    """
+    gc.freeze()
     main()
+
+
+if __name__ == "__main__":
+    entry()
