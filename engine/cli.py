@@ -630,9 +630,10 @@ for _admin in (parked, watermark, repush):  # engine/commands/state_admin.py
 def entry() -> None:
     """The `ml-connector` program (console script and ``python -m``): `main`, with what it imported frozen first.
 
-    The imported modules live as long as the process: `gc.freeze` moves their objects (about 300,000) to the
+    The imported modules live as long as the process: `gc.freeze` moves their objects (about 50,000) to the
     collector's permanent generation, so no full collection of a run walks them again, nor does the interpreter's
-    exit (together 0.2-0.3 s of CPU a command). Only here: a program calling `main` in process keeps its collector.
+    exit (0.11 -> 0.01 s at every exit; 0.22 -> 0.07 s of full collections in a 10,000-write first sync).
+    Only here: a program calling `main` in process keeps its collector as it was.
     """
     gc.freeze()
     main()
