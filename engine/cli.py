@@ -626,7 +626,6 @@ for _admin in (parked, watermark, repush):  # engine/commands/state_admin.py
     main.add_command(_admin)
 
 
-
 def entry() -> None:
     """The `ml-connector` program (console script and ``python -m``): `main`, with what it imported frozen first.
 
