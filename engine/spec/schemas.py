@@ -9,13 +9,14 @@ import re
 from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
+from typing import TYPE_CHECKING, Any, Literal
 
 from ml_connector.spec.problems import JsonPath, SpecProblem, field_name, sort_problems
 from ml_connector.spec.yamlload import SourceMap
+
+if TYPE_CHECKING:  # jsonschema is imported when a document is first validated: a cached load never is (~40 ms)
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
 Kind = Literal["connector", "mapping", "integration", "workspace"]
 KINDS: tuple[Kind, ...] = ("connector", "mapping", "integration", "workspace")
@@ -51,6 +52,8 @@ def load_schema(kind: Kind) -> dict[str, Any]:
 
 @cache
 def _validator(kind: Kind) -> Draft202012Validator:
+    from jsonschema import Draft202012Validator
+
     schema = load_schema(kind)
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema)

@@ -11,12 +11,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from functools import cache
-from typing import Any
-
-from jsonschema import Draft202012Validator
+from typing import TYPE_CHECKING, Any
 
 from ml_connector.spec.problems import JsonPath
 from ml_connector.spec.schemas import Kind, load_schema
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
 
 Node = tuple[JsonPath, Mapping[str, Any], Any]
 
@@ -26,7 +27,7 @@ class SchemaWalk:
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
         self.root = schema
-        self._validator = Draft202012Validator(schema)
+        self._validator: Draft202012Validator | None = None  # made when a branch is first chosen (see `_valid`)
 
     def nodes(self, instance: Any) -> Iterator[Node]:
         """Each subschema applying to each value, a value's own nodes before those of its children.
@@ -74,6 +75,9 @@ class SchemaWalk:
                 yield from self._walk(value, schema["additionalProperties"], (*path, key))
 
     def _valid(self, instance: Any, schema: Any) -> bool:
+        if self._validator is None:  # jsonschema imported on first use: a command whose specs are cached never does
+            from jsonschema import Draft202012Validator
+            self._validator = Draft202012Validator(self.root)
         return bool(self._validator.evolve(schema=schema).is_valid(instance))
 
     def _resolve(self, ref: str) -> Any:

@@ -6,14 +6,17 @@ for the shipped connectors, more than a small run's work. The cache must never c
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 import ml_connector.spec.loader as loader
-from ml_connector.sandbox.workspace import write_workspace
+from ml_connector.sandbox.workspace import SANDBOX_ENV, write_workspace
 from ml_connector.spec import load_specs
 from ml_connector.spec.cache import ENV, SpecCache
 from ml_connector.spec.schemawalk import SchemaWalk
@@ -189,3 +192,23 @@ def test_a_file_read_back_is_typed_without_walking_its_schema_again(tmp_path: Pa
         assert {path: (e.kind, e.source) for path, e in again.expressions.items()} == \
             {path: (e.kind, e.source) for path, e in spec.expressions.items()}, name
         assert again.config == spec.config, name
+
+
+def test_a_command_whose_files_are_all_cached_never_imports_the_schema_validator(tmp_path: Path,
+                                                                                  cache_dir: Path) -> None:
+    """jsonschema (with referencing and attrs) is ~40 ms of every command's imports; with every file cached nothing
+    is validated, so nothing needs it: not the load, not the connections' clients and pools."""
+    workspace = write_copy(tmp_path / "ws")
+    load_specs([], workspace=workspace)  # fills the cache
+    code = ("import sys; import ml_connector.cli; from ml_connector.workspace import Workspace; "
+            "from ml_connector.sync.runner import Runner; "
+            f"w = Workspace.open({str(workspace)!r}); r = Runner(w.project, w.state()); "
+            "[(r.client(name), r.connection(name).unnamed_pool) for name in w.project.workspace.data['connections']]; "
+            "[r.flow_config(name) for name in w.project.flows]; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jsonschema', 'referencing')))")
+
+    finished = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, **SANDBOX_ENV})
+
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.strip() == "[]"
