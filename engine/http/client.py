@@ -47,6 +47,7 @@ from ml_connector.http.rules import (
 )
 from ml_connector.http.shared_quota import SharedPool, SharedQuotas, credential_identity
 from ml_connector.http.skips import FlowSkipped
+from ml_connector.http.tls import verified_context
 from ml_connector.http.usage import RESUMES, QuotaExhausted
 from ml_connector.http.waits import Clock, within_max_wait
 from ml_connector.transform.expressions import TemplateTree
@@ -222,7 +223,7 @@ class ConnectorClient:
                                                                    clock=clock, sleep=sleep, shared=shared(""))
         self.stats = CallStats()
         self.exhausted: str | None = None  # why no new call may start: the API's allowance is spent (http/usage.py)
-        self.http = httpx.AsyncClient(transport=transport, timeout=self.options.timeout)
+        self.http = httpx.AsyncClient(transport=transport, timeout=self.options.timeout, verify=verified_context())
         self._sleep = sleep
         self.retries = RetryPolicy(self.options, f"connection {connection.name}", self._pause)
 
