@@ -70,10 +70,10 @@ class SpecCache:
         try:
             entry = json.loads((self.directory / _key(text, limits)).read_text(encoding="utf-8"))
             lines = {tuple(path): int(line) for path, line in entry["lines"]}
-            expressions = {tuple(path): kind for path, kind in entry["expressions"]}
-            if not set(expressions.values()) <= set(EXPRESSION_KINDS):
-                raise ValueError(f"unknown expression kinds {sorted(set(expressions.values()))}")
-            return CachedSpec(entry["data"], SourceMap(lines), entry["normalised"], expressions)
+            cached = CachedSpec(entry["data"], SourceMap(lines), entry["normalised"],
+                                {tuple(path): kind for path, kind in entry["expressions"]})
+            _check(cached)
+            return cached
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:  # unreadable or damaged: load the file instead
@@ -114,6 +114,24 @@ class SpecCache:
         entries.sort(key=lambda entry: entry.stat().st_mtime_ns)
         for entry in entries[:len(entries) - KEEP]:
             Path(entry.path).unlink(missing_ok=True)
+
+
+def _check(cached: CachedSpec) -> None:
+    """ValueError unless the entry's parts fit together: its data objects, every expression of a known kind at a
+    value of the defaulted data (``retype_spec`` takes them as they are)."""
+    if not isinstance(cached.data, dict) or not isinstance(cached.normalised, dict):
+        raise ValueError("the data of a spec is an object")
+    for path, kind in cached.expressions.items():
+        if kind not in EXPRESSION_KINDS:
+            raise ValueError(f"unknown expression kind {kind!r}")
+        value: Any = cached.normalised
+        for step in path:
+            if isinstance(value, dict) and step in value:
+                value = value[step]
+            elif isinstance(value, list) and isinstance(step, int) and 0 <= step < len(value):
+                value = value[step]
+            else:
+                raise ValueError(f"no value at {list(path)}")
 
 
 def _key(text: str, limits: YamlLimits) -> str:

@@ -6,6 +6,7 @@ for the shipped connectors, more than a small run's work. The cache must never c
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -126,6 +127,30 @@ def test_a_damaged_entry_is_ignored_and_the_file_loaded(tmp_path: Path, cache_di
     first, _ = load_specs([], workspace=workspace)
     for entry in cache_dir.iterdir():
         entry.write_text('{"data": ')
+    parsed.clear()
+
+    second, problems = load_specs([], workspace=workspace)
+
+    assert problems == [] and len(parsed) == len(first.files)
+    assert {n: f.config for n, f in second.flows.items()} == {n: f.config for n, f in first.flows.items()}
+
+
+@pytest.mark.parametrize("damage", ["an expression where the data has none", "an unknown expression kind",
+                                    "defaulted data that is not an object"])
+def test_an_entry_that_does_not_fit_together_is_ignored_and_the_file_loaded(
+        tmp_path: Path, cache_dir: Path, parsed: list[str], damage: str) -> None:
+    """The entry's parts are checked against each other before use: a wrong one is a reload, never a crash."""
+    workspace = write_copy(tmp_path / "ws")
+    first, _ = load_specs([], workspace=workspace)
+    for entry in cache_dir.iterdir():
+        document = json.loads(entry.read_text())
+        if damage == "an expression where the data has none":
+            document["expressions"].append([["fields", "no such field", 3], "jmespath"])
+        elif damage == "an unknown expression kind":
+            document["expressions"].append([[], "python"])
+        else:
+            document["normalised"] = ["not", "an", "object"]
+        entry.write_text(json.dumps(document))
     parsed.clear()
 
     second, problems = load_specs([], workspace=workspace)
