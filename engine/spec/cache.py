@@ -126,12 +126,12 @@ def _check(cached: CachedSpec) -> None:
             raise ValueError(f"unknown expression kind {kind!r}")
         value: Any = cached.normalised
         for step in path:
-            if isinstance(value, dict) and step in value:
+            try:
+                if not isinstance(value, (dict, list)):
+                    raise TypeError(type(value).__name__)
                 value = value[step]
-            elif isinstance(value, list) and isinstance(step, int) and 0 <= step < len(value):
-                value = value[step]
-            else:
-                raise ValueError(f"no value at {list(path)}")
+            except (KeyError, IndexError, TypeError):
+                raise ValueError(f"no value at {list(path)}") from None
 
 
 def _key(text: str, limits: YamlLimits) -> str:
