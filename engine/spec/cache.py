@@ -127,9 +127,9 @@ def _check(cached: CachedSpec) -> None:
         value: Any = cached.normalised
         for step in path:
             try:
-                if not isinstance(value, (dict, list)):
+                if not isinstance(value, (dict, list)):  # a string or number has no parts a spec could name
                     raise TypeError(type(value).__name__)
-                value = value[step]
+                value = value[step]  # type: ignore[index]  # a str step on a list: TypeError, caught
             except (KeyError, IndexError, TypeError):
                 raise ValueError(f"no value at {list(path)}") from None
 
