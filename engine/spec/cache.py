@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 ENV = "ML_CONNECTOR_CACHE"
 KEEP = 2000  # entries kept: a put beyond it removes the oldest (1-190 KiB each, ~33 KiB on average with the shipped
-# specs, so at most ~70 MB; every engine or schema change leaves the old ones behind)
+# specs: about 70 MB when full; every engine or schema change leaves the old ones behind)
 
 
 @dataclass(frozen=True)
