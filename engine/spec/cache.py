@@ -25,6 +25,7 @@ from typing import Any
 
 import ml_connector
 from ml_connector.config import EXPRESSION_KINDS, ExpressionKind
+from ml_connector.spec.checkutil import value_at
 from ml_connector.spec.model import Spec
 from ml_connector.spec.problems import JsonPath
 from ml_connector.spec.schemas import SCHEMA_DIR
@@ -77,7 +78,7 @@ class SpecCache:
             return cached
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:  # unreadable or damaged: load the file instead
+        except (OSError, ValueError, LookupError, TypeError) as exc:  # unreadable or damaged: load the file
             log.debug("spec cache entry not used: %s", exc)
             return None
 
@@ -118,21 +119,14 @@ class SpecCache:
 
 
 def _check(cached: CachedSpec) -> None:
-    """ValueError unless the entry's parts fit together: its data objects, every expression of a known kind at a
-    value of the defaulted data (``retype_spec`` takes them as they are)."""
+    """ValueError or LookupError unless the entry's parts fit together: its data objects, every expression of a
+    known kind at a value of the defaulted data (``retype_spec`` takes them as they are)."""
     if not isinstance(cached.data, dict) or not isinstance(cached.normalised, dict):
         raise ValueError("the data of a spec is an object")
     for path, kind in cached.expressions.items():
         if kind not in EXPRESSION_KINDS:
             raise ValueError(f"unknown expression kind {kind!r}")
-        value: Any = cached.normalised
-        for step in path:
-            try:
-                if not isinstance(value, (dict, list)):  # a string or number has no parts a spec could name
-                    raise TypeError(type(value).__name__)
-                value = value[step]  # type: ignore[index]  # a str step on a list: TypeError, caught
-            except (KeyError, IndexError, TypeError):
-                raise ValueError(f"no value at {list(path)}") from None
+        value_at(cached.normalised, path)  # LookupError where the data has no such value
 
 
 def _key(text: str, limits: YamlLimits) -> str:

@@ -54,3 +54,15 @@ def get_path(data: Any, path: JsonPath) -> Any:
     for part in path:
         data = as_dict(data).get(part)
     return data
+
+
+def value_at(data: Any, path: JsonPath) -> Any:
+    """The value at `path` through dicts and lists; LookupError where there is none (a None value is a value)."""
+    for part in path:
+        if isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            data = data[part]
+            continue
+        if not isinstance(data, dict) or part not in data:
+            raise LookupError(f"no value at {list(path)}")
+        data = data[part]
+    return data

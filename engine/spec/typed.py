@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from ml_connector.config import ConfigError, ConnectorConfig, Expr, ExpressionKind, MappingConfig, build
 from ml_connector.config.expr import compile_later
+from ml_connector.spec.checkutil import value_at
 from ml_connector.spec.defaults import with_defaults
 from ml_connector.spec.expressions import compile_expressions
 from ml_connector.spec.model import Spec
@@ -36,7 +37,7 @@ def retype_spec(spec: Spec, normalised: Any, expressions: dict[JsonPath, Express
     """`type_spec` for a text that loaded without a problem before (spec/cache.py), from what that load found:
     no schema walk, and each expression compiles on first use."""
     spec.normalised = normalised
-    spec.expressions = {path: compile_later(kind, _at(normalised, path)) for path, kind in expressions.items()}
+    spec.expressions = {path: compile_later(kind, value_at(normalised, path)) for path, kind in expressions.items()}
     return _configure(spec)
 
 
@@ -89,12 +90,6 @@ def _with_expressions(value: Any, expressions: dict[JsonPath, Expr], path: JsonP
         return {key: _with_expressions(item, expressions, (*path, key)) for key, item in value.items()}
     if isinstance(value, list):
         return [_with_expressions(item, expressions, (*path, index)) for index, item in enumerate(value)]
-    return value
-
-
-def _at(value: Any, path: JsonPath) -> Any:
-    for step in path:
-        value = value[step]
     return value
 
 
